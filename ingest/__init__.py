@@ -1,0 +1,1 @@
+"""Documents in: partition with unstructured, chunk, embed, store."""

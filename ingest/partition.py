@@ -1,0 +1,106 @@
+"""Turn a file into typed blocks of text with unstructured."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lectern.errors import CorruptFileError, EmptyFileError
+
+from ingest.formats import Format
+
+# Page furniture and non-text elements carry nothing worth retrieving.
+_SKIP = {"Header", "Footer", "PageBreak", "PageNumber", "Image", "Figure", "FigureCaption"}
+_KIND = {"Title": "title", "ListItem": "list", "Table": "table", "CodeSnippet": "code"}
+_HTML_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    text: str
+    kind: str  # "title" | "text" | "list" | "table" | "code"
+    page: int | None = None
+    depth: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    title: str
+    blocks: list[Block]
+
+
+def _quiet_unstructured() -> None:
+    # unstructured phones home for analytics and prints an advert on import; neither is
+    # wanted on a server, and the network call cannot succeed on offline machines.
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("SCARF_NO_ANALYTICS", "true")
+    os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
+
+
+def _elements(path: Path, fmt: Format, pdf_strategy: str) -> list[Any]:
+    _quiet_unstructured()
+    name = str(path)
+    if fmt.name == "pdf":
+        from unstructured.partition.pdf import partition_pdf
+
+        return partition_pdf(filename=name, strategy=pdf_strategy, languages=["eng"])
+    if fmt.name == "docx":
+        from unstructured.partition.docx import partition_docx
+
+        return partition_docx(filename=name)
+    if fmt.name == "html":
+        from unstructured.partition.html import partition_html
+
+        return partition_html(filename=name)
+    if fmt.name == "markdown":
+        from unstructured.partition.md import partition_md
+
+        return partition_md(filename=name)
+    from unstructured.partition.text import partition_text
+
+    return partition_text(filename=name)
+
+
+def _html_title(path: Path) -> str | None:
+    with path.open("rb") as f:
+        m = _HTML_TITLE.search(f.read(65536))
+    if not m:
+        return None
+    from html import unescape
+
+    title = " ".join(unescape(m.group(1).decode("utf-8", "replace")).split())
+    return title or None
+
+
+def partition(path: Path, fmt: Format, pdf_strategy: str = "fast") -> Parsed:
+    try:
+        elements = _elements(path, fmt, pdf_strategy)
+    except (ValueError, TypeError, KeyError, OSError, UnicodeDecodeError) as exc:
+        raise CorruptFileError(str(path), f"cannot parse {fmt.name}: {exc}") from exc
+    except Exception as exc:  # parser libraries raise their own types (PDFSyntaxError, ...)
+        if type(exc).__module__.startswith(("pdfminer", "docx", "lxml", "pypdf", "zipfile")):
+            raise CorruptFileError(str(path), f"cannot parse {fmt.name}: {exc}") from exc
+        raise
+    blocks = []
+    for el in elements:
+        category = type(el).__name__
+        text = " ".join((el.text or "").split())
+        if category in _SKIP or not text:
+            continue
+        blocks.append(
+            Block(
+                text=text,
+                kind=_KIND.get(category, "text"),
+                page=getattr(el.metadata, "page_number", None),
+                depth=getattr(el.metadata, "category_depth", None),
+            )
+        )
+    if not blocks:
+        raise EmptyFileError(str(path), f"no extractable text in this {fmt.name} file")
+    title = (_html_title(path) if fmt.name == "html" else None) or next(
+        (b.text for b in blocks if b.kind == "title"), None
+    ) or path.stem
+    return Parsed(title=title[:300], blocks=blocks)

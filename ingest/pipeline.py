@@ -1,0 +1,162 @@
+"""Ingest files into the store: check, hash, partition, chunk, embed, replace.
+
+Each file is its own unit of work. A file that fails leaves the store exactly as it was
+(its previous version, if any, stays), and the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from lectern.errors import IngestError
+from lectern.protocols import DocumentStore, Embedder
+from lectern.settings import IngestSettings
+from lectern.types import Chunk, DocumentInfo
+
+from ingest.chunker import Chunker, Piece
+from ingest.formats import FORMATS, check_file, supported
+from ingest.partition import Block, partition
+
+Status = Literal["added", "updated", "unchanged", "duplicate", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    path: str
+    status: Status
+    document_id: str | None = None
+    chunks: int = 0
+    pages: int = 0
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class IngestReport:
+    results: list[FileResult] = field(default_factory=list)
+
+    def count(self, status: Status) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def changed(self) -> bool:
+        return any(r.status in ("added", "updated") for r in self.results)
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+
+def document_id(source: str) -> str:
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def expand(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files named, and supported files under folders named (hidden ones skipped)."""
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                rel = child.relative_to(path).parts
+                if child.is_file() and supported(child) and not any(p.startswith(".") for p in rel):
+                    yield child
+        else:
+            yield path
+
+
+class Ingestor:
+    def __init__(self, store: DocumentStore, embedder: Embedder, settings: IngestSettings) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.settings = settings
+        self._chunker: Chunker | None = None
+
+    @property
+    def chunker(self) -> Chunker:
+        if self._chunker is None:
+            self._chunker = Chunker(
+                self.embedder.count_tokens,
+                self.settings.chunk_tokens,
+                self.settings.chunk_overlap,
+                self.settings.min_section_tokens,
+            )
+        return self._chunker
+
+    def ingest_paths(
+        self, paths: Iterable[Path], on_file: Callable[[FileResult], None] | None = None
+    ) -> IngestReport:
+        report = IngestReport()
+        for path in expand(paths):
+            result = self.ingest_file(path)
+            report.results.append(result)
+            if on_file is not None:
+                on_file(result)
+        return report
+
+    def ingest_file(self, path: Path, source: str | None = None) -> FileResult:
+        """Ingest one file; `source` names it in the store (default: its absolute path)."""
+        shown = str(path)
+        try:
+            if not path.is_file():
+                raise IngestError(shown, "no such file")
+            fmt = check_file(path, int(self.settings.max_file_mb * 2**20))
+            data = path.read_bytes()
+            source = source or str(path.resolve())
+            content_hash = hashlib.sha256(data).hexdigest()
+            skip = self._unchanged_or_duplicate(shown, source, content_hash)
+            if skip is not None:
+                return skip
+            parsed = partition(path, fmt, self.settings.pdf_strategy)
+            return self._store(
+                shown, source, parsed.title, parsed.blocks, content_hash, fmt.media_type, len(data)
+            )
+        except IngestError as exc:
+            return FileResult(shown, "failed", detail=exc.reason)
+
+    def ingest_text(self, source: str, title: str, text: str) -> FileResult:
+        """Ingest text that is already extracted (paragraphs split on blank lines)."""
+        data = text.encode()
+        content_hash = hashlib.sha256(data).hexdigest()
+        skip = self._unchanged_or_duplicate(source, source, content_hash)
+        if skip is not None:
+            return skip
+        blocks = [Block(p.strip(), "text") for p in text.split("\n\n") if p.strip()]
+        if not blocks:
+            return FileResult(source, "failed", detail="text is empty")
+        return self._store(source, source, title, blocks, content_hash, "text/plain", len(data))
+
+    def _unchanged_or_duplicate(self, shown: str, source: str, content_hash: str) -> FileResult | None:
+        doc_id = document_id(source)
+        existing = self.store.get_document(doc_id)
+        if existing is not None and existing.content_hash == content_hash:
+            return FileResult(shown, "unchanged", doc_id, existing.chunk_count)
+        twin = self.store.find_by_hash(content_hash)
+        if twin is not None and twin.id != doc_id:
+            return FileResult(shown, "duplicate", twin.id, twin.chunk_count,
+                              detail=f"same content as {twin.source}")
+        return None
+
+    def _store(
+        self, shown: str, source: str, title: str, blocks: list[Block], content_hash: str,
+        media_type: str, size: int,
+    ) -> FileResult:
+        doc_id = document_id(source)
+        pieces: list[Piece] = self.chunker.split(blocks)
+        chunks = [
+            Chunk(id=-1, document_id=doc_id, text=p.text, source=source, title=title,
+                  section=p.section, page=p.page, position=i)
+            for i, p in enumerate(pieces)
+        ]
+        vectors = self.embedder.embed_passages([c.context_text for c in chunks])
+        existed = self.store.get_document(doc_id) is not None
+        info = DocumentInfo(
+            id=doc_id, source=source, title=title, content_hash=content_hash,
+            media_type=media_type, size_bytes=size, chunk_count=len(chunks),
+            ingested_at=datetime.now(UTC),
+        )
+        self.store.upsert_document(info, chunks, vectors, self.embedder.fingerprint)
+        pages = len({b.page for b in blocks if b.page is not None})
+        return FileResult(shown, "updated" if existed else "added", doc_id, len(chunks), pages)

@@ -1,0 +1,61 @@
+"""The project's errors. The API maps these classes to HTTP codes in one handler."""
+
+from __future__ import annotations
+
+
+class LecternError(Exception):
+    """Base of every error Lectern raises on purpose."""
+
+
+class ConfigError(LecternError):
+    """A setting holds a value Lectern cannot use."""
+
+
+class ModelNotFoundError(LecternError):
+    """No model could be resolved from a reference; the message lists what was tried."""
+
+    def __init__(self, ref: str, tried: list[str]) -> None:
+        self.ref = ref
+        self.tried = tried
+        lines = "\n".join(f"  - {t}" for t in tried)
+        super().__init__(f"model {ref!r} could not be found; tried:\n{lines}")
+
+
+class ChecksumMismatchError(LecternError):
+    def __init__(self, path: str, expected: str, actual: str) -> None:
+        super().__init__(f"sha256 of {path} is {actual}, expected {expected}")
+
+
+class NotReadyError(LecternError):
+    """A component was used before its warm_up()."""
+
+
+class DocumentNotFoundError(LecternError):
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"no document with id or source {key!r}")
+
+
+class IngestError(LecternError):
+    """A file could not be ingested. The rest of its batch is unaffected."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class UnsupportedFileTypeError(IngestError):
+    pass
+
+
+class EmptyFileError(IngestError):
+    pass
+
+
+class CorruptFileError(IngestError):
+    pass
+
+
+class FileTooLargeError(IngestError):
+    pass

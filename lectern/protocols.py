@@ -1,0 +1,88 @@
+"""The roles components play. Implementations satisfy these structurally."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from lectern.types import Answer, Chunk, DocumentInfo, ScoredChunk
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns text into unit-length vectors; queries and passages may be encoded apart."""
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the weights; vectors from different fingerprints never mix."""
+        ...
+
+    def warm_up(self) -> None: ...
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    def retrieve(self, query: str, top_k: int) -> list[ScoredChunk]:
+        """At most top_k chunks, best first (scores non-increasing)."""
+        ...
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    def rerank(self, query: str, chunks: Sequence[ScoredChunk], top_k: int) -> list[ScoredChunk]: ...
+
+
+@runtime_checkable
+class Generator(Protocol):
+    def generate(self, prompt: str) -> str: ...
+
+    def stream(self, prompt: str) -> Iterator[str]: ...
+
+
+@runtime_checkable
+class RewardModel(Protocol):
+    def score(self, question: str, passages: Sequence[str], answer: str) -> float: ...
+
+
+class DocumentStore(Protocol):
+    """The source of truth for documents, chunks and their vectors.
+
+    Indexes (FAISS, BM25) are derived from it and can always be rebuilt from it.
+    """
+
+    def upsert_document(
+        self, info: DocumentInfo, chunks: Sequence[Chunk], vectors: np.ndarray, encoder: str
+    ) -> list[int]:
+        """Replace everything stored for info.id in one transaction; return new chunk ids."""
+        ...
+
+    def delete_document(self, document_id: str) -> int: ...
+
+    def get_document(self, document_id: str) -> DocumentInfo | None: ...
+
+    def find_by_hash(self, content_hash: str) -> DocumentInfo | None: ...
+
+    def list_documents(self) -> list[DocumentInfo]: ...
+
+    def get_chunks(self, ids: Sequence[int]) -> list[Chunk]: ...
+
+    def all_chunks(self) -> list[Chunk]: ...
+
+    def chunk_ids(self) -> np.ndarray: ...
+
+    def vectors(self, ids: Sequence[int], encoder: str) -> np.ndarray: ...
+
+    def encoders(self) -> set[str]: ...
+
+    def chunk_count(self) -> int: ...

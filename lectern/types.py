@@ -1,0 +1,72 @@
+"""The data that flows between ingestion, retrieval, generation and the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A passage of one document, with where it came from."""
+
+    id: int
+    document_id: str
+    text: str
+    source: str
+    title: str
+    section: str | None = None
+    page: int | None = None
+    position: int = 0
+
+    @property
+    def context_text(self) -> str:
+        """The text retrievers index: the passage prefixed by its title and section.
+
+        A chunk deep inside a section rarely repeats the heading that gives it meaning
+        ("International: EUR 18,000" under "MSc Data Science > Fees"), so both the
+        embedding and BM25 see the heading path too.
+        """
+        head = self.title if not self.section or self.section == self.title else (
+            f"{self.title} > {self.section}"
+        )
+        return f"{head}\n{self.text}" if head else self.text
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredChunk:
+    chunk: Chunk
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentInfo:
+    """One ingested document as the store records it."""
+
+    id: str
+    source: str
+    title: str
+    content_hash: str
+    media_type: str
+    size_bytes: int
+    chunk_count: int
+    ingested_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    number: int
+    chunk_id: int
+    document_id: str
+    source: str
+    title: str
+    section: str | None
+    page: int | None
+    snippet: str
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    text: str
+    citations: list[Citation] = field(default_factory=list)
+    abstained: bool = False

@@ -1,0 +1,1 @@
+"""Models: resolving weights from settings, and (later) generation, LoRA, reward."""

@@ -1,0 +1,43 @@
+"""Make every model the settings name ready to load, offline where possible."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lectern.settings import Settings
+
+from model.gguf_cache import cache_folder, convert, is_converted
+from model.registry import ResolvedModel, resolve
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    role: str
+    model: ResolvedModel
+    load_from: Path  # the folder to hand to from_pretrained / SentenceTransformer
+
+
+def encoder(settings: Settings, install: bool = False) -> ResolvedModel:
+    return resolve(settings.models.encoder, allow_download=settings.models.allow_download,
+                   install=install)
+
+
+def generator(settings: Settings, install: bool = False, convert_gguf: bool = False) -> Prepared:
+    """The generator's loadable folder: a GGUF is served from its safetensors conversion."""
+    model = resolve(settings.models.generator, allow_download=settings.models.allow_download,
+                    install=install)
+    if model.file is None:
+        return Prepared("generator", model, model.folder)
+    folder = cache_folder(model, settings.model_cache_dir)
+    if not is_converted(folder):
+        folder = convert(model, settings.model_cache_dir) if convert_gguf else model.folder
+    return Prepared("generator", model, folder)
+
+
+def prepare_all(settings: Settings, install: bool = True) -> list[Prepared]:
+    enc = encoder(settings, install=install)
+    return [
+        Prepared("encoder", enc, enc.folder),
+        generator(settings, install=install, convert_gguf=True),
+    ]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -14,8 +14,12 @@ import typer
 from lectern.errors import LecternError
 from lectern.settings import Settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Lectern: answers from your own documents, with citations.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Lectern: answers from your own documents, with citations.",
+)
 documents_app = typer.Typer(no_args_is_help=True, help="List or delete ingested documents.")
 app.add_typer(documents_app, name="documents")
 
@@ -62,14 +66,16 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help="files or folders")]
     service = _service()
     service.warm_up()
     with tqdm(total=len(files), unit="file", file=sys.stderr, disable=None) as bar:
+
         def progress(result) -> None:  # noqa: ANN001
             bar.update(1)
             if result.status == "failed":
                 tqdm.write(f"error: {result.path}: {result.detail}", file=sys.stderr)
 
         report = service.ingest(files, progress)
-    summary = ", ".join(f"{report.count(s)} {s}" for s in
-                        ("added", "updated", "unchanged", "duplicate", "failed"))
+    summary = ", ".join(
+        f"{report.count(s)} {s}" for s in ("added", "updated", "unchanged", "duplicate", "failed")
+    )
     c = service.counts()
     typer.echo(f"{summary}; store: {c.documents} documents, {c.chunks} chunks")
     if report.failed:
@@ -89,7 +95,9 @@ def documents_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
 
 
 @documents_app.command("delete")
-def documents_delete(keys: Annotated[list[str], typer.Argument(help="document ids or paths")]) -> None:
+def documents_delete(
+    keys: Annotated[list[str], typer.Argument(help="document ids or paths")],
+) -> None:
     """Delete documents, their chunks and their vectors."""
     service = _service()
     for key in keys:

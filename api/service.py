@@ -8,14 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ingest.pipeline import FileResult, Ingestor, IngestReport, document_id
+from ingest.sqlite_store import SQLiteDocumentStore
 from lectern import device
 from lectern.errors import DocumentNotFoundError, NotReadyError
 from lectern.protocols import Embedder, Retriever
 from lectern.settings import Settings
 from lectern.types import DocumentInfo, ScoredChunk
-
-from ingest.pipeline import FileResult, Ingestor, IngestReport, document_id
-from ingest.sqlite_store import SQLiteDocumentStore
 from model import prepare
 from retriever.bm25 import BM25Retriever
 from retriever.dense import DenseRetriever
@@ -63,15 +62,22 @@ class Lectern:
         if self._embedder is None:
             enc = prepare.encoder(self.settings)
             self._embedder = SentenceTransformerEmbedder(
-                enc.folder, enc.fingerprint, device=plan.device,
+                enc.folder,
+                enc.fingerprint,
+                device=plan.device,
                 batch_size=self.settings.ingest.embed_batch_size,
             )
         self.embedder.warm_up()
         r = self.settings.retrieval
         self._index = FaissIndex(
-            self.embedder.dimension, self.embedder.fingerprint, r.index_type,
-            hnsw_m=r.hnsw_m, hnsw_ef_search=r.hnsw_ef_search, ivf_nlist=r.ivf_nlist,
-            ivf_nprobe=r.ivf_nprobe, use_gpu=plan.faiss_gpu,
+            self.embedder.dimension,
+            self.embedder.fingerprint,
+            r.index_type,
+            hnsw_m=r.hnsw_m,
+            hnsw_ef_search=r.hnsw_ef_search,
+            ivf_nlist=r.ivf_nlist,
+            ivf_nprobe=r.ivf_nprobe,
+            use_gpu=plan.faiss_gpu,
         )
         self._index.load(self.settings.index_dir)
         self._bm25 = BM25Retriever(self.store)
@@ -81,7 +87,8 @@ class Lectern:
             "bm25": self._bm25,
             "hybrid": HybridRetriever(
                 [(self._bm25, r.bm25_weight), (dense, r.dense_weight)],
-                rrf_k=r.rrf_k, candidates=r.candidates,
+                rrf_k=r.rrf_k,
+                candidates=r.candidates,
             ),
         }
         self.refresh()
@@ -94,8 +101,9 @@ class Lectern:
             missing = self.store.ids_without_vectors(self.embedder.fingerprint)
             if len(missing):  # chunks written by another encoder: embed them for this one
                 texts = [c.context_text for c in self.store.get_chunks(missing.tolist())]
-                self.store.add_vectors(missing, self.embedder.embed_passages(texts),
-                                       self.embedder.fingerprint)
+                self.store.add_vectors(
+                    missing, self.embedder.embed_passages(texts), self.embedder.fingerprint
+                )
             added, removed = self._index.sync(self.store)
             if added or removed or not (self.settings.index_dir / "vectors.faiss").exists():
                 self._index.save(self.settings.index_dir)
@@ -131,7 +139,9 @@ class Lectern:
     def documents(self) -> list[DocumentInfo]:
         return self.store.list_documents()
 
-    def search(self, query: str, top_k: int | None = None, mode: Mode = "hybrid") -> list[ScoredChunk]:
+    def search(
+        self, query: str, top_k: int | None = None, mode: Mode = "hybrid"
+    ) -> list[ScoredChunk]:
         self.warm_up()
         if mode not in self._retrievers:
             raise ValueError(f"unknown search mode {mode!r}; use hybrid, dense or bm25")

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lectern.errors import CorruptFileError, EmptyFileError
-
 from ingest.formats import Format
+from lectern.errors import CorruptFileError, EmptyFileError
 
 # Page furniture and non-text elements carry nothing worth retrieving.
 _SKIP = {"Header", "Footer", "PageBreak", "PageNumber", "Image", "Figure", "FigureCaption"}
@@ -100,7 +99,9 @@ def partition(path: Path, fmt: Format, pdf_strategy: str = "fast") -> Parsed:
         )
     if not blocks:
         raise EmptyFileError(str(path), f"no extractable text in this {fmt.name} file")
-    title = (_html_title(path) if fmt.name == "html" else None) or next(
-        (b.text for b in blocks if b.kind == "title"), None
-    ) or path.stem
+    title = (
+        (_html_title(path) if fmt.name == "html" else None)
+        or next((b.text for b in blocks if b.kind == "title"), None)
+        or path.stem
+    )
     return Parsed(title=title[:300], blocks=blocks)

@@ -13,14 +13,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from ingest.chunker import Chunker, Piece
+from ingest.formats import check_file, supported
+from ingest.partition import Block, partition
 from lectern.errors import IngestError
 from lectern.protocols import DocumentStore, Embedder
 from lectern.settings import IngestSettings
 from lectern.types import Chunk, DocumentInfo
-
-from ingest.chunker import Chunker, Piece
-from ingest.formats import FORMATS, check_file, supported
-from ingest.partition import Block, partition
 
 Status = Literal["added", "updated", "unchanged", "duplicate", "failed"]
 
@@ -128,33 +127,59 @@ class Ingestor:
             return FileResult(source, "failed", detail="text is empty")
         return self._store(source, source, title, blocks, content_hash, "text/plain", len(data))
 
-    def _unchanged_or_duplicate(self, shown: str, source: str, content_hash: str) -> FileResult | None:
+    def _unchanged_or_duplicate(
+        self, shown: str, source: str, content_hash: str
+    ) -> FileResult | None:
         doc_id = document_id(source)
         existing = self.store.get_document(doc_id)
         if existing is not None and existing.content_hash == content_hash:
             return FileResult(shown, "unchanged", doc_id, existing.chunk_count)
         twin = self.store.find_by_hash(content_hash)
         if twin is not None and twin.id != doc_id:
-            return FileResult(shown, "duplicate", twin.id, twin.chunk_count,
-                              detail=f"same content as {twin.source}")
+            return FileResult(
+                shown,
+                "duplicate",
+                twin.id,
+                twin.chunk_count,
+                detail=f"same content as {twin.source}",
+            )
         return None
 
     def _store(
-        self, shown: str, source: str, title: str, blocks: list[Block], content_hash: str,
-        media_type: str, size: int,
+        self,
+        shown: str,
+        source: str,
+        title: str,
+        blocks: list[Block],
+        content_hash: str,
+        media_type: str,
+        size: int,
     ) -> FileResult:
         doc_id = document_id(source)
         pieces: list[Piece] = self.chunker.split(blocks)
         chunks = [
-            Chunk(id=-1, document_id=doc_id, text=p.text, source=source, title=title,
-                  section=p.section, page=p.page, position=i)
+            Chunk(
+                id=-1,
+                document_id=doc_id,
+                text=p.text,
+                source=source,
+                title=title,
+                section=p.section,
+                page=p.page,
+                position=i,
+            )
             for i, p in enumerate(pieces)
         ]
         vectors = self.embedder.embed_passages([c.context_text for c in chunks])
         existed = self.store.get_document(doc_id) is not None
         info = DocumentInfo(
-            id=doc_id, source=source, title=title, content_hash=content_hash,
-            media_type=media_type, size_bytes=size, chunk_count=len(chunks),
+            id=doc_id,
+            source=source,
+            title=title,
+            content_hash=content_hash,
+            media_type=media_type,
+            size_bytes=size,
+            chunk_count=len(chunks),
             ingested_at=datetime.now(UTC),
         )
         self.store.upsert_document(info, chunks, vectors, self.embedder.fingerprint)

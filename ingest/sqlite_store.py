@@ -96,8 +96,16 @@ class SQLiteDocumentStore:
                 db.execute("DELETE FROM documents WHERE id = ?", (info.id,))
                 db.execute(
                     "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (info.id, info.source, info.title, info.content_hash, info.media_type,
-                     info.size_bytes, len(chunks), info.ingested_at.isoformat()),
+                    (
+                        info.id,
+                        info.source,
+                        info.title,
+                        info.content_hash,
+                        info.media_type,
+                        info.size_bytes,
+                        len(chunks),
+                        info.ingested_at.isoformat(),
+                    ),
                 )
                 ids = []
                 for chunk, vector in zip(chunks, blobs, strict=True):
@@ -132,9 +140,7 @@ class SQLiteDocumentStore:
 
     def find_by_source(self, source: str) -> DocumentInfo | None:
         with self._lock:
-            row = self.db.execute(
-                "SELECT * FROM documents WHERE source = ?", (source,)
-            ).fetchone()
+            row = self.db.execute("SELECT * FROM documents WHERE source = ?", (source,)).fetchone()
         return _info(row) if row else None
 
     def find_by_hash(self, content_hash: str) -> DocumentInfo | None:
@@ -181,11 +187,14 @@ class SQLiteDocumentStore:
         found: dict[int, bytes] = {}
         with self._lock:
             for start in range(0, len(wanted), 900):  # SQLite's bound-parameter limit
-                part = wanted[start:start + 900]
-                found.update(self.db.execute(
-                    f"SELECT chunk_id, vector FROM vectors WHERE encoder = ? AND chunk_id IN "
-                    f"({','.join('?' * len(part))})", [encoder, *part],
-                ).fetchall())
+                part = wanted[start : start + 900]
+                found.update(
+                    self.db.execute(
+                        f"SELECT chunk_id, vector FROM vectors WHERE encoder = ? AND chunk_id IN "
+                        f"({','.join('?' * len(part))})",
+                        [encoder, *part],
+                    ).fetchall()
+                )
         missing = [i for i in wanted if i not in found]
         if missing:
             raise KeyError(f"{len(missing)} chunks have no {encoder} vector, e.g. {missing[:5]}")

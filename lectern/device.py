@@ -58,7 +58,8 @@ def _cpu_has_bf16() -> bool:
     # Native bf16 matmuls (AVX512-BF16 / AMX) make bf16 about twice as fast as fp32 on
     # CPU; without them bf16 is emulated and slower, so fp32 is the better default.
     try:
-        flags = open("/proc/cpuinfo").read()
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
@@ -73,9 +74,7 @@ def plan(
         raise ConfigError("models.device is 'cuda' but no CUDA device is visible")
     use_cuda = caps.cuda_devices > 0 and device != "cpu"
     if use_cuda:
-        chosen: DType = dtype if dtype != "auto" else (
-            "bfloat16" if caps.cuda_bf16 else "float16"
-        )
+        chosen: DType = dtype if dtype != "auto" else ("bfloat16" if caps.cuda_bf16 else "float16")
         return DevicePlan(
             device="cuda",
             dtype=chosen,
@@ -85,9 +84,7 @@ def plan(
         )
     if dtype == "float16":
         raise ConfigError("models.dtype 'float16' is not supported on CPU; use bfloat16")
-    cpu_dtype: DType = dtype if dtype != "auto" else (
-        "bfloat16" if caps.cpu_bf16 else "float32"
-    )
+    cpu_dtype: DType = dtype if dtype != "auto" else ("bfloat16" if caps.cpu_bf16 else "float32")
     return DevicePlan(
         device="cpu",
         dtype=cpu_dtype,

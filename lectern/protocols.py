@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from lectern.types import Answer, Chunk, DocumentInfo, ScoredChunk
+from lectern.types import Chunk, DocumentInfo, ScoredChunk
 
 
 @runtime_checkable
@@ -40,7 +40,9 @@ class Retriever(Protocol):
 
 @runtime_checkable
 class Reranker(Protocol):
-    def rerank(self, query: str, chunks: Sequence[ScoredChunk], top_k: int) -> list[ScoredChunk]: ...
+    def rerank(
+        self, query: str, chunks: Sequence[ScoredChunk], top_k: int
+    ) -> list[ScoredChunk]: ...
 
 
 @runtime_checkable

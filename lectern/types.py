@@ -27,8 +27,10 @@ class Chunk:
         ("International: EUR 18,000" under "MSc Data Science > Fees"), so both the
         embedding and BM25 see the heading path too.
         """
-        head = self.title if not self.section or self.section == self.title else (
-            f"{self.title} > {self.section}"
+        head = (
+            self.title
+            if not self.section or self.section == self.title
+            else (f"{self.title} > {self.section}")
         )
         return f"{head}\n{self.text}" if head else self.text
 

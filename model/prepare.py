@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lectern.settings import Settings
-
 from model.gguf_cache import cache_folder, convert, is_converted
 from model.registry import ResolvedModel, resolve
 
@@ -19,14 +18,16 @@ class Prepared:
 
 
 def encoder(settings: Settings, install: bool = False) -> ResolvedModel:
-    return resolve(settings.models.encoder, allow_download=settings.models.allow_download,
-                   install=install)
+    return resolve(
+        settings.models.encoder, allow_download=settings.models.allow_download, install=install
+    )
 
 
 def generator(settings: Settings, install: bool = False, convert_gguf: bool = False) -> Prepared:
     """The generator's loadable folder: a GGUF is served from its safetensors conversion."""
-    model = resolve(settings.models.generator, allow_download=settings.models.allow_download,
-                    install=install)
+    model = resolve(
+        settings.models.generator, allow_download=settings.models.allow_download, install=install
+    )
     if model.file is None:
         return Prepared("generator", model, model.folder)
     folder = cache_folder(model, settings.model_cache_dir)

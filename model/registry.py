@@ -94,8 +94,9 @@ def _resolve_pypi(ref: str, pin: PypiRef, install: bool) -> ResolvedModel:
         dist = None
         tried.append(f"registry package {pin.requirement}: not installed")
     if dist is not None and dist.version != pin.version:
-        tried.append(f"registry package {pin.dist}: version {dist.version} installed, "
-                     f"{pin.version} pinned")
+        tried.append(
+            f"registry package {pin.dist}: version {dist.version} installed, {pin.version} pinned"
+        )
         dist = None
     if dist is None:
         if not install:

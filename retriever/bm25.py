@@ -60,8 +60,13 @@ class BM25Retriever:
         if index is None or top_k < 1:
             return []
         vocab = tok.get_vocab_dict()
-        terms = [t for t in tok.tokenize([query], update_vocab=False, return_as="string",
-                                          show_progress=False)[0] if t in vocab]
+        terms = [
+            t
+            for t in tok.tokenize(
+                [query], update_vocab=False, return_as="string", show_progress=False
+            )[0]
+            if t in vocab
+        ]
         if not terms:
             return []
         scores = index.get_scores(terms)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from lectern.protocols import DocumentStore, Embedder
 from lectern.types import ScoredChunk
-
 from retriever.faiss_index import FaissIndex
 
 

@@ -43,7 +43,9 @@ class SentenceTransformerEmbedder:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        self._model = SentenceTransformer(str(self.folder), device=self.device, local_files_only=True)
+        self._model = SentenceTransformer(
+            str(self.folder), device=self.device, local_files_only=True
+        )
 
     @property
     def model(self):  # noqa: ANN201 - SentenceTransformer, imported lazily
@@ -55,7 +57,10 @@ class SentenceTransformerEmbedder:
     def dimension(self) -> int:
         model = self.model
         # sentence-transformers 5 renamed the method; older releases only have the old name.
-        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        get = (
+            getattr(model, "get_embedding_dimension", None)
+            or model.get_sentence_embedding_dimension
+        )
         return int(get())
 
     @property

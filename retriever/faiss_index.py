@@ -61,8 +61,12 @@ class FaissIndex:
         return self._ids
 
     def _meta(self) -> dict:
-        return {"dimension": self.dimension, "encoder": self.encoder, "kind": self.kind,
-                "count": len(self._ids)}
+        return {
+            "dimension": self.dimension,
+            "encoder": self.encoder,
+            "kind": self.kind,
+            "count": len(self._ids),
+        }
 
     def _new_index(self, vectors: np.ndarray):  # noqa: ANN202 - a faiss.Index
         import faiss
@@ -126,7 +130,9 @@ class FaissIndex:
             if len(stale):
                 self._index.remove_ids(stale)
             if len(new):
-                self._index.add_with_ids(self._check(store.vectors(new, self.encoder), len(new)), new)
+                self._index.add_with_ids(
+                    self._check(store.vectors(new, self.encoder), len(new)), new
+                )
             self._ids = want
             return len(new), len(stale)
 
@@ -148,7 +154,11 @@ class FaissIndex:
         with self._lock:
             if self._index is None:
                 return
-            index = faiss.index_gpu_to_cpu(self._index) if self.use_gpu and self.kind != "hnsw" else self._index
+            index = (
+                faiss.index_gpu_to_cpu(self._index)
+                if self.use_gpu and self.kind != "hnsw"
+                else self._index
+            )
             _atomic_write(folder / _INDEX_FILE, faiss.serialize_index(index).tobytes())
             # The meta file is written last and names the count, so a reader can tell an
             # index file from a previous save that the meta does not describe.
@@ -163,7 +173,9 @@ class FaissIndex:
             return False
         meta = json.loads(meta_file.read_text())
         if {k: meta.get(k) for k in ("dimension", "encoder", "kind")} != {
-            "dimension": self.dimension, "encoder": self.encoder, "kind": self.kind
+            "dimension": self.dimension,
+            "encoder": self.encoder,
+            "kind": self.kind,
         }:
             return False
         index = faiss.deserialize_index(np.frombuffer(index_file.read_bytes(), dtype=np.uint8))
@@ -184,7 +196,8 @@ def _stored_ids(index) -> np.ndarray:  # noqa: ANN001
     invlists = faiss.extract_index_ivf(index).invlists
     parts = [
         faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
-        for i in range(invlists.nlist) if invlists.list_size(i)
+        for i in range(invlists.nlist)
+        if invlists.list_size(i)
     ]
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
 

@@ -42,7 +42,7 @@ QUERIES = HERE / "queries.jsonl"
 PDF_PATH = CORPUS / "pdf" / "tuition-fees-and-deadlines-2026-27.pdf"
 DOCX_PATH = CORPUS / "docx" / "academic-regulations-2026-27.docx"
 
-FIXED_DATE = dt.datetime(2026, 1, 5, 9, 0, 0, tzinfo=dt.timezone.utc)
+FIXED_DATE = dt.datetime(2026, 1, 5, 9, 0, 0, tzinfo=dt.UTC)
 ZIP_DATE = (2026, 1, 5, 9, 0, 0)
 
 NOTICE = "Fictional sample content for the Lectern demo — Fenmoor University does not exist."

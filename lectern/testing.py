@@ -1,0 +1,75 @@
+"""Fakes for tests and benchmarks: deterministic, dependency-free stand-ins for models."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+_WORD = re.compile(r"\w+")
+
+
+def word_count(text: str) -> int:
+    """A token counter that needs no tokenizer: one token per word."""
+    return len(_WORD.findall(text))
+
+
+class HashEmbedder:
+    """Bag-of-words vectors by feature hashing: texts sharing words are near each other.
+
+    Good enough to test ranking logic end to end without loading a neural encoder.
+    """
+
+    def __init__(self, dimension: int = 64, fingerprint: str = "hash-embedder") -> None:
+        if dimension < 2:
+            raise ValueError(f"dimension must be at least 2, got {dimension}")
+        self._dimension = dimension
+        self._fingerprint = fingerprint
+        self.calls = 0
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def warm_up(self) -> None:
+        pass
+
+    def count_tokens(self, text: str) -> int:
+        return word_count(text)
+
+    def _vector(self, text: str) -> np.ndarray:
+        v = np.zeros(self._dimension, dtype=np.float32)
+        for word in _WORD.findall(text.lower()):
+            h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+            v[h % self._dimension] += 1.0 if (h >> 32) & 1 else -1.0
+        norm = np.linalg.norm(v)
+        if norm == 0:
+            v[0] = 1.0
+            return v
+        return v / norm
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        if not texts:
+            return np.zeros((0, self._dimension), dtype=np.float32)
+        return np.stack([self._vector(t) for t in texts])
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._vector(text)
+
+
+class EchoGenerator:
+    """Returns the prompt's last line; streams it word by word."""
+
+    def generate(self, prompt: str) -> str:
+        return prompt.strip().splitlines()[-1] if prompt.strip() else ""
+
+    def stream(self, prompt: str) -> Iterator[str]:
+        for word in self.generate(prompt).split(" "):
+            yield word + " "

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("SCARF_NO_ANALYTICS", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
+
+from lectern.settings import IngestSettings, Settings
+from lectern.testing import HashEmbedder
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples" / "corpus"
+SHARED = ROOT.parent / "shared" / "data"
+# Converted models outlive one test run: the GGUF conversion takes half a minute.
+MODEL_CACHE = ROOT / ".cache" / "test-models"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        ingest=IngestSettings(chunk_tokens=64, chunk_overlap=8, min_section_tokens=8),
+    )
+
+
+@pytest.fixture
+def embedder() -> HashEmbedder:
+    return HashEmbedder(dimension=64)
+
+
+@pytest.fixture
+def service(settings: Settings, embedder: HashEmbedder):
+    from api.service import Lectern
+
+    svc = Lectern(settings, embedder=embedder)
+    svc.warm_up()
+    yield svc
+    svc.store.close()
+
+
+def write_docx(path: Path, heading: str, paragraphs: list[str]) -> Path:
+    import docx
+
+    d = docx.Document()
+    d.add_heading(heading, level=1)
+    for p in paragraphs:
+        d.add_paragraph(p)
+    d.save(str(path))
+    return path
+
+
+def write_pdf(path: Path, pages: list[tuple[str, str]]) -> Path:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    for heading, body in pages:
+        pdf.add_page()
+        pdf.set_font("Helvetica", "B", 18)
+        pdf.cell(0, 12, heading, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", size=11)
+        pdf.multi_cell(0, 6, body)
+    pdf.output(str(path))
+    return path

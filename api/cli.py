@@ -125,13 +125,41 @@ def search(
 
 
 @app.command()
-def demo(corpus: Annotated[Path, typer.Option(help="folder to ingest")] = SAMPLE_CORPUS) -> None:
-    """Prepare the models, ingest the sample corpus and run sample searches."""
+def serve(
+    host: Annotated[str | None, typer.Option(help="default: settings.api.host")] = None,
+    port: Annotated[int | None, typer.Option(help="default: settings.api.port")] = None,
+) -> None:
+    """Serve the REST API, the chat widget demo page (/) and the admin page (/admin)."""
+    import logging
+
+    import uvicorn
+
+    from api.app import create_app
+    from api.security import admin_token
+
+    settings = Settings()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    host, port = host or settings.api.host, port or settings.api.port
+    token_file = settings.data_dir / "admin-token"
+    admin_token(settings.api.admin_token, settings.data_dir)
+    where = "LECTERN_API__ADMIN_TOKEN" if settings.api.admin_token else token_file
+    typer.echo(f"Lectern on http://{host}:{port}  (admin: /admin, token in {where})")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command()
+def demo(
+    corpus: Annotated[Path, typer.Option(help="folder to ingest")] = SAMPLE_CORPUS,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
+) -> None:
+    """Prepare the models, ingest the sample corpus, search it, then serve it."""
     models(install=True)
     ingest([corpus])
     for q in SAMPLE_QUERIES:
         typer.echo(f"\n$ lectern search {q!r} --top-k 3")
         search(q, top_k=3, mode="hybrid")
+    if serve_after:
+        serve()
 
 
 def main() -> None:

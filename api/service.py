@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from ingest.pipeline import FileResult, Ingestor, IngestReport, document_id
 from ingest.sqlite_store import SQLiteDocumentStore
 from lectern import device
-from lectern.errors import DocumentNotFoundError, NotReadyError
-from lectern.protocols import Embedder, Retriever
+from lectern.errors import DocumentNotFoundError, InvalidRequestError, NotReadyError
+from lectern.protocols import Embedder, Generator, Retriever
 from lectern.settings import Settings
-from lectern.types import DocumentInfo, ScoredChunk
+from lectern.types import Answer, Chunk, DocumentInfo, ScoredChunk
 from model import prepare
+from model.answer import IDK, assemble, build_messages
+from model.context import compress
 from retriever.bm25 import BM25Retriever
 from retriever.dense import DenseRetriever
 from retriever.embedder import SentenceTransformerEmbedder
@@ -23,6 +26,34 @@ from retriever.faiss_index import FaissIndex
 from retriever.hybrid import HybridRetriever
 
 Mode = Literal["hybrid", "dense", "bm25"]
+
+
+@dataclass(slots=True)
+class Timings:
+    retrieve_ms: float = 0.0
+    rerank_ms: float = 0.0  # no reranker in the pipeline yet
+    generate_ms: float = 0.0
+    total_ms: float = 0.0
+    first_token_ms: float | None = None
+
+
+@dataclass(slots=True)
+class AskResult:
+    answer: Answer
+    passages: list[Chunk]
+    timings: Timings = field(default_factory=Timings)
+
+
+def _safe_name(filename: str) -> str:
+    name = Path(filename.replace("\\", "/")).name.strip()
+    name = "".join(ch if ch.isalnum() or ch in "._- " else "_" for ch in name).strip(" .")
+    if not name:
+        raise InvalidRequestError(f"unusable file name {filename!r}")
+    return name[:200]
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +71,17 @@ class Lectern:
     Cheap to construct; `warm_up()` loads the encoder and the indexes (idempotent).
     """
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder | None = None,
+        generator: Generator | None = None,
+    ) -> None:
         self.settings = settings
         self.store = SQLiteDocumentStore(settings.store_path)
         self._embedder = embedder
+        self._generator = generator
+        self._generator_ready = False
         self._index: FaissIndex | None = None
         self._bm25: BM25Retriever | None = None
         self._retrievers: dict[Mode, Retriever] = {}
@@ -93,6 +131,80 @@ class Lectern:
         }
         self.refresh()
 
+    def warm_up_generator(self) -> None:
+        """Load the generator (converting a GGUF once if needed); idempotent."""
+        if self._generator_ready:
+            return
+        if self._generator is None:
+            from model.generator import Sampling, TransformersGenerator
+
+            g = self.settings.generation
+            plan = device.plan(
+                device.probe(), self.settings.models.device, self.settings.models.dtype
+            )
+            prepared = prepare.generator(self.settings, convert_gguf=True)
+            self._generator = TransformersGenerator(
+                prepared.load_from,
+                plan,
+                Sampling(
+                    g.max_new_tokens, g.do_sample, g.temperature, g.top_p, g.repetition_penalty
+                ),
+                max_input_tokens=g.max_input_tokens,
+            )
+        self._generator.warm_up()
+        self._generator_ready = True
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._retrievers) and self._generator_ready
+
+    def require_ready(self) -> None:
+        if not self.ready:
+            raise NotReadyError("the models are still loading; retry shortly")
+
+    @property
+    def generator(self) -> Generator:
+        if not self._generator_ready or self._generator is None:
+            raise NotReadyError("generator used before warm_up_generator()")
+        return self._generator
+
+    def _passages(self, question: str, top_k: int | None, timings: Timings) -> list[Chunk]:
+        start = time.perf_counter()
+        hits = self.search(question, top_k or self.settings.generation.passages)
+        timings.retrieve_ms = _ms(start)
+        return [h.chunk for h in hits]
+
+    def ask(self, question: str, top_k: int | None = None) -> AskResult:
+        """Answer from the top passages, citing them; abstain when there is nothing to cite."""
+        events = list(self.ask_stream(question, top_k))
+        return events[-1][1]
+
+    def ask_stream(
+        self, question: str, top_k: int | None = None
+    ) -> Iterator[tuple[str, str | AskResult]]:
+        """("token", text) pieces as they are generated, then ("answer", AskResult)."""
+        start = time.perf_counter()
+        timings = Timings()
+        passages = self._passages(question, top_k, timings)
+        if not passages:  # nothing retrieved: no model call, an honest abstention
+            timings.total_ms = _ms(start)
+            yield "answer", AskResult(Answer(IDK, [], True), [], timings)
+            return
+        generator = self.generator
+        g = self.settings.generation
+        context = compress(question, passages, self.embedder, g.context_tokens)
+        gen_start = time.perf_counter()
+        pieces: list[str] = []
+        for piece in generator.stream(build_messages(question, context.passages)):
+            if timings.first_token_ms is None:
+                timings.first_token_ms = _ms(start)
+            pieces.append(piece)
+            yield "token", piece
+        timings.generate_ms = _ms(gen_start)
+        answer = assemble("".join(pieces), context.passages, g.min_support, context.best)
+        timings.total_ms = _ms(start)
+        yield "answer", AskResult(answer, context.passages, timings)
+
     def refresh(self) -> None:
         """Bring the indexes in line with the store (after writes, or a crash)."""
         if self._index is None or self._bm25 is None:
@@ -129,12 +241,51 @@ class Lectern:
                 return info
         raise DocumentNotFoundError(key)
 
+    def ingest_upload(self, filename: str, data: bytes) -> FileResult:
+        """Keep an uploaded file under the data dir and ingest it from there.
+
+        Uploading a file of the same name again replaces the earlier document.
+        """
+        self.warm_up()
+        safe = _safe_name(filename)
+        folder = self.settings.upload_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / safe
+        tmp = folder / f".{safe}.part"
+        tmp.write_bytes(data)
+        previous = path.read_bytes() if path.exists() else None
+        tmp.replace(path)
+        result = self.ingestor().ingest_file(path)
+        if result.status in ("failed", "duplicate"):
+            # Nothing new was stored, so the file must not stay either.
+            if previous is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_bytes(previous)
+        if result.status in ("added", "updated"):
+            self.refresh()
+        return FileResult(
+            safe, result.status, result.document_id, result.chunks, result.pages, result.detail
+        )
+
     def delete(self, key: str) -> DocumentInfo:
         self.warm_up()
         info = self.resolve_document(key)
         self.store.delete_document(info.id)
         self.refresh()
+        source = Path(info.source)
+        if source.parent == self.settings.upload_dir.resolve():
+            source.unlink(missing_ok=True)  # an upload has no other copy to keep
         return info
+
+    def document_file(self, document_id: str) -> tuple[DocumentInfo, Path]:
+        info = self.store.get_document(document_id)
+        if info is None:
+            raise DocumentNotFoundError(document_id)
+        path = Path(info.source)
+        if not path.is_file():
+            raise DocumentNotFoundError(f"{document_id} (its file {info.source} is gone)")
+        return info, path
 
     def documents(self) -> list[DocumentInfo]:
         return self.store.list_documents()

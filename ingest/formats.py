@@ -39,14 +39,21 @@ def supported(path: Path) -> bool:
     return path.suffix.lower() in FORMATS
 
 
-def check_file(path: Path, max_bytes: int) -> Format:
-    """Return the file's format, or raise the IngestError that says what is wrong with it."""
-    fmt = FORMATS.get(path.suffix.lower())
+def format_of(name: str) -> Format:
+    """The format a file name's suffix says, or UnsupportedFileTypeError."""
+    suffix = Path(name).suffix.lower()
+    fmt = FORMATS.get(suffix)
     if fmt is None:
         known = ", ".join(sorted(FORMATS))
         raise UnsupportedFileTypeError(
-            str(path), f"unsupported file type {path.suffix or '(none)'!r}; supported: {known}"
+            name, f"unsupported file type {suffix or '(none)'!r}; supported: {known}"
         )
+    return fmt
+
+
+def check_file(path: Path, max_bytes: int) -> Format:
+    """Return the file's format, or raise the IngestError that says what is wrong with it."""
+    fmt = format_of(str(path))
     size = path.stat().st_size
     if size == 0:
         raise EmptyFileError(str(path), "file is empty")

@@ -30,6 +30,20 @@ class NotReadyError(LecternError):
     """A component was used before its warm_up()."""
 
 
+class UnauthorizedError(LecternError):
+    """A missing or wrong admin token."""
+
+
+class RateLimitedError(LecternError):
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"too many requests; retry in {retry_after:.0f} s")
+
+
+class InvalidRequestError(LecternError):
+    """A request outside a limit the API sets (too many files, ...)."""
+
+
 class DocumentNotFoundError(LecternError):
     def __init__(self, key: str) -> None:
         self.key = key

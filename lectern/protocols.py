@@ -45,11 +45,20 @@ class Reranker(Protocol):
     ) -> list[ScoredChunk]: ...
 
 
+Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": ...}
+
+
 @runtime_checkable
 class Generator(Protocol):
-    def generate(self, prompt: str) -> str: ...
+    """A chat model: a list of messages in, the assistant's reply out."""
 
-    def stream(self, prompt: str) -> Iterator[str]: ...
+    def warm_up(self) -> None: ...
+
+    def generate(self, messages: Sequence[Message]) -> str: ...
+
+    def stream(self, messages: Sequence[Message]) -> Iterator[str]:
+        """The reply as text pieces, in order; joined they equal generate()'s result."""
+        ...
 
 
 @runtime_checkable

@@ -75,6 +75,38 @@ class ModelSettings(BaseModel):
     )
 
 
+class GenerationSettings(BaseModel):
+    passages: int = Field(3, ge=1, le=20, description="top passages put in the prompt")
+    context_tokens: int = Field(
+        160, ge=16, description="prompt budget for the passages' most relevant sentences"
+    )
+    max_new_tokens: int = Field(64, ge=1, le=4096)
+    max_input_tokens: int = Field(2048, ge=64)
+    do_sample: bool = False
+    temperature: float = Field(0.7, gt=0, le=2)
+    top_p: float = Field(0.9, gt=0, le=1)
+    repetition_penalty: float = Field(1.1, ge=1, le=2)
+    min_support: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="share of an uncited answer's words a passage must hold to be cited",
+    )
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    admin_token: str | None = Field(
+        None, min_length=16, description="bearer token for the admin routes; generated if unset"
+    )
+    max_question_chars: int = Field(500, ge=10, le=10000)
+    max_top_k: int = Field(20, ge=1, le=100)
+    rate_limit_per_minute: int = Field(30, ge=0, description="ask requests per client; 0: off")
+    max_upload_files: int = Field(20, ge=1)
+    cors_origins: list[str] = ["*"]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LECTERN_", env_nested_delimiter="__", env_file=".env", extra="ignore"
@@ -84,6 +116,8 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     models: ModelSettings = ModelSettings()
+    generation: GenerationSettings = GenerationSettings()
+    api: ApiSettings = ApiSettings()
 
     @property
     def store_path(self) -> Path:
@@ -92,6 +126,10 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
+
+    @property
+    def upload_dir(self) -> Path:
+        return self.data_dir / "uploads"
 
     @property
     def model_cache_dir(self) -> Path:

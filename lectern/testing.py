@@ -65,11 +65,26 @@ class HashEmbedder:
 
 
 class EchoGenerator:
-    """Returns the prompt's last line; streams it word by word."""
+    """Replies with a fixed text, or else the last line of the last message.
 
-    def generate(self, prompt: str) -> str:
-        return prompt.strip().splitlines()[-1] if prompt.strip() else ""
+    Streams word by word, so streaming paths are exercised without a model.
+    """
 
-    def stream(self, prompt: str) -> Iterator[str]:
-        for word in self.generate(prompt).split(" "):
-            yield word + " "
+    def __init__(self, reply: str | None = None) -> None:
+        self.reply = reply
+        self.seen: list[list[dict[str, str]]] = []
+
+    def warm_up(self) -> None:
+        pass
+
+    def generate(self, messages: Sequence[dict[str, str]]) -> str:
+        self.seen.append(list(messages))
+        if self.reply is not None:
+            return self.reply
+        text = messages[-1]["content"].strip() if messages else ""
+        return text.splitlines()[-1] if text else ""
+
+    def stream(self, messages: Sequence[dict[str, str]]) -> Iterator[str]:
+        words = self.generate(messages).split(" ")
+        for i, word in enumerate(words):
+            yield word if i == len(words) - 1 else word + " "

@@ -1,0 +1,60 @@
+"""One place that maps the project's errors to HTTP status codes and JSON bodies."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from lectern import errors
+
+STATUS: list[tuple[type[errors.LecternError], int]] = [
+    (errors.UnauthorizedError, 401),
+    (errors.DocumentNotFoundError, 404),
+    (errors.FileTooLargeError, 413),
+    (errors.UnsupportedFileTypeError, 415),
+    (errors.IngestError, 422),
+    (errors.InvalidRequestError, 422),
+    (errors.RateLimitedError, 429),
+    (errors.NotReadyError, 503),
+]
+
+
+def code_of(exc: Exception) -> str:
+    name = type(exc).__name__.removesuffix("Error")
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def error_json(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
+
+
+def status_of(exc: errors.LecternError) -> int:
+    return next((status for cls, status in STATUS if isinstance(exc, cls)), 500)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(errors.LecternError)
+    async def lectern_error(_: Request, exc: errors.LecternError) -> JSONResponse:
+        headers = None
+        if isinstance(exc, errors.RateLimitedError):
+            headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+        if isinstance(exc, errors.UnauthorizedError):
+            headers = {"WWW-Authenticate": "Bearer"}
+        return error_json(status_of(exc), code_of(exc), str(exc), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for e in exc.errors():
+            where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+            parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
+        return error_json(422, "invalid_request", "; ".join(parts))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_json(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))

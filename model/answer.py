@@ -1,0 +1,233 @@
+"""Grounded answers: the prompt that numbers the passages, and citations mapped back.
+
+A citation only ever points at a passage that was in the prompt; a number the model made
+up is removed from the text and never shown.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from lectern.protocols import Message
+from lectern.types import Answer, Chunk, Citation
+from model.context import sentences
+
+IDK = "I don't know. The documents I have do not answer this question."
+SYSTEM = (
+    "You answer questions for a university using only the numbered passages given. "
+    "Answer in one or two sentences and put the number of the passage you used in square "
+    "brackets, like [1]. If the passages do not contain the answer, reply exactly: "
+    "I don't know."
+)
+_CITE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_IDK = re.compile(r"\bI (?:do not|don't|dont) know\b", re.IGNORECASE)
+_WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*")
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "in",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "this",
+        "to",
+        "was",
+        "were",
+        "will",
+        "with",
+        "you",
+        "your",
+    ]
+)
+
+
+def passage_header(chunk: Chunk) -> str:
+    where = chunk.section if chunk.section and chunk.section != chunk.title else ""
+    return f"{chunk.title} > {where}" if where else chunk.title
+
+
+def build_messages(question: str, passages: Sequence[Chunk]) -> list[Message]:
+    numbered = "\n\n".join(
+        f"[{i}] ({passage_header(c)}) {' '.join(c.text.split())}"
+        for i, c in enumerate(passages, start=1)
+    )
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": f"Passages:\n{numbered}\n\nQuestion: {question.strip()}"},
+    ]
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
+
+
+def _supporting_passage(text: str, passages: Sequence[Chunk], min_coverage: float) -> int | None:
+    """The passage (1-based) that contains most of the answer's content words, if any does."""
+    words = _content_words(text)
+    if not words:
+        return None
+    best, best_cov = None, 0.0
+    for i, chunk in enumerate(passages, start=1):
+        cov = len(words & _content_words(chunk.context_text)) / len(words)
+        if cov > best_cov:
+            best, best_cov = i, cov
+    return best if best_cov >= min_coverage else None
+
+
+_FACT = re.compile(r"\d+(?:[.,:]\d+)*|\b[A-Z][a-z]+(?:\s[A-Z][a-z]+)*")
+# Capitalised only because they open a sentence, not names.
+_OPENERS = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "and",
+        "but",
+        "you",
+        "your",
+        "yes",
+        "no",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "there",
+        "they",
+        "we",
+        "our",
+        "if",
+        "in",
+        "on",
+        "at",
+        "for",
+        "to",
+        "of",
+        "from",
+        "by",
+        "with",
+        "as",
+        "after",
+        "before",
+        "during",
+        "each",
+        "every",
+        "all",
+        "students",
+        "student",
+        "according",
+        "answer",
+        "please",
+        "however",
+        "also",
+    ]
+)
+
+
+def _windows(passages: Sequence[Chunk]) -> list[str]:
+    """Each sentence with its passage's heading and the sentence after it."""
+    out = []
+    for chunk in passages:
+        head = passage_header(chunk)
+        sents = sentences(chunk.text) or [chunk.text]
+        out += [" ".join([head, *sents[i : i + 2]]) for i in range(len(sents))]
+    return out
+
+
+def unsupported_facts(text: str, passages: Sequence[Chunk]) -> list[str]:
+    """Numbers and names in the answer missing from the passage sentence it restates.
+
+    The failure that matters most in a catalogue assistant is a wrong fee, date, score or
+    lecturer, and the likeliest wrong value is a neighbour's (another programme's fee in
+    the same table). So the facts must all stand in the one sentence (with its heading)
+    that shares the most words with the answer, not merely somewhere in the context.
+    """
+    claim = _CITE.sub("", text)
+    facts = {m.group(0) for m in _FACT.finditer(claim)}
+    facts = {f for f in facts if f.lower() not in _OPENERS}
+    if not facts:
+        return []
+    words = _content_words(claim)
+    best = max(_windows(passages), key=lambda w: len(words & _content_words(w)), default="")
+    best = best.lower()
+    return sorted(f for f in facts if f.lower() not in best)
+
+
+def snippet(text: str, limit: int = 240) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def assemble(
+    raw: str,
+    passages: Sequence[Chunk],
+    min_support: float = 0.6,
+    fallback: tuple[int, str] | None = None,
+) -> Answer:
+    """Turn the model's text into an Answer whose citations all point at given passages.
+
+    Small models often answer correctly from a passage but forget the marker; then the
+    passage that contains most of the answer's words is cited, if one covers at least
+    `min_support` of them. An answer that states a number or name found in no passage is
+    not shown: `fallback`, (passage number, its most relevant sentence), is quoted
+    instead, or the answer abstains.
+    """
+    text = " ".join(raw.split())
+    if not passages or not text or _IDK.search(text):
+        return Answer(text=IDK, citations=[], abstained=True)
+    if unsupported_facts(text, passages):
+        if fallback is None:
+            return Answer(text=IDK, citations=[], abstained=True)
+        number, sentence = fallback
+        text = f"{sentence} [{number}]"
+
+    order: list[int] = []
+
+    def keep_valid(match: re.Match[str]) -> str:
+        valid = [
+            int(n) for n in re.split(r"\s*,\s*", match.group(1)) if 1 <= int(n) <= len(passages)
+        ]
+        order.extend(n for n in valid if n not in order)
+        return "[" + ", ".join(map(str, valid)) + "]" if valid else ""
+
+    text = " ".join(_CITE.sub(keep_valid, text).split()).replace(" .", ".")
+    if not order:
+        inferred = _supporting_passage(text, passages, min_support)
+        if inferred is None:  # an answer no passage supports is not shown
+            if fallback is None:
+                return Answer(text=IDK, citations=[], abstained=True)
+            inferred, text = fallback
+        order.append(inferred)
+        text = f"{text} [{inferred}]"
+    citations = [
+        Citation(
+            number=n,
+            chunk_id=c.id,
+            document_id=c.document_id,
+            source=c.source,
+            title=c.title,
+            section=c.section,
+            page=c.page,
+            snippet=snippet(c.text),
+        )
+        for n in order
+        for c in (passages[n - 1],)
+    ]
+    return Answer(text=text, citations=citations, abstained=False)

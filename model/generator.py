@@ -1,0 +1,157 @@
+"""A transformers causal LM behind the Generator protocol (LLaMA, Falcon, Qwen, ...)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lectern.device import DevicePlan
+from lectern.errors import NotReadyError
+from lectern.protocols import Message
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    max_new_tokens: int = 64
+    do_sample: bool = False  # greedy by default: answers must be reproducible
+    temperature: float = 0.7
+    top_p: float = 0.9
+    repetition_penalty: float = 1.1
+
+    def kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "repetition_penalty": self.repetition_penalty,
+            "do_sample": self.do_sample,
+        }
+        if self.do_sample:
+            kw.update(temperature=self.temperature, top_p=self.top_p)
+        return kw
+
+
+class TransformersGenerator:
+    def __init__(
+        self,
+        folder: Path | str,
+        plan: DevicePlan,
+        sampling: Sampling | None = None,
+        max_input_tokens: int = 2048,
+    ) -> None:
+        if max_input_tokens < 16:
+            raise ValueError(f"max_input_tokens must be at least 16, got {max_input_tokens}")
+        self.folder = Path(folder)
+        self.plan = plan
+        self.sampling = sampling or Sampling()
+        self.max_input_tokens = max_input_tokens
+        self._model: Any = None
+        self._tokenizer: Any = None
+        # One generation at a time: two concurrent generate() calls on 2 cores are each
+        # slower than running them back to back.
+        self._lock = threading.Lock()
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """What from_pretrained gets on this device plan (unit-tested without a GPU)."""
+        import torch
+
+        kw: dict[str, Any] = {
+            "dtype": getattr(torch, self.plan.dtype),
+            "attn_implementation": self.plan.attn_implementation,
+        }
+        if self.plan.device == "cuda":
+            kw["device_map"] = "auto"
+            if self.plan.load_in_8bit:
+                from transformers import BitsAndBytesConfig
+
+                kw["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        return kw
+
+    def warm_up(self) -> None:
+        if self._model is not None:
+            return
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            self.folder, local_files_only=True, **self.load_kwargs()
+        )
+        if self.plan.device == "cpu":
+            model = model.to("cpu")
+        model.eval()
+        self._tokenizer, self._model = tokenizer, model
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            raise NotReadyError("generator used before warm_up()")
+        return self._tokenizer
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _inputs(self, messages: Sequence[Message]) -> dict[str, Any]:
+        tok = self.tokenizer
+        if tok.chat_template:
+            text = tok.apply_chat_template(
+                list(messages), add_generation_prompt=True, tokenize=False
+            )
+        else:  # base models: a plain transcript
+            text = "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
+            text += "\n\nAssistant:"
+        enc = tok(text, return_tensors="pt", add_special_tokens=not tok.chat_template)
+        ids = enc["input_ids"][:, -self.max_input_tokens :]
+        mask = enc["attention_mask"][:, -self.max_input_tokens :]
+        return {
+            "input_ids": ids.to(self._model.device),
+            "attention_mask": mask.to(self._model.device),
+        }
+
+    def _generate_kwargs(self) -> dict[str, Any]:
+        tok = self.tokenizer
+        return {
+            **self.sampling.kwargs(),
+            "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+        }
+
+    def generate(self, messages: Sequence[Message]) -> str:
+        return "".join(self.stream(messages))
+
+    def stream(self, messages: Sequence[Message]) -> Iterator[str]:
+        import torch
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        inputs = self._inputs(messages)
+        streamer = TextIteratorStreamer(
+            self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120
+        )
+        cancel = threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    self._model.generate(
+                        **inputs,
+                        **self._generate_kwargs(),
+                        streamer=streamer,
+                        # A reader that goes away (a closed HTTP stream) stops the decoding.
+                        stopping_criteria=StoppingCriteriaList([lambda *_a, **_k: cancel.is_set()]),
+                    )
+            except BaseException as exc:  # surfaced to the consumer below
+                errors.append(exc)
+                streamer.end()
+
+        with self._lock:
+            worker = threading.Thread(target=run, daemon=True)
+            worker.start()
+            try:
+                yield from (piece for piece in streamer if piece)
+            finally:
+                cancel.set()
+                worker.join()
+        if errors:
+            raise errors[0]

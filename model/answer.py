@@ -91,6 +91,7 @@ def _supporting_passage(text: str, passages: Sequence[Chunk], min_coverage: floa
     return best if best_cov >= min_coverage else None
 
 
+_CLAIM = re.compile(r"\[[\d,\s]+\]|;|(?<=[.!?])\s+(?=[A-Z])")
 _FACT = re.compile(r"\d+(?:[.,:]\d+)*|\b[A-Z][a-z]+(?:\s[A-Z][a-z]+)*")
 # Capitalised only because they open a sentence, not names.
 _OPENERS = frozenset(
@@ -142,32 +143,35 @@ _OPENERS = frozenset(
 
 
 def _windows(passages: Sequence[Chunk]) -> list[str]:
-    """Each sentence with its passage's heading and the sentence after it."""
-    out = []
-    for chunk in passages:
-        head = passage_header(chunk)
-        sents = sentences(chunk.text) or [chunk.text]
-        out += [" ".join([head, *sents[i : i + 2]]) for i in range(len(sents))]
-    return out
+    """Each sentence with its passage's heading (which names the course or programme)."""
+    return [
+        f"{passage_header(chunk)} {sentence}"
+        for chunk in passages
+        for sentence in sentences(chunk.text) or [chunk.text]
+    ]
 
 
 def unsupported_facts(text: str, passages: Sequence[Chunk]) -> list[str]:
-    """Numbers and names in the answer missing from the passage sentence it restates.
+    """Numbers and names in the answer missing from the passage sentence they restate.
 
     The failure that matters most in a catalogue assistant is a wrong fee, date, score or
     lecturer, and the likeliest wrong value is a neighbour's (another programme's fee in
-    the same table). So the facts must all stand in the one sentence (with its heading)
-    that shares the most words with the answer, not merely somewhere in the context.
+    the same table). So each claim of the answer (a sentence or clause) must have all its
+    facts in the one passage sentence, with its heading, that shares the most words with
+    it, not merely somewhere in the context.
     """
-    claim = _CITE.sub("", text)
-    facts = {m.group(0) for m in _FACT.finditer(claim)}
-    facts = {f for f in facts if f.lower() not in _OPENERS}
-    if not facts:
-        return []
-    words = _content_words(claim)
-    best = max(_windows(passages), key=lambda w: len(words & _content_words(w)), default="")
-    best = best.lower()
-    return sorted(f for f in facts if f.lower() not in best)
+    windows = _windows(passages)
+    missing: set[str] = set()
+    for claim in _CLAIM.split(text):
+        facts = {m.group(0) for m in _FACT.finditer(claim)}
+        facts = {f for f in facts if f.lower() not in _OPENERS}
+        if not facts or not windows:
+            missing |= facts
+            continue
+        words = _content_words(claim)
+        best = max(windows, key=lambda w: len(words & _content_words(w))).lower()
+        missing |= {f for f in facts if f.lower() not in best}
+    return sorted(missing)
 
 
 def snippet(text: str, limit: int = 240) -> str:

@@ -1,0 +1,106 @@
+import pytest
+
+from lectern.testing import HashEmbedder
+from lectern.types import Chunk
+from model.answer import IDK, assemble, build_messages, unsupported_facts
+from model.context import compress, sentences
+
+FEES = Chunk(
+    1,
+    "fees",
+    "Home students pay EUR 2,390. International students pay EUR 9,800.",
+    "/d/fees.pdf",
+    "Tuition Fees",
+    "BA History",
+    2,
+)
+CSC = Chunk(
+    2,
+    "csc",
+    "CSC 340 Machine Learning requires CSC 210 and MAT 220. It is taught by Dr. Ilse Marrow.",
+    "/d/cs.html",
+    "BSc Computer Science",
+    "CSC 340",
+)
+PASSAGES = [FEES, CSC]
+
+
+def test_prompt_numbers_the_passages_with_their_headings():
+    msgs = build_messages("  Who teaches CSC 340? ", PASSAGES)
+    assert [m["role"] for m in msgs] == ["system", "user"]
+    user = msgs[1]["content"]
+    assert "[1] (Tuition Fees > BA History) Home students pay EUR 2,390." in user
+    assert "[2] (BSc Computer Science > CSC 340) CSC 340 Machine" in user
+    assert user.endswith("Question: Who teaches CSC 340?")
+
+
+def test_citations_map_to_prompt_passages_and_bad_numbers_are_dropped():
+    a = assemble("It is taught by Dr. Ilse Marrow [2][5], see [0].", PASSAGES)
+    assert a.text == "It is taught by Dr. Ilse Marrow [2], see."
+    assert [(c.number, c.chunk_id, c.source, c.section) for c in a.citations] == [
+        (2, 2, "/d/cs.html", "CSC 340")
+    ]
+    assert not a.abstained
+
+
+def test_multiple_citations_keep_first_appearance_order():
+    a = assemble("Home EUR 2,390 [1]; CSC 340 needs CSC 210 [2, 1].", PASSAGES)
+    assert [c.number for c in a.citations] == [1, 2]
+    assert "[2, 1]" in a.text
+
+
+def test_an_uncited_supported_answer_gets_its_citation():
+    a = assemble("CSC 340 requires CSC 210 and MAT 220.", PASSAGES)
+    assert a.text.endswith("[2]") and [c.number for c in a.citations] == [2]
+
+
+def test_wrong_number_from_the_neighbouring_row_is_not_shown():
+    assert unsupported_facts("Home students pay EUR 9,800 [1].", PASSAGES) == ["9,800"]
+    assert unsupported_facts("Home students pay EUR 2,390 [1].", PASSAGES) == []
+    assert unsupported_facts("It is taught by Dr. Ilse Morrow.", PASSAGES) == ["Ilse Morrow"]
+    a = assemble(
+        "Home students pay EUR 9,800 [1].", PASSAGES, fallback=(1, "Home students pay EUR 2,390.")
+    )
+    assert a.text == "Home students pay EUR 2,390. [1]" and a.citations[0].number == 1
+    assert assemble("Home students pay EUR 9,800 [1].", PASSAGES).abstained
+
+
+@pytest.mark.parametrize("raw", ["I don't know.", "I do not know the answer", "", "   "])
+def test_abstentions(raw):
+    a = assemble(raw, PASSAGES)
+    assert a.abstained and a.text == IDK and a.citations == []
+
+
+def test_no_passages_always_abstains():
+    assert assemble("Paris [1]", []).abstained
+
+
+def test_unsupported_uncited_answer_without_fallback_abstains():
+    assert assemble("Bananas are yellow.", PASSAGES).abstained
+
+
+def test_sentences_keep_titles_together():
+    assert sentences("Taught by Dr. Ilse Marrow. Next one!\nHeading") == [
+        "Taught by Dr. Ilse Marrow.",
+        "Next one!",
+        "Heading",
+    ]
+
+
+def test_compress_keeps_relevant_sentences_within_budget():
+    long = Chunk(
+        3,
+        "x",
+        " ".join(f"Filler sentence number {i} about nothing." for i in range(30))
+        + " The library loan period is 28 days.",
+        "/d/lib.md",
+        "Library",
+    )
+    out = compress("library loan period", [long, CSC], HashEmbedder(256), budget_tokens=20)
+    assert out.passages[0].id == 3 and "28 days" in out.passages[0].text
+    # Every passage keeps its best sentence; more only while the budget lasts.
+    assert len(out.passages[0].text.split()) <= 20
+    assert out.passages[1].text == "CSC 340 Machine Learning requires CSC 210 and MAT 220."
+    assert out.best == (1, "The library loan period is 28 days.")
+    with pytest.raises(ValueError, match="at least one passage"):
+        compress("q", [], HashEmbedder(8))

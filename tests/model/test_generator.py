@@ -1,0 +1,53 @@
+"""The generator's device choices (unit) and the real SmolLM2 (integration)."""
+
+import pytest
+
+from lectern.device import DeviceCaps, plan
+from model.generator import Sampling, TransformersGenerator
+
+
+def test_cpu_load_uses_sdpa_and_the_planned_dtype():
+    import torch
+
+    kw = TransformersGenerator("/nowhere", plan(DeviceCaps())).load_kwargs()
+    assert kw == {"dtype": torch.float32, "attn_implementation": "sdpa"}
+
+
+def test_gpu_load_asks_for_int8_and_flash_attention():
+    caps = DeviceCaps(cuda_devices=1, cuda_bf16=True, bitsandbytes=True, flash_attn=True)
+    kw = TransformersGenerator("/nowhere", plan(caps)).load_kwargs()
+    assert kw["attn_implementation"] == "flash_attention_2"
+    assert kw["device_map"] == "auto"
+    assert kw["quantization_config"].load_in_8bit
+
+
+def test_sampling_arguments():
+    assert Sampling().kwargs() == {
+        "max_new_tokens": 64,
+        "repetition_penalty": 1.1,
+        "do_sample": False,
+    }
+    s = Sampling(do_sample=True, temperature=0.3, top_p=0.8).kwargs()
+    assert (s["do_sample"], s["temperature"], s["top_p"]) == (True, 0.3, 0.8)
+
+
+def test_constructor_validates():
+    with pytest.raises(ValueError, match="max_input_tokens must be at least 16, got 4"):
+        TransformersGenerator("/x", plan(DeviceCaps()), max_input_tokens=4)
+
+
+@pytest.mark.integration
+def test_real_smollm2_greedy_generation_and_streaming():
+    from lectern.settings import Settings
+    from model.prepare import generator
+    from tests.conftest import MODEL_CACHE
+
+    prepared = generator(Settings(models={"cache_dir": MODEL_CACHE}), convert_gguf=True)
+    gen = TransformersGenerator(prepared.load_from, plan(DeviceCaps()), Sampling(max_new_tokens=12))
+    gen.warm_up()
+    gen.warm_up()  # idempotent
+    msgs = [{"role": "user", "content": "What is the capital of France?"}]
+    pieces = list(gen.stream(msgs))
+    assert len(pieces) > 1
+    assert "Paris" in "".join(pieces)
+    assert gen.generate(msgs) == "".join(pieces)  # greedy: reproducible

@@ -1,0 +1,478 @@
+"""The web UI in a real browser (Debian's chromium, driven by Playwright) against a real server.
+
+A uvicorn server runs `create_app` over the ingested sample corpus with the real models. The
+widget is embedded cross-origin, as on a university site: the host page comes from a separate
+static server and loads widget.js from the API server with one script tag.
+
+Screenshots go to bench/results/webui-*.png.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MODEL_CACHE, ROOT, SAMPLES
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(
+        "web UI browser tests need Debian's chromium at /usr/bin/chromium "
+        "(apt-get install chromium)",
+        allow_module_level=True,
+    )
+try:
+    from playwright.sync_api import Page, expect, sync_playwright
+except ImportError:
+    pytest.skip(
+        "web UI browser tests need the playwright package (pip install playwright; "
+        "the browser is Debian's chromium, so never run `playwright install`)",
+        allow_module_level=True,
+    )
+
+import httpx  # noqa: E402  (after the skips: only needed when the tests run)
+
+from lectern.settings import Settings  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "test-token-webui-0123456789"  # ApiSettings.admin_token needs at least 16 characters
+QUESTION = "What are the prerequisites for CSC 340?"
+SHOTS = ROOT / "bench" / "results"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WIDGET = "#lectern-widget"  # the shadow host; Playwright's CSS locators pierce open shadow roots
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ----------------------------------------------------------------------------- servers --
+
+
+@pytest.fixture(scope="module")
+def api_server(tmp_path_factory):
+    """The Lectern app on 127.0.0.1:<free port>, sample corpus ingested, models loaded."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.service import Lectern
+
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("webui-data"),
+        api={"admin_token": TOKEN},
+        models={"cache_dir": MODEL_CACHE},  # reuse the one-time GGUF conversion
+    )
+    service = Lectern(settings)
+    report = service.ingest([SAMPLES])
+    assert not report.failed, report.failed
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, service),
+            host="127.0.0.1",
+            port=free_port(),
+            log_level="warning",
+        )
+    )
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.config.port}"
+    deadline = time.monotonic() + 600  # the generator loads in the background
+    status = None
+    while time.monotonic() < deadline and thread.is_alive():
+        if server.started:
+            try:
+                status = httpx.get(f"{base}/health", timeout=5).status_code
+            except httpx.HTTPError:
+                status = None
+            if status == 200:
+                break
+        time.sleep(0.5)
+    assert status == 200, f"the server did not become ready (last /health status: {status})"
+
+    yield {"url": base, "service": service}
+
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def host_site(api_server, tmp_path_factory):
+    """A university page on a different origin that embeds the widget with one script tag."""
+    root = tmp_path_factory.mktemp("host-site")
+    demo = (ROOT / "webui" / "demo.html").read_text()
+    page = demo.replace('src="/widget.js"', f'src="{api_server["url"]}/widget.js"')
+    assert page != demo, "demo.html no longer embeds /widget.js"
+    (root / "index.html").write_text(page)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root))
+    )
+    thread = threading.Thread(target=httpd.serve_forever, name="host-site", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/index.html"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    pg = context.new_page()
+    pg.set_default_timeout(15_000)
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    yield pg
+    context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+def screenshot(page: Page, name: str, **kwargs: object) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / name), **kwargs)
+
+
+# ------------------------------------------------------------------------------ widget --
+
+
+def widget_focus(page: Page) -> str | None:
+    """The class or id of the element focused inside the widget's shadow root."""
+    return page.evaluate(
+        """(sel) => {
+            const host = document.querySelector(sel);
+            const el = host && host.shadowRoot && host.shadowRoot.activeElement;
+            return el ? (el.id || el.className) : null;
+        }""",
+        WIDGET,
+    )
+
+
+# Records, on every DOM change in the conversation, the state of the newest answer:
+# this is how the test sees tokens arrive before the citations do.
+RECORD_UPDATES = """(sel) => {
+    const root = document.querySelector(sel).shadowRoot;
+    window.__updates = [];
+    new MutationObserver(() => {
+        const msgs = root.querySelectorAll('.msg.bot[data-state]');
+        const msg = msgs[msgs.length - 1];
+        if (!msg) return;
+        window.__updates.push({
+            state: msg.getAttribute('data-state'),
+            text: msg.querySelector('.answer').textContent,
+            sources: msg.querySelectorAll('.src').length,
+            sendDisabled: root.querySelector('.send').disabled,
+        });
+    }).observe(root.querySelector('.log'),
+               {subtree: true, childList: true, characterData: true, attributes: true});
+}"""
+
+
+def test_widget_embedded_cross_origin_streams_an_answer_with_citations(
+    page: Page, api_server, host_site
+):
+    api = api_server["url"]
+    assert host_site.split("/")[2] != api.split("/")[2]  # a different origin
+    documents = api_server["service"].documents()
+    cs = next(d for d in documents if d.source.endswith("bsc-computer-science.html"))
+
+    page.goto(host_site)
+    launcher = page.locator(f"{WIDGET} .launcher")
+    panel = page.locator(f"{WIDGET} .panel")
+    expect(launcher).to_be_visible()
+    expect(panel).to_be_hidden()
+
+    # Keyboard only: Tab through the host page to the launcher, Enter opens.
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if widget_focus(page) == "launcher":
+            break
+    else:
+        pytest.fail("the launcher button is not reachable with Tab")
+    expect(launcher).to_have_attribute("aria-expanded", "false")
+    page.keyboard.press("Enter")
+    expect(panel).to_be_visible()
+    expect(launcher).to_have_attribute("aria-expanded", "true")
+    assert widget_focus(page) == "lw-input", "focus should move into the question box on open"
+
+    # Esc closes and gives focus back to the launcher; Enter opens again.
+    page.keyboard.press("Escape")
+    expect(panel).to_be_hidden()
+    assert widget_focus(page) == "launcher"
+    page.keyboard.press("Enter")
+    expect(panel).to_be_visible()
+    assert widget_focus(page) == "lw-input"
+
+    # Labelled controls and a live region for the answer.
+    assert page.locator(f"{WIDGET} label[for=lw-input]").text_content() == "Your question"
+    expect(page.locator(f"{WIDGET} .send")).to_have_attribute("aria-label", "Send question")
+    expect(page.locator(f"{WIDGET} [aria-live=polite]")).to_have_count(1)
+
+    page.evaluate(RECORD_UPDATES, WIDGET)
+    page.keyboard.type(QUESTION)
+    page.keyboard.press("Enter")  # Enter sends
+    answer = page.locator(f"{WIDGET} .msg.bot[data-state]").last
+    expect(answer).to_have_attribute("data-state", re.compile("done|error"), timeout=300_000)
+    assert answer.get_attribute("data-state") == "done", answer.inner_text()
+    assert page.locator(f"{WIDGET} .msg.user").last.inner_text() == QUESTION
+
+    updates = page.evaluate("window.__updates")
+    streaming = [u for u in updates if u["state"] == "streaming" and u["text"]]
+    assert streaming, f"no text was shown while the answer streamed: {updates[:5]}"
+    assert all(u["sources"] == 0 for u in streaming), "sources appeared before the stream ended"
+    assert all(u["sendDisabled"] for u in updates if u["state"] in ("pending", "streaming"))
+    grew = {len(u["text"]) for u in streaming}
+    assert len(grew) >= 2, "the answer arrived in one piece, not token by token"
+    expect(page.locator(f"{WIDGET} .send")).to_be_disabled()  # enabled again once text is typed
+    page.keyboard.type("x")
+    expect(page.locator(f"{WIDGET} .send")).to_be_enabled()
+    page.keyboard.press("Backspace")
+
+    # A numbered citation linking to the BSc Computer Science page.
+    text = answer.locator(".answer").inner_text()
+    sources = answer.locator(".src a")
+    hrefs = [sources.nth(i).get_attribute("href") or "" for i in range(sources.count())]
+    doc_links = [h for h in hrefs if f"/api/v1/documents/{cs.id}/file" in h]
+    assert doc_links, (
+        f"no citation of {cs.title!r} ({cs.id}); answer {text!r}, source links {hrefs}"
+    )
+    link = answer.locator(f".src[data-document-id='{cs.id}'] a").first
+    expect(link).to_contain_text("BSc Computer Science")
+    expect(link.locator(".num")).to_have_text(re.compile(r"^\d+$"))
+    expect(link).to_have_attribute("target", "_blank")
+    assert doc_links[0].startswith(api), "citation links must point at the API server"
+    assert httpx.get(doc_links[0]).status_code == 200
+    if answer.get_attribute("data-abstained") != "true":
+        assert not re.search(r"\[\d+\]", text), "markers should be rendered as links"
+
+    page.evaluate("window.scrollTo(0, 0)")  # Tab scrolled the host page to its footer
+    page.wait_for_timeout(300)  # the panel's open animation
+    screenshot(page, "webui-widget.png")
+
+    # Phone width: the panel takes the full screen and nothing overflows sideways.
+    page.set_viewport_size({"width": 375, "height": 700})
+    page.wait_for_timeout(200)
+    box = panel.bounding_box()
+    assert box is not None
+    assert box["x"] == 0 and box["width"] == 375, box
+    assert box["y"] == 0 and box["height"] == 700, box
+    overflow = panel.evaluate("p => p.scrollWidth - p.clientWidth")
+    assert overflow <= 0, f"the panel overflows sideways by {overflow}px"
+    input_box = page.locator(f"{WIDGET} textarea").bounding_box()
+    assert input_box is not None and input_box["x"] + input_box["width"] <= 375
+    assert input_box["y"] + input_box["height"] <= 700
+    screenshot(page, "webui-widget-mobile.png")
+    page.keyboard.press("Escape")
+    expect(panel).to_be_hidden()
+    expect(launcher).to_be_visible()
+
+
+def sse(*events: tuple[str, object]) -> str:
+    return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
+
+
+def test_widget_marks_abstentions_and_shows_api_errors(page: Page, api_server):
+    """Canned API replies (page.route), so each outcome is certain; on the demo page."""
+    api = api_server["url"]
+    idk = "I don't know. The documents I have do not answer this question."
+    timings = {"retrieve_ms": 1.0, "rerank_ms": 0.0, "generate_ms": 2.0, "total_ms": 3.0}
+    replies = [
+        {
+            "status": 200,
+            "content_type": "text/event-stream",
+            "body": sse(
+                ("token", {"text": "I don't"}),
+                ("token", {"text": " know."}),
+                ("citations", {"answer": idk, "abstained": True, "citations": []}),
+                ("done", {"timings": timings}),
+            ),
+        },
+        {
+            "status": 429,
+            "content_type": "application/json",
+            "headers": {"Retry-After": "17"},
+            "body": json.dumps(
+                {"error": {"code": "rate_limited", "message": "too many requests; retry in 17 s"}}
+            ),
+        },
+        {
+            "status": 200,
+            "content_type": "text/event-stream",
+            "body": sse(
+                ("token", {"text": "Partial answer"}),
+                ("error", {"error": {"code": "internal", "message": "generation failed"}}),
+            ),
+        },
+    ]
+    asked: list[str] = []
+
+    def reply(route):
+        asked.append(json.loads(route.request.post_data or "{}")["question"])
+        route.fulfill(**replies.pop(0))
+
+    page.route(f"{api}/api/v1/ask/stream", reply)
+    page.goto(f"{api}/")  # the demo page, which embeds the widget with one script tag
+    expect(page).to_have_title(re.compile("Fenmoor University"))
+    expect(page.get_by_role("note")).to_contain_text("Fictional sample")
+    page.locator(f"{WIDGET} .launcher").click()
+    messages = page.locator(f"{WIDGET} .msg.bot[data-state]")
+
+    # A suggested question; the answer is an abstention, marked as such.
+    page.locator(f"{WIDGET} .chip").first.click()
+    expect(messages.nth(0)).to_have_attribute("data-state", "done")
+    expect(messages.nth(0)).to_have_attribute("data-abstained", "true")
+    expect(messages.nth(0).locator(".label")).to_have_text("Not found in the documents")
+    expect(messages.nth(0).locator(".answer")).to_have_text(idk)
+    expect(messages.nth(0).locator(".src")).to_have_count(0)
+    expect(page.locator(f"{WIDGET} .chip")).to_have_count(0)
+    assert asked == ["What are the prerequisites for CSC 340?"]
+
+    # A 429: the rate-limit message, and the question back in the box to resend.
+    textarea = page.locator(f"{WIDGET} textarea")
+    textarea.fill("When is the library open?")
+    page.keyboard.press("Enter")
+    expect(messages.nth(1)).to_have_attribute("data-state", "error")
+    expect(messages.nth(1)).to_contain_text("Too many questions")
+    expect(messages.nth(1)).to_contain_text("17 seconds")
+    expect(messages.nth(1).locator("[role=alert]")).to_have_count(1)
+    expect(textarea).to_have_value("When is the library open?")
+    expect(page.locator(f"{WIDGET} .send")).to_be_enabled()
+
+    # An error event in the middle of the stream keeps the partial text and says why.
+    page.keyboard.press("Enter")
+    expect(messages.nth(2)).to_have_attribute("data-state", "error")
+    expect(messages.nth(2)).to_contain_text("Partial answer")
+    expect(messages.nth(2)).to_contain_text("Generation failed")
+    expect(page.locator(f"{WIDGET} [aria-live=polite]")).to_contain_text("Generation failed")
+    assert asked[1:] == ["When is the library open?"] * 2
+    page.wait_for_timeout(300)
+    screenshot(page, "webui-widget-states.png")
+
+
+# ------------------------------------------------------------------------------- admin --
+
+
+RECORD_PROGRESS = """() => {
+    window.__progress = [];
+    const box = document.getElementById('progress');
+    const bar = document.getElementById('progress-bar');
+    new MutationObserver(() => window.__progress.push(
+        {shown: !box.hidden, value: bar.getAttribute('value')}
+    )).observe(box, {subtree: true, attributes: true, childList: true, characterData: true});
+}"""
+
+
+def test_admin_sign_in_upload_list_and_delete(page: Page, api_server, tmp_path):
+    api = api_server["url"]
+    service = api_server["service"]
+    before = len(service.documents())
+    doc = tmp_path / "parking-permits.md"
+    doc.write_text(
+        "# Parking Permits (fictional sample)\n\n"
+        "Fenmoor University is fictional; this file is a test upload.\n\n"
+        "## Prices\n\nA student parking permit costs EUR 120 per academic year. Permits are "
+        "sold at the Student Service Desk and are valid for car park P3 only.\n\n"
+        "## Bicycles\n\nBicycle parking is free and covered racks stand at every faculty.\n"
+    )
+
+    page.goto(f"{api}/admin")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    token = page.get_by_label("Admin token")
+
+    # A wrong token shows the API's 401 message.
+    token.focus()
+    page.keyboard.type("not-the-right-token-at-all")
+    page.keyboard.press("Enter")
+    expect(page.locator("#signin-error")).to_have_text(re.compile("admin token is wrong", re.I))
+    expect(page.locator("#admin-view")).to_be_hidden()
+
+    token.fill(TOKEN)
+    page.keyboard.press("Enter")
+    expect(page.locator("#admin-view")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('lectern-admin-token')") == TOKEN
+    rows = page.locator("#docs-body tr")
+    expect(rows).to_have_count(before)
+    expect(page.locator("#health")).to_have_attribute("data-status", "ready")
+
+    # Upload through the file input, with the progress bar.
+    page.evaluate(RECORD_PROGRESS)
+    page.locator("#files").set_input_files(str(doc))
+    expect(page.locator("#chosen li")).to_have_count(1)
+    page.get_by_role("button", name="Upload", exact=True).click()
+    result = page.locator("#results-body tr")
+    expect(result).to_have_count(1, timeout=120_000)
+    expect(result).to_have_attribute("data-status", "added")
+    expect(result).to_contain_text("parking-permits.md")
+    progress = page.evaluate("window.__progress")
+    assert any(p["shown"] for p in progress), "the progress bar never showed"
+    expect(page.locator("#progress")).to_be_hidden()
+
+    # Listed (refreshed after the upload) with its chunk count.
+    uploaded = next(d for d in service.documents() if d.source.endswith("parking-permits.md"))
+    assert uploaded.chunk_count > 0
+    row = page.locator(f"#docs-body tr[data-document-id='{uploaded.id}']")
+    expect(rows).to_have_count(before + 1)
+    expect(row.locator(".title-cell")).to_contain_text("Parking Permits")
+    expect(row.locator(".source-cell")).to_have_text("parking-permits.md")
+    expect(row.locator(".chunks-cell")).to_have_text(str(uploaded.chunk_count))
+    expect(row.locator("time")).not_to_be_empty()
+    page.wait_for_timeout(200)
+    screenshot(page, "webui-admin.png", full_page=True)
+
+    # Delete, keyboard only: Esc in the confirmation keeps the document...
+    delete = row.get_by_role("button", name=re.compile("^Delete Parking Permits"))
+    delete.focus()
+    page.keyboard.press("Enter")
+    dialog = page.locator("#confirm")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("Parking Permits")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(delete).to_be_focused()
+    expect(rows).to_have_count(before + 1)
+
+    # ...and confirming removes it.
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_visible()
+    confirm = dialog.get_by_role("button", name="Delete", exact=True)
+    confirm.focus()
+    page.keyboard.press("Enter")
+    expect(row).to_have_count(0)
+    expect(rows).to_have_count(before)
+    expect(page.locator("#status")).to_contain_text("Deleted")
+    assert all(d.id != uploaded.id for d in service.documents())
+
+    # The token also works for the API directly; the page used the same one.
+    listed = httpx.get(f"{api}/api/v1/documents", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert uploaded.id not in json.dumps(listed.json())

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.lectern-installed
 
-.PHONY: install models run test bench
+.PHONY: install models chromium run test bench
 
 $(STAMP): pyproject.toml packaging/en_core_web_sm/pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,10 +29,15 @@ models: install
 run: models
 	$(BIN)/lectern demo
 
-test: models
+# Debian's Chromium for the browser tests (Playwright drives it; it downloads nothing).
+chromium:
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+test: models chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -ra
 
-bench: install
+bench: models
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/search.py
+	$(BIN)/python bench/answer_latency.py

@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, service: Lectern | None = None)
         allow_origins=settings.api.cors_origins,
         allow_methods=["GET", "POST", "DELETE"],
         allow_headers=["Authorization", "Content-Type"],
+        expose_headers=["Retry-After"],  # so an embedded widget can say how long to wait
     )
     errors.install(app)
     for module in (ask, documents, health):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -42,6 +43,19 @@ class AskResult:
     answer: Answer
     passages: list[Chunk]
     timings: Timings = field(default_factory=Timings)
+
+
+def build_embedder(settings: Settings, device_name: str) -> SentenceTransformerEmbedder:
+    """The encoder the settings name, on onnxruntime when that backend is chosen."""
+    enc = prepare.encoder(settings)
+    onnx_path = None
+    if settings.models.encoder_backend == "onnx":
+        key = hashlib.sha256(enc.fingerprint.encode()).hexdigest()[:16]
+        onnx_path = settings.model_cache_dir / f"encoder-{key}.onnx"
+    return SentenceTransformerEmbedder(
+        enc.folder, enc.fingerprint, device=device_name,
+        batch_size=settings.ingest.embed_batch_size, onnx_path=onnx_path,
+    )
 
 
 def _safe_name(filename: str) -> str:
@@ -98,13 +112,7 @@ class Lectern:
             return
         plan = device.plan(device.probe(), self.settings.models.device, self.settings.models.dtype)
         if self._embedder is None:
-            enc = prepare.encoder(self.settings)
-            self._embedder = SentenceTransformerEmbedder(
-                enc.folder,
-                enc.fingerprint,
-                device=plan.device,
-                batch_size=self.settings.ingest.embed_batch_size,
-            )
+            self._embedder = build_embedder(self.settings, plan.device)
         self.embedder.warm_up()
         r = self.settings.retrieval
         self._index = FaissIndex(
@@ -139,9 +147,8 @@ class Lectern:
             from model.generator import Sampling, TransformersGenerator
 
             g = self.settings.generation
-            plan = device.plan(
-                device.probe(), self.settings.models.device, self.settings.models.dtype
-            )
+            m = self.settings.models
+            plan = device.plan(device.probe(), m.device, m.dtype, cpu_int8=m.cpu_int8)
             prepared = prepare.generator(self.settings, convert_gguf=True)
             self._generator = TransformersGenerator(
                 prepared.load_from,
@@ -193,6 +200,10 @@ class Lectern:
         generator = self.generator
         g = self.settings.generation
         context = compress(question, passages, self.embedder, g.context_tokens)
+        if context.relevance < g.min_relevance:  # off-topic: nothing here answers it
+            timings.total_ms = _ms(start)
+            yield "answer", AskResult(Answer(IDK, [], True), context.passages, timings)
+            return
         gen_start = time.perf_counter()
         pieces: list[str] = []
         for piece in generator.stream(build_messages(question, context.passages)):

@@ -67,9 +67,15 @@ class RetrievalSettings(BaseModel):
 class ModelSettings(BaseModel):
     encoder: str = Field(DEFAULT_ENCODER, description="local path, hub id or pypi: reference")
     generator: str = Field(DEFAULT_GENERATOR)
+    encoder_backend: Literal["onnx", "torch"] = Field(
+        "onnx", description="on CPU, run the encoder with onnxruntime (same vectors, faster)"
+    )
     cache_dir: Path | None = Field(None, description="default: <data_dir>/models")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    cpu_int8: bool = Field(
+        True, description="on CPU, run the generator with int8 dynamic quantization"
+    )
     allow_download: bool = Field(
         True, description="let hub ids download (needs internet); local paths always work"
     )
@@ -86,6 +92,11 @@ class GenerationSettings(BaseModel):
     temperature: float = Field(0.7, gt=0, le=2)
     top_p: float = Field(0.9, gt=0, le=1)
     repetition_penalty: float = Field(1.1, ge=1, le=2)
+    min_relevance: float = Field(
+        0.35, ge=-1, le=1,
+        description="abstain without generating when no passage sentence is this close "
+        "(cosine) to the question",
+    )
     min_support: float = Field(
         0.6,
         ge=0,

@@ -32,6 +32,7 @@ def sentences(text: str) -> list[str]:
 class Compressed:
     passages: list[Chunk]  # the same chunks, their text cut to the kept sentences
     best: tuple[int, str]  # (1-based passage number, its sentence closest to the question)
+    relevance: float  # cosine of that sentence to the question
 
 
 def compress(
@@ -53,6 +54,7 @@ def compress(
     top = int(np.argmax(np.where(answerable, scores, -np.inf))) if answerable.any() else 0
     owner = next(i for i, n in enumerate(np.cumsum([len(g) for g in split])) if top < n)
     best = (owner + 1, flat[top])
+    relevance = float(scores[top])
     out, used, offset = [], 0, 0
     for passage, group in zip(passages, split, strict=True):
         local = scores[offset : offset + len(group)]
@@ -67,4 +69,4 @@ def compress(
         out.append(replace(passage, text=" ".join(group[i] for i in sorted(keep))))
         if used >= budget_tokens:
             break
-    return Compressed(out, best)
+    return Compressed(out, best, relevance)

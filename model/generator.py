@@ -81,6 +81,8 @@ class TransformersGenerator:
         )
         if self.plan.device == "cpu":
             model = model.to("cpu")
+        if self.plan.dynamic_int8:
+            model = _quantize_dynamic(model)
         model.eval()
         self._tokenizer, self._model = tokenizer, model
 
@@ -155,3 +157,56 @@ class TransformersGenerator:
                 worker.join()
         if errors:
             raise errors[0]
+
+
+def _quantize_dynamic(model: Any) -> Any:
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        # torch.ao.quantization is deprecated in favour of torchao, which has no CPU
+        # dynamic-int8 path for these kernels yet; the eager API still works.
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+class _DeltaStreamer:
+    """Yields the text each new token adds, as soon as it is decoded.
+
+    transformers' TextIteratorStreamer holds text back until a word is complete, which
+    delays the first visible token by a decoding step or two; here only a token that
+    ends inside a multi-byte character waits for the next one.
+    """
+
+    def __init__(self, tokenizer: Any, prompt_length: int, timeout: float = 120) -> None:
+        import queue
+
+        self.tokenizer = tokenizer
+        self.prompt_length = prompt_length
+        self.timeout = timeout
+        self._ids: list[int] = []
+        self._sent = ""
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._skipped_prompt = False
+
+    def put(self, value: Any) -> None:
+        ids = value.reshape(-1).tolist()
+        if not self._skipped_prompt:  # generate() first passes the whole prompt
+            self._skipped_prompt = True
+            if len(ids) == self.prompt_length:
+                return
+        self._ids.extend(ids)
+        text = self.tokenizer.decode(self._ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):
+            return
+        delta, self._sent = text[len(self._sent) :], text
+        if delta:
+            self._queue.put(delta)
+
+    def end(self) -> None:
+        self._queue.put(None)
+
+    def __iter__(self) -> Iterator[str]:
+        while (piece := self._queue.get(timeout=self.timeout)) is not None:
+            yield piece

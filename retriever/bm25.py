@@ -26,6 +26,7 @@ class BM25Retriever:
         self.b = b
         self._index = None
         self._tok = None
+        self._vocab: dict[str, int] = {}
         self._chunks: list[Chunk] = []
         self._lock = threading.Lock()
 
@@ -42,24 +43,24 @@ class BM25Retriever:
         import bm25s
 
         chunks = list(chunks)
-        index, tokenizer = None, None
+        index, tokenizer, vocab = None, None, {}
         if chunks:
             tokenizer = self._tokenizer()
             ids = tokenizer.tokenize([c.context_text for c in chunks], show_progress=False)
             index = bm25s.BM25(k1=self.k1, b=self.b)
-            index.index((ids, tokenizer.get_vocab_dict()), show_progress=False)
+            vocab = tokenizer.get_vocab_dict()  # built anew on every call: keep it
+            index.index((ids, vocab), show_progress=False)
         with self._lock:
-            self._index, self._tok, self._chunks = index, tokenizer, chunks
+            self._index, self._tok, self._vocab, self._chunks = index, tokenizer, vocab, chunks
 
     def __len__(self) -> int:
         return len(self._chunks)
 
     def retrieve(self, query: str, top_k: int) -> list[ScoredChunk]:
         with self._lock:
-            index, tok, chunks = self._index, self._tok, self._chunks
+            index, tok, vocab, chunks = self._index, self._tok, self._vocab, self._chunks
         if index is None or top_k < 1:
             return []
-        vocab = tok.get_vocab_dict()
         terms = [
             t
             for t in tok.tokenize(

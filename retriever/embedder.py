@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from lectern.errors import NotReadyError
+from retriever import onnx_encoder
+from retriever.onnx_encoder import OnnxEncoder
+
+log = logging.getLogger(__name__)
 
 
 class SentenceTransformerEmbedder:
@@ -25,6 +31,7 @@ class SentenceTransformerEmbedder:
         batch_size: int = 32,
         query_prefix: str = "",
         passage_prefix: str = "",
+        onnx_path: Path | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -34,7 +41,9 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
+        self.onnx_path = onnx_path
         self._model = None
+        self._onnx: OnnxEncoder | None = None
 
     def warm_up(self) -> None:
         if self._model is not None:
@@ -43,9 +52,30 @@ class SentenceTransformerEmbedder:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        self._model = SentenceTransformer(
-            str(self.folder), device=self.device, local_files_only=True
-        )
+        model = SentenceTransformer(str(self.folder), device=self.device, local_files_only=True)
+        if self.onnx_path is not None and self.device == "cpu":
+            self._onnx = self._onnx_for(model)
+        self._model = model
+
+    def _onnx_for(self, model: Any) -> OnnxEncoder | None:
+        """An onnxruntime copy of the encoder, exported once; None when it cannot be used."""
+        pooling = onnx_encoder.pooling_mode(model)
+        if pooling is None:
+            log.info("encoder pooling is neither mean nor CLS; staying on PyTorch")
+            return None
+        try:
+            if not self.onnx_path.exists():
+                onnx_encoder.export(model, self.onnx_path)
+            encoder = OnnxEncoder(self.onnx_path, model.tokenizer, pooling, model.max_seq_length)
+            probe = ["Which courses need CSC 210?", "Fees are due by 1 October."]
+            same = encoder.encode(probe) * model.encode(probe, normalize_embeddings=True)
+            if float(same.sum(axis=1).min()) < 0.999:
+                log.warning("ONNX encoder disagrees with PyTorch; staying on PyTorch")
+                return None
+            return encoder
+        except Exception:  # an exporter or runtime gap for this architecture
+            log.warning("ONNX export of the encoder failed; staying on PyTorch", exc_info=True)
+            return None
 
     @property
     def model(self):  # noqa: ANN201 - SentenceTransformer, imported lazily
@@ -83,6 +113,8 @@ class SentenceTransformerEmbedder:
         return self._encode([self.query_prefix + text])[0]
 
     def _encode(self, texts: list[str]) -> np.ndarray:
+        if self._onnx is not None:
+            return self._onnx.encode(texts, self.batch_size)
         vectors = self.model.encode(
             texts,
             batch_size=self.batch_size,

@@ -55,6 +55,15 @@ def test_sample_question_answered_with_a_correct_citation(client, question, sour
     assert any(docs[i]["source"].endswith(source) for i in titles), body
 
 
+@pytest.mark.parametrize(
+    "question", ["What is the capital of France?", "How do I bake sourdough bread?"]
+)
+def test_off_topic_questions_abstain(client, question):
+    body = client.post("/api/v1/ask", json={"question": question}).json()
+    assert body["abstained"] and body["citations"] == []
+    assert "don't know" in body["answer"]
+
+
 def test_streaming_yields_tokens_then_citations(client):
     with client.stream(
         "POST",

@@ -17,6 +17,13 @@ def test_cpu_machine_gets_sdpa_fp32_and_cpu_faiss():
     )
 
 
+def test_cpu_int8_only_on_fp32_cpu():
+    assert plan(DeviceCaps(), cpu_int8=True).dynamic_int8
+    assert not plan(DeviceCaps(), cpu_int8=False).dynamic_int8
+    assert not plan(DeviceCaps(), dtype="bfloat16", cpu_int8=True).dynamic_int8
+    assert not plan(GPU, cpu_int8=True).dynamic_int8
+
+
 def test_cpu_with_native_bf16_defaults_to_bf16():
     assert plan(DeviceCaps(cpu_bf16=True)).dtype == "bfloat16"
 

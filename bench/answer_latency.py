@@ -1,0 +1,120 @@
+"""Answer latency on the sample corpus: time to first token, full answer, decode speed.
+
+    python bench/answer_latency.py [--runs 2] [--dtype float32|bfloat16] [--max-new-tokens 64]
+
+Each sample question (samples/queries.jsonl) goes through `Lectern.ask_stream` — hybrid
+retrieval, context compression, generation, grounding — `--runs` times after a warm-up.
+Writes bench/results/answer_latency.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import _common
+from _common import CpuMonitor, environment, latency_ms, table, write_results
+
+from api.service import Lectern
+from lectern.settings import GenerationSettings, ModelSettings, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--name", default="answer_latency")
+    args = ap.parse_args()
+
+    queries = [json.loads(line)["query"] for line in
+               (SAMPLES / "queries.jsonl").read_text().splitlines() if line.strip()]
+    with tempfile.TemporaryDirectory(prefix="lectern-bench-") as tmp:
+        settings = Settings(
+            data_dir=Path(tmp),
+            models=ModelSettings(dtype=args.dtype, cache_dir=ROOT / "var" / "models"),
+            generation=GenerationSettings(max_new_tokens=args.max_new_tokens),
+        )
+        svc = Lectern(settings)
+        svc.ingest([SAMPLES / "corpus"])
+        t = time.perf_counter()
+        svc.warm_up_generator()
+        load_s = time.perf_counter() - t
+        tokenizer = svc.generator.tokenizer
+        plan = svc.generator.plan
+        for q in queries[:3]:  # warm-up
+            list(svc.ask_stream(q))
+
+        monitor = CpuMonitor()
+        first, total, decode_rates, new_tokens, retrieve, generate = [], [], [], [], [], []
+        abstained = 0
+        for _ in range(args.runs):
+            for q in queries:
+                start = time.perf_counter()
+                first_at, text = None, []
+                for kind, value in svc.ask_stream(q):
+                    if kind == "token":
+                        first_at = first_at or time.perf_counter()
+                        text.append(value)
+                    else:
+                        result = value
+                end = time.perf_counter()
+                total.append(end - start)
+                first.append((first_at or end) - start)
+                n = len(tokenizer("".join(text), add_special_tokens=False)["input_ids"])
+                new_tokens.append(n)
+                if first_at and n > 1 and end > first_at:
+                    decode_rates.append((n - 1) / (end - first_at))
+                retrieve.append(result.timings.retrieve_ms)
+                generate.append(result.timings.generate_ms)
+                abstained += result.answer.abstained
+        cpu = monitor.stop()
+
+    ttft, full = latency_ms(first), latency_ms(total)
+    decode = {"p50_tokens_per_s": round(statistics.median(decode_rates), 1),
+              "mean_tokens_per_s": round(statistics.fmean(decode_rates), 1)}
+    data = {
+        "questions": len(queries), "runs": args.runs, "answers": len(total),
+        "first_token": ttft, "full_answer": full, "decode": decode,
+        "new_tokens": {"mean": round(statistics.fmean(new_tokens), 1), "max": max(new_tokens)},
+        "retrieve_ms_p50": round(statistics.median(retrieve), 1),
+        "abstained": abstained, "generator_load_s": round(load_s, 1),
+        "plan": {"device": plan.device, "dtype": plan.dtype,
+                 "attn_implementation": plan.attn_implementation},
+        "max_new_tokens": args.max_new_tokens, "cpu": cpu, "environment": environment(),
+    }
+    goal_ttft = ttft["p50_ms"] <= 500
+    goal_full = full["p50_ms"] <= 3000
+    md = "\n".join([
+        "# Answer latency (sample corpus)", "",
+        f"{len(queries)} sample questions × {args.runs} runs through `Lectern.ask_stream` "
+        f"(hybrid retrieval, context compression, SmolLM2-135M-Instruct greedy, ≤ "
+        f"{args.max_new_tokens} new tokens, grounding check); {plan.device}, {plan.dtype}, "
+        f"{plan.attn_implementation}. {environment()['cpu_count']} CPUs.", "",
+        table(["figure", "p50", "p95", "mean"], [
+            ["time to first token (ms)", ttft["p50_ms"], ttft["p95_ms"], ttft["mean_ms"]],
+            ["full answer (ms)", full["p50_ms"], full["p95_ms"], full["mean_ms"]],
+            ["decode (tokens/s)", decode["p50_tokens_per_s"], "", decode["mean_tokens_per_s"]],
+        ]), "",
+        f"New tokens per answer: mean {data['new_tokens']['mean']}, max "
+        f"{data['new_tokens']['max']}. Retrieval p50 {data['retrieve_ms_p50']} ms. "
+        f"Abstained: {abstained} of {len(total)}.", "",
+        f"Goals: first token p50 ≤ 500 ms: **{'met' if goal_ttft else 'NOT met'}**; "
+        f"full answer p50 ≤ 3 s: **{'met' if goal_full else 'NOT met'}**.", "",
+        f"Other processes' share of the CPU during the run: "
+        f"{cpu.get('other_processes_share_of_capacity')}.",
+    ])
+    write_results(args.name, data, md)
+    print(md)
+
+
+if __name__ == "__main__":
+    _common  # noqa: B018 - imported first for its sys.path fix
+    main()

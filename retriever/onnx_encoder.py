@@ -1,0 +1,115 @@
+"""Run a sentence-transformers BERT-style encoder with onnxruntime.
+
+For one short query on two cores, PyTorch spends most of its ~18 ms in per-operator
+overhead; onnxruntime's fused graph gives the same vectors (cosine 1.0 to torch's) in
+about 6 ms, and its own thread pool stays fast when called from a server's worker
+threads, where PyTorch's OpenMP pool here runs at half speed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def pooling_mode(st_model: Any) -> str | None:
+    """'mean' or 'cls' when the model pools that way, else None (not exportable here)."""
+    pooling = next((m for m in st_model if type(m).__name__ == "Pooling"), None)
+    if pooling is None:
+        return None
+    mode = getattr(pooling, "pooling_mode", None)  # sentence-transformers >= 5
+    if isinstance(mode, str):
+        return {"mean": "mean", "cls": "cls"}.get(mode)
+    if getattr(pooling, "pooling_mode_mean_tokens", False):
+        return "mean"
+    if getattr(pooling, "pooling_mode_cls_token", False):
+        return "cls"
+    return None
+
+
+def export(st_model: Any, path: Path) -> None:
+    """Write the transformer of `st_model` as ONNX to `path` (atomically)."""
+    import warnings
+
+    import torch
+
+    backbone = st_model[0].auto_model.eval()
+    names = [n for n in _INPUTS if n in st_model.tokenizer.model_input_names]
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = backbone
+
+        def forward(self, *args: torch.Tensor) -> torch.Tensor:
+            return self.backbone(**dict(zip(names, args, strict=True))).last_hidden_state
+
+    sample = st_model.tokenizer(["an example sentence"], return_tensors="pt")
+    axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "hidden"]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            torch.onnx.export(
+                Wrapper(),
+                tuple(sample[n] for n in names),
+                tmp,
+                input_names=names,
+                output_names=["hidden"],
+                dynamic_axes=axes,
+                opset_version=17,
+                dynamo=False,
+            )
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+class OnnxEncoder:
+    def __init__(
+        self, path: Path, tokenizer: Any, pooling: str, max_length: int, threads: int = 0
+    ) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.names = [i.name for i in self.session.get_inputs()]
+        self.tokenizer = tokenizer
+        self.pooling = pooling
+        self.max_length = max_length
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        out = []
+        # Sorting by length keeps padding, and so wasted work, small within a batch.
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        for start in range(0, len(texts), batch_size):
+            batch = [texts[i] for i in order[start : start + batch_size]]
+            enc = self.tokenizer(
+                batch,
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="np",
+            )
+            feeds = {n: enc[n].astype(np.int64) for n in self.names}
+            hidden = self.session.run(None, feeds)[0]
+            if self.pooling == "cls":
+                pooled = hidden[:, 0]
+            else:
+                mask = enc["attention_mask"][..., None].astype(np.float32)
+                pooled = (hidden * mask).sum(1) / np.clip(mask.sum(1), 1e-9, None)
+            out.append(pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None))
+        vectors = np.concatenate(out).astype(np.float32)
+        result = np.empty_like(vectors)
+        result[order] = vectors
+        return result

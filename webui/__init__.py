@@ -1,0 +1,1 @@
+"""The chat widget and admin page, served by the API as static files."""

@@ -31,7 +31,7 @@ run: models
 
 # Debian's Chromium for the browser tests (Playwright drives it; it downloads nothing).
 chromium:
-	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test: models chromium
 	$(BIN)/ruff check .

@@ -20,7 +20,7 @@ import _common
 from _common import CpuMonitor, environment, latency_ms, table, write_results
 
 from api.service import Lectern
-from lectern.settings import GenerationSettings, ModelSettings, Settings
+from lectern.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -37,11 +37,14 @@ def main() -> None:
     queries = [json.loads(line)["query"] for line in
                (SAMPLES / "queries.jsonl").read_text().splitlines() if line.strip()]
     with tempfile.TemporaryDirectory(prefix="lectern-bench-") as tmp:
-        settings = Settings(
-            data_dir=Path(tmp),
-            models=ModelSettings(dtype=args.dtype, cache_dir=ROOT / "var" / "models"),
-            generation=GenerationSettings(max_new_tokens=args.max_new_tokens),
-        )
+        base = Settings()  # LECTERN_* variables apply; the flags below override them
+        settings = base.model_copy(update={
+            "data_dir": Path(tmp),
+            "models": base.models.model_copy(
+                update={"dtype": args.dtype, "cache_dir": ROOT / "var" / "models"}),
+            "generation": base.generation.model_copy(
+                update={"max_new_tokens": args.max_new_tokens}),
+        })
         svc = Lectern(settings)
         svc.ingest([SAMPLES / "corpus"])
         t = time.perf_counter()

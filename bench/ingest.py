@@ -296,7 +296,8 @@ def markdown(res: dict) -> str:
         f" through `Lectern.ingest`, default settings (chunk_tokens={s['chunk_tokens']}, "
         f"overlap={s['chunk_overlap']}, pdf_strategy={s['pdf_strategy']}, "
         f"embed_batch_size={s['embed_batch_size']}), encoder "
-        f"`{res['embedder']['fingerprint']}` on {res['embedder']['device']}. "
+        f"`{res['embedder']['fingerprint']}` on {res['embedder']['device']}"
+        f" (backend {res['embedder'].get('backend', 'torch')}). "
         f"{env['date']}, Python {env['python']}, torch {env['torch']} "
         f"({env['torch_threads']} threads), faiss {env['faiss']}, {env['cpu_count']} CPUs.",
         "",

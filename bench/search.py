@@ -400,7 +400,8 @@ def markdown(res: dict) -> str:
         f"articles indexed with `ingest_text`; {qs['sampled']} questions sampled (seed "
         f"{qs['seed']}) from {qs['pool']} ({sq['removed_ids_skipped']} removed ids skipped), "
         f"{qs['warmup_per_mode']} warm-up queries per mode, top_k={k}, "
-        f"candidates={r['candidates']}, rrf_k={r['rrf_k']}, index={r['index_type']}. "
+        f"candidates={r['candidates']}, rrf_k={r['rrf_k']}, index={r['index_type']}, "
+        f"encoder backend {res['embedder'].get('backend', 'torch')}. "
         f"{env['date']}, Python {env['python']}, torch {env['torch']} "
         f"({env['torch_threads']} threads), faiss {env['faiss']}, {env['cpu_count']} CPUs "
         f"({env['cpu_model']}).",

@@ -48,7 +48,7 @@ class BM25Retriever:
             tokenizer = self._tokenizer()
             ids = tokenizer.tokenize([c.context_text for c in chunks], show_progress=False)
             index = bm25s.BM25(k1=self.k1, b=self.b)
-            vocab = tokenizer.get_vocab_dict()  # built anew on every call: keep it
+            vocab = tokenizer.get_vocab_dict()
             index.index((ids, vocab), show_progress=False)
         with self._lock:
             self._index, self._tok, self._vocab, self._chunks = index, tokenizer, vocab, chunks

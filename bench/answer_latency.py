@@ -21,9 +21,20 @@ from _common import CpuMonitor, environment, latency_ms, table, write_results
 
 from api.service import Lectern
 from lectern.settings import Settings
+from lectern.types import Answer
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def is_correct(record: dict, answer: Answer) -> bool:
+    """The expected fact is in the answer and a citation points at its source file."""
+    return (not answer.abstained and _norm(record["expect"]) in _norm(answer.text)
+            and any(c.source.endswith(record["source"]) for c in answer.citations))
 
 
 def main() -> None:
@@ -34,8 +45,9 @@ def main() -> None:
     ap.add_argument("--name", default="answer_latency")
     args = ap.parse_args()
 
-    queries = [json.loads(line)["query"] for line in
+    records = [json.loads(line) for line in
                (SAMPLES / "queries.jsonl").read_text().splitlines() if line.strip()]
+    queries = [r["query"] for r in records]
     with tempfile.TemporaryDirectory(prefix="lectern-bench-") as tmp:
         base = Settings()  # LECTERN_* variables apply; the flags below override them
         settings = base.model_copy(update={
@@ -58,8 +70,10 @@ def main() -> None:
         monitor = CpuMonitor()
         first, total, decode_rates, new_tokens, retrieve, generate = [], [], [], [], [], []
         abstained = 0
+        correct: dict[str, bool] = {}
         for _ in range(args.runs):
-            for q in queries:
+            for record in records:
+                q = record["query"]
                 start = time.perf_counter()
                 first_at, text = None, []
                 for kind, value in svc.ask_stream(q):
@@ -78,6 +92,7 @@ def main() -> None:
                 retrieve.append(result.timings.retrieve_ms)
                 generate.append(result.timings.generate_ms)
                 abstained += result.answer.abstained
+                correct[q] = is_correct(record, result.answer)
         cpu = monitor.stop()
 
     ttft, full = latency_ms(first), latency_ms(total)
@@ -88,7 +103,10 @@ def main() -> None:
         "first_token": ttft, "full_answer": full, "decode": decode,
         "new_tokens": {"mean": round(statistics.fmean(new_tokens), 1), "max": max(new_tokens)},
         "retrieve_ms_p50": round(statistics.median(retrieve), 1),
-        "abstained": abstained, "generator_load_s": round(load_s, 1),
+        "abstained": abstained,
+        "correct_and_cited": sum(correct.values()),
+        "wrong": sorted(q for q, ok in correct.items() if not ok),
+        "generator_load_s": round(load_s, 1),
         "plan": {"device": plan.device, "dtype": plan.dtype,
                  "attn_implementation": plan.attn_implementation},
         "max_new_tokens": args.max_new_tokens, "cpu": cpu, "environment": environment(),
@@ -108,7 +126,8 @@ def main() -> None:
         ]), "",
         f"New tokens per answer: mean {data['new_tokens']['mean']}, max "
         f"{data['new_tokens']['max']}. Retrieval p50 {data['retrieve_ms_p50']} ms. "
-        f"Abstained: {abstained} of {len(total)}.", "",
+        f"Abstained: {abstained} of {len(total)}. Answers that state the expected fact and "
+        f"cite its source document: {sum(correct.values())} of {len(records)}.", "",
         f"Goals: first token p50 ≤ 500 ms: **{'met' if goal_ttft else 'NOT met'}**; "
         f"full answer p50 ≤ 3 s: **{'met' if goal_full else 'NOT met'}**.", "",
         f"Other processes' share of the CPU during the run: "

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from lectern.protocols import Message
 from lectern.types import Answer, Chunk, Citation
-from model.context import sentences
+from model.context import content_words, sentences
 
 IDK = "I don't know. The documents I have do not answer this question."
 SYSTEM = (
@@ -21,46 +21,18 @@ SYSTEM = (
     "I don't know."
 )
 _CITE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
-_IDK = re.compile(r"\bI (?:do not|don't|dont) know\b", re.IGNORECASE)
-_WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*")
-_STOP = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "for",
-        "from",
-        "has",
-        "have",
-        "in",
-        "is",
-        "it",
-        "its",
-        "of",
-        "on",
-        "or",
-        "that",
-        "the",
-        "this",
-        "to",
-        "was",
-        "were",
-        "will",
-        "with",
-        "you",
-        "your",
-    ]
-)
-
-
+# "I don't know" as the reply's opening words ("Sorry, I don't know"): a small model also
+# quotes the phrase from its instructions inside an answer, which is no abstention.
+_IDK = re.compile(r"^\W*(?:[\w']+\W+){0,3}?I (?:do not|don't|dont) know\b", re.IGNORECASE)
 def passage_header(chunk: Chunk) -> str:
-    where = chunk.section if chunk.section and chunk.section != chunk.title else ""
-    return f"{chunk.title} > {where}" if where else chunk.title
+    """The document's title and the passage's own heading.
+
+    The middle of a heading path ("Programme > Course descriptions > CSC 340") rarely
+    tells the model anything the two ends do not, and every token of it delays the
+    first token of the answer.
+    """
+    where = (chunk.section or "").rsplit(" > ", 1)[-1].strip()
+    return f"{chunk.title} > {where}" if where and where != chunk.title else chunk.title
 
 
 def build_messages(question: str, passages: Sequence[Chunk]) -> list[Message]:
@@ -74,18 +46,14 @@ def build_messages(question: str, passages: Sequence[Chunk]) -> list[Message]:
     ]
 
 
-def _content_words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
-
-
 def _supporting_passage(text: str, passages: Sequence[Chunk], min_coverage: float) -> int | None:
     """The passage (1-based) that contains most of the answer's content words, if any does."""
-    words = _content_words(text)
+    words = content_words(text)
     if not words:
         return None
     best, best_cov = None, 0.0
     for i, chunk in enumerate(passages, start=1):
-        cov = len(words & _content_words(chunk.context_text)) / len(words)
+        cov = len(words & content_words(chunk.context_text)) / len(words)
         if cov > best_cov:
             best, best_cov = i, cov
     return best if best_cov >= min_coverage else None
@@ -168,8 +136,8 @@ def unsupported_facts(text: str, passages: Sequence[Chunk]) -> list[str]:
         if not facts or not windows:
             missing |= facts
             continue
-        words = _content_words(claim)
-        best = max(windows, key=lambda w: len(words & _content_words(w))).lower()
+        words = content_words(claim)
+        best = max(windows, key=lambda w: len(words & content_words(w))).lower()
         missing |= {f for f in facts if f.lower() not in best}
     return sorted(missing)
 
@@ -194,7 +162,7 @@ def assemble(
     instead, or the answer abstains.
     """
     text = " ".join(raw.split())
-    if not passages or not text or _IDK.search(text):
+    if not passages or not text or _IDK.match(text):
         return Answer(text=IDK, citations=[], abstained=True)
     if unsupported_facts(text, passages):
         if fallback is None:

@@ -35,38 +35,88 @@ class Compressed:
     relevance: float  # cosine of that sentence to the question
 
 
+_WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*")
+_STOP = frozenset(
+    ["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "is",
+     "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "were", "will", "with",
+     "you", "your"]
+)
+# Question words: in the question, never in the sentence that answers it.
+_ASKING = frozenset(
+    ["can", "do", "does", "how", "i", "my", "what", "when", "where", "which", "who", "why"]
+)
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
+
+
+def _shortlist(question: str, flat: Sequence[str], limit: int) -> list[int]:
+    """The `limit` sentences sharing most words with the question, in their order.
+
+    Embedding every sentence of three passages costs 60-100 ms here, most of a
+    first-token budget; a sentence that shares no word with the question is rarely the
+    one that answers it, so only the likeliest few are embedded.
+    """
+    if len(flat) <= limit:
+        return list(range(len(flat)))
+    q = content_words(question) - _ASKING
+    overlap = [len(q & content_words(s)) for s in flat]
+    best = sorted(range(len(flat)), key=lambda i: (-overlap[i], i))[:limit]
+    return sorted(best)
+
+
+def _is_heading(sentence: str, chunk: Chunk) -> bool:
+    # The chunker keeps a heading with its text; the prompt already names it.
+    heads = {chunk.title, *(chunk.section or "").split(" > ")}
+    return sentence.strip().rstrip(":").strip() in {h.strip() for h in heads}
+
+
 def compress(
     question: str,
     passages: Sequence[Chunk],
     embedder: Embedder,
     budget_tokens: int = 160,
     per_passage: int = 3,
+    shortlist: int = 5,
 ) -> Compressed:
-    """The passages cut down to their best sentences; order and ids are kept."""
+    """The passages cut down to their best sentences, within the budget.
+
+    Sentences are taken best first across all passages, so a long table row in the
+    third passage cannot crowd out a short answer in the first. The single best sentence
+    is always kept, even over budget; passages left with no sentence are dropped, and
+    the others keep their order, ids and (renumbered) place in the prompt.
+    """
     if not passages:
         raise ValueError("compress needs at least one passage")
-    split = [sentences(p.text) or [p.text] for p in passages]
+    split = [
+        [s for s in sentences(p.text) if not _is_heading(s, p)] or [p.text] for p in passages
+    ]
+    owner = np.repeat(np.arange(len(split)), [len(g) for g in split])
     flat = [s for group in split for s in group]
+    picked = _shortlist(question, flat, shortlist)
+    owner, flat = owner[picked], [flat[i] for i in picked]
     q = embedder.embed_query(question)
     scores = embedder.embed_passages(flat) @ q
     # A question (an FAQ heading) is never the sentence that answers.
     answerable = np.array([not s.rstrip().endswith("?") for s in flat])
-    top = int(np.argmax(np.where(answerable, scores, -np.inf))) if answerable.any() else 0
-    owner = next(i for i, n in enumerate(np.cumsum([len(g) for g in split])) if top < n)
-    best = (owner + 1, flat[top])
-    relevance = float(scores[top])
-    out, used, offset = [], 0, 0
-    for passage, group in zip(passages, split, strict=True):
-        local = scores[offset : offset + len(group)]
-        offset += len(group)
-        keep: list[int] = []
-        for i in np.argsort(-local)[:per_passage]:
-            cost = embedder.count_tokens(group[i])
-            if keep and used + cost > budget_tokens:
-                break
-            keep.append(int(i))
-            used += cost
-        out.append(replace(passage, text=" ".join(group[i] for i in sorted(keep))))
-        if used >= budget_tokens:
-            break
-    return Compressed(out, best, relevance)
+    ranked = np.argsort(-np.where(answerable, scores, scores - 2.0), kind="stable")
+    kept: set[int] = set()
+    per: dict[int, int] = {}
+    used = 0
+    for i in ranked.tolist():
+        cost = embedder.count_tokens(flat[i])
+        if kept and (used + cost > budget_tokens or per.get(owner[i], 0) >= per_passage):
+            continue
+        kept.add(i)
+        per[owner[i]] = per.get(owner[i], 0) + 1
+        used += cost
+    top = int(ranked[0])
+    out: list[Chunk] = []
+    number: dict[int, int] = {}
+    for p, passage in enumerate(passages):
+        mine = [i for i in np.flatnonzero(owner == p).tolist() if i in kept]
+        if mine:
+            number[p] = len(out) + 1
+            out.append(replace(passage, text=" ".join(flat[i] for i in mine)))
+    return Compressed(out, (number[int(owner[top])], flat[top]), float(scores[top]))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,11 @@ class SentenceTransformerEmbedder:
         self.onnx_path = onnx_path
         self._model = None
         self._onnx: OnnxEncoder | None = None
+        # A question is embedded by dense retrieval and again to pick its context's
+        # sentences; the second time should cost nothing. A few entries cover the
+        # requests in flight, not a cache of past questions.
+        self._recent_queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._recent_lock = threading.Lock()
 
     def warm_up(self) -> None:
         if self._model is not None:
@@ -110,7 +117,16 @@ class SentenceTransformerEmbedder:
         return self._encode([self.passage_prefix + t for t in texts])
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self._encode([self.query_prefix + text])[0]
+        with self._recent_lock:
+            cached = self._recent_queries.get(text)
+        if cached is None:
+            cached = self._encode([self.query_prefix + text])[0]
+            cached.setflags(write=False)  # shared between callers
+            with self._recent_lock:
+                self._recent_queries[text] = cached
+                while len(self._recent_queries) > 4:
+                    self._recent_queries.popitem(last=False)
+        return cached
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         if self._onnx is not None:

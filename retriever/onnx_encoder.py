@@ -73,6 +73,22 @@ def export(st_model: Any, path: Path) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped longest first, a new batch once a text is under half the longest.
+
+    Every text in a batch is padded to its longest, so one long table row among short
+    sentences would multiply the work (a question's context: ~150 ms instead of ~40).
+    """
+    order = np.argsort([-n for n in lengths], kind="stable").tolist()
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < batch_size and 2 * lengths[i] >= lengths[batches[-1][0]]:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 class OnnxEncoder:
     def __init__(
         self, path: Path, tokenizer: Any, pooling: str, max_length: int, threads: int = 0
@@ -90,10 +106,9 @@ class OnnxEncoder:
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         out = []
-        # Sorting by length keeps padding, and so wasted work, small within a batch.
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        for start in range(0, len(texts), batch_size):
-            batch = [texts[i] for i in order[start : start + batch_size]]
+        order = length_batches([len(t) for t in texts], batch_size)
+        for group in order:
+            batch = [texts[i] for i in group]
             enc = self.tokenizer(
                 batch,
                 padding=True,
@@ -111,5 +126,5 @@ class OnnxEncoder:
             out.append(pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None))
         vectors = np.concatenate(out).astype(np.float32)
         result = np.empty_like(vectors)
-        result[order] = vectors
+        result[[i for group in order for i in group]] = vectors
         return result

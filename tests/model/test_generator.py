@@ -51,3 +51,35 @@ def test_real_smollm2_greedy_generation_and_streaming():
     assert len(pieces) > 1
     assert "Paris" in "".join(pieces)
     assert gen.generate(msgs) == "".join(pieces)  # greedy: reproducible
+
+
+@pytest.mark.integration
+def test_system_prompt_kv_cache_gives_the_uncached_answer():
+    from lectern.settings import Settings
+    from model.prepare import generator
+    from tests.conftest import MODEL_CACHE
+
+    prepared = generator(Settings(models={"cache_dir": MODEL_CACHE}), convert_gguf=True)
+    # fp32 without int8: dynamic quantisation scales activations per call, so only the
+    # unquantised model must give token-for-token the same answer with and without cache.
+    gen = TransformersGenerator(prepared.load_from, plan(DeviceCaps()), Sampling(max_new_tokens=16))
+    gen.warm_up()
+    msgs = [
+        {"role": "system", "content": "You answer in one short sentence."},
+        {"role": "user", "content": "What is the capital of France?"},
+    ]
+    gen.prefix_caching = False
+    plain = gen.generate(msgs)
+    assert gen._prefix is None
+    gen.prefix_caching = True
+    cached = gen.generate(msgs)
+    assert gen._prefix is not None and gen._prefix[0] == msgs[0]["content"]
+    assert cached == plain and "Paris" in cached
+    # No system turn: nothing to reuse. Another system prompt: its own prefix replaces it.
+    assert gen._prefix_cache(msgs[1:], gen._inputs(msgs[1:])["input_ids"]) is None
+    other = [{"role": "system", "content": "Be brief."}, msgs[1]]
+    assert gen._prefix_cache(other, gen._inputs(other)["input_ids"]) is not None
+    assert gen._prefix[0] == "Be brief."
+    # Input cut from the left no longer starts with the system turn.
+    ids = gen._inputs(other)["input_ids"][:, 3:]
+    assert gen._prefix_cache(other, ids) is None

@@ -7,7 +7,7 @@ from lectern.protocols import Embedder
 from lectern.settings import DEFAULT_ENCODER
 from model.registry import resolve
 from retriever.embedder import SentenceTransformerEmbedder
-from retriever.onnx_encoder import pooling_mode
+from retriever.onnx_encoder import length_batches, pooling_mode
 
 pytestmark = pytest.mark.integration
 TEXTS = [
@@ -68,3 +68,13 @@ def test_unsupported_pooling_stays_on_pytorch(pair):
     Odd.__name__ = "Pooling"
     assert pooling_mode([object(), Odd()]) is None
     assert pooling_mode(list(fast.model)) == "mean"
+
+
+def test_length_batches_keep_long_texts_away_from_short_ones():
+    lengths = [10, 150, 40, 35, 12, 9, 30]
+    batches = length_batches(lengths, batch_size=3)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert batches[0] == [1]  # the long row alone: nothing else is padded to 150
+    assert batches[1] == [2, 3, 6]  # full at 3
+    for b in batches:
+        assert len(b) <= 3 and all(2 * lengths[i] >= lengths[b[0]] for i in b)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -14,12 +15,13 @@ from ingest.pipeline import FileResult, Ingestor, IngestReport, document_id
 from ingest.sqlite_store import SQLiteDocumentStore
 from lectern import device
 from lectern.errors import DocumentNotFoundError, InvalidRequestError, NotReadyError
-from lectern.protocols import Embedder, Generator, Retriever
+from lectern.protocols import Embedder, Generator, Reranker, Retriever
 from lectern.settings import Settings
 from lectern.types import Answer, Chunk, DocumentInfo, ScoredChunk
 from model import prepare
 from model.answer import IDK, assemble, build_messages
 from model.context import compress
+from retriever import reindex
 from retriever.bm25 import BM25Retriever
 from retriever.dense import DenseRetriever
 from retriever.embedder import SentenceTransformerEmbedder
@@ -27,12 +29,13 @@ from retriever.faiss_index import FaissIndex
 from retriever.hybrid import HybridRetriever
 
 Mode = Literal["hybrid", "dense", "bm25"]
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
 class Timings:
     retrieve_ms: float = 0.0
-    rerank_ms: float = 0.0  # no reranker in the pipeline yet
+    rerank_ms: float = 0.0  # 0 when no reranker is configured or trained
     generate_ms: float = 0.0
     total_ms: float = 0.0
     first_token_ms: float | None = None
@@ -47,7 +50,7 @@ class AskResult:
 
 def build_embedder(settings: Settings, device_name: str) -> SentenceTransformerEmbedder:
     """The encoder the settings name, on onnxruntime when that backend is chosen."""
-    enc = prepare.encoder(settings)
+    enc = prepare.encoder(reindex.serving_settings(settings))  # a switch outlives restarts
     onnx_path = None
     if settings.models.encoder_backend == "onnx":
         key = hashlib.sha256(enc.fingerprint.encode()).hexdigest()[:16]
@@ -90,11 +93,14 @@ class Lectern:
         settings: Settings,
         embedder: Embedder | None = None,
         generator: Generator | None = None,
+        reranker: Reranker | None = None,
     ) -> None:
         self.settings = settings
         self.store = SQLiteDocumentStore(settings.store_path)
         self._embedder = embedder
         self._generator = generator
+        self._reranker = reranker
+        self._reranker_looked_up = reranker is not None
         self._generator_ready = False
         self._index: FaissIndex | None = None
         self._bm25: BM25Retriever | None = None
@@ -123,12 +129,23 @@ class Lectern:
             hnsw_ef_search=r.hnsw_ef_search,
             ivf_nlist=r.ivf_nlist,
             ivf_nprobe=r.ivf_nprobe,
+            pq_m=r.pq_m,
+            pq_nbits=r.pq_nbits,
+            pq_refine=r.pq_refine,
+            pq_refine_factor=r.pq_refine_factor,
             use_gpu=plan.faiss_gpu,
         )
-        self._index.load(self.settings.index_dir)
+        self._index.load(self._index_dir())
         self._bm25 = BM25Retriever(self.store)
-        dense = DenseRetriever(self.embedder, self._index, self.store)
-        self._retrievers = {
+        self._retrievers = self._retrievers_for(
+            DenseRetriever(self.embedder, self._index, self.store)
+        )
+        self._warm_up_reranker()
+        self.refresh()
+
+    def _retrievers_for(self, dense: DenseRetriever) -> dict[Mode, Retriever]:
+        r = self.settings.retrieval
+        return {
             "dense": dense,
             "bm25": self._bm25,
             "hybrid": HybridRetriever(
@@ -137,7 +154,6 @@ class Lectern:
                 candidates=r.candidates,
             ),
         }
-        self.refresh()
 
     def warm_up_generator(self) -> None:
         """Load the generator (converting a GGUF once if needed); idempotent."""
@@ -177,8 +193,11 @@ class Lectern:
 
     def _passages(self, question: str, top_k: int | None, timings: Timings) -> list[Chunk]:
         start = time.perf_counter()
-        hits = self.search(question, top_k or self.settings.generation.passages)
-        timings.retrieve_ms = _ms(start)
+        hits, rerank_ms = self._search(
+            question, top_k or self.settings.generation.passages, "hybrid", None
+        )
+        timings.rerank_ms = rerank_ms
+        timings.retrieve_ms = round(_ms(start) - rerank_ms, 2)
         return [h.chunk for h in hits]
 
     def ask(self, question: str, top_k: int | None = None) -> AskResult:
@@ -228,9 +247,42 @@ class Lectern:
                     missing, self.embedder.embed_passages(texts), self.embedder.fingerprint
                 )
             added, removed = self._index.sync(self.store)
-            if added or removed or not (self.settings.index_dir / "vectors.faiss").exists():
-                self._index.save(self.settings.index_dir)
+            folder = self._index_dir()
+            if added or removed or not (folder / "vectors.faiss").exists():
+                self._index.save(folder)
             self._bm25.sync()
+
+    def _index_dir(self) -> Path:
+        return reindex.index_dir(self.settings, self.embedder.fingerprint)
+
+    def switch_encoder(
+        self,
+        embedder: Embedder,
+        ref: str | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Serve `embedder` instead of the current encoder; return the chunks embedded.
+
+        Every chunk is embedded and a new index built and saved in its own folder while
+        searches (and ingests) go on with the old one; then the switch is recorded (a
+        restart serves `ref`, the new encoder's model reference) and the old objects are
+        swapped out. Any failure before that leaves the old encoder serving. The old
+        encoder's vectors stay in the store, so switching back needs no re-embedding.
+        """
+        self.warm_up()
+        embedder.warm_up()
+        batch = 8 * self.settings.ingest.embed_batch_size
+        # The bulk of the work, without the write lock: ingests go on meanwhile.
+        done = reindex.embed_missing(self.store, embedder, batch, on_progress)
+        with self._write_lock:
+            done += reindex.embed_missing(self.store, embedder, batch)  # written meanwhile
+            folder = reindex.versioned_dir(self.settings, embedder.fingerprint)
+            index = reindex.build_index(self.store, embedder, self._index, folder)
+            active = reindex.record(self.settings, embedder, folder, ref)
+            reindex.write_active(self.settings, active)  # the commit point
+            retrievers = self._retrievers_for(DenseRetriever(embedder, index, self.store))
+            self._embedder, self._index, self._retrievers = embedder, index, retrievers
+        return done
 
     def ingestor(self) -> Ingestor:
         return Ingestor(self.store, self.embedder, self.settings.ingest)
@@ -302,12 +354,61 @@ class Lectern:
         return self.store.list_documents()
 
     def search(
-        self, query: str, top_k: int | None = None, mode: Mode = "hybrid"
+        self,
+        query: str,
+        top_k: int | None = None,
+        mode: Mode = "hybrid",
+        rerank: bool | None = None,
     ) -> list[ScoredChunk]:
+        """The best chunks for `query`, reranked when a reranker is loaded.
+
+        rerank=None follows settings.retrieval.rerank. The reranker reorders the top
+        `rerank_candidates`; beyond them (top_k larger) the fused order follows.
+        """
+        return self._search(query, top_k, mode, rerank)[0]
+
+    @property
+    def reranker(self) -> Reranker | None:
+        return self._reranker
+
+    def _warm_up_reranker(self) -> None:
+        """Load the configured or trained reranker; without one, search is not reranked."""
+        if not self._reranker_looked_up and self.settings.retrieval.rerank:
+            self._reranker_looked_up = True
+            folder = prepare.reranker(self.settings)
+            if folder is None:
+                log.info(
+                    "no reranker at %s (train one with `lectern train reranker`); "
+                    "search results are not reranked",
+                    prepare.default_reranker_dir(self.settings),
+                )
+            else:
+                from retriever.cross_encoder import CrossEncoderReranker
+
+                self._reranker = CrossEncoderReranker(
+                    folder, backend=self.settings.models.reranker_backend
+                )
+                log.info("reranker: %s (%s)", folder, self.settings.models.reranker_backend)
+        warm = getattr(self._reranker, "warm_up", None)
+        if warm is not None:
+            warm()
+
+    def _search(
+        self, query: str, top_k: int | None, mode: Mode, rerank: bool | None
+    ) -> tuple[list[ScoredChunk], float]:
+        """The hits and the milliseconds spent reranking them."""
         self.warm_up()
         if mode not in self._retrievers:
             raise ValueError(f"unknown search mode {mode!r}; use hybrid, dense or bm25")
-        return self._retrievers[mode].retrieve(query, top_k or self.settings.retrieval.top_k)
+        k = top_k or self.settings.retrieval.top_k
+        use = self.settings.retrieval.rerank if rerank is None else rerank
+        if not use or self._reranker is None:
+            return self._retrievers[mode].retrieve(query, k), 0.0
+        n = self.settings.retrieval.rerank_candidates
+        hits = self._retrievers[mode].retrieve(query, max(k, n))
+        start = time.perf_counter()
+        best = self._reranker.rerank(query, hits[:n], min(k, n))
+        return [*best, *hits[n:]][:k], _ms(start)
 
     def counts(self) -> Counts:
         return Counts(

@@ -108,6 +108,7 @@ def main() -> None:
         "wrong": sorted(q for q, ok in correct.items() if not ok),
         "generator_load_s": round(load_s, 1),
         "plan": {"device": plan.device, "dtype": plan.dtype,
+                 "dynamic_int8": plan.dynamic_int8,
                  "attn_implementation": plan.attn_implementation},
         "max_new_tokens": args.max_new_tokens, "cpu": cpu, "environment": environment(),
     }
@@ -117,7 +118,8 @@ def main() -> None:
         "# Answer latency (sample corpus)", "",
         f"{len(queries)} sample questions × {args.runs} runs through `Lectern.ask_stream` "
         f"(hybrid retrieval, context compression, SmolLM2-135M-Instruct greedy, ≤ "
-        f"{args.max_new_tokens} new tokens, grounding check); {plan.device}, {plan.dtype}, "
+        f"{args.max_new_tokens} new tokens, grounding check); {plan.device}, {plan.dtype}"
+        f"{' with int8 dynamic quantization' if plan.dynamic_int8 else ''}, "
         f"{plan.attn_implementation}. {environment()['cpu_count']} CPUs.", "",
         table(["figure", "p50", "p95", "mean"], [
             ["time to first token (ms)", ttft["p50_ms"], ttft["p95_ms"], ttft["mean_ms"]],

@@ -48,14 +48,32 @@ class IngestSettings(BaseModel):
 class RetrievalSettings(BaseModel):
     top_k: int = Field(5, ge=1, le=100)
     candidates: int = Field(50, ge=1, le=1000, description="per retriever, before fusion")
-    index_type: Literal["flat", "hnsw", "ivf"] = "flat"
+    index_type: Literal["auto", "flat", "hnsw", "ivf", "ivfpq"] = Field(
+        "auto", description="auto: flat, then HNSW, then IVF-PQ as the corpus grows"
+    )
     hnsw_m: int = Field(32, ge=4, le=128)
     hnsw_ef_search: int = Field(64, ge=1)
-    ivf_nlist: int = Field(0, ge=0, description="0: about 4*sqrt(n) lists")
-    ivf_nprobe: int = Field(16, ge=1)
+    ivf_nlist: int = Field(0, ge=0, description="ivf and ivfpq; 0: about 4*sqrt(n) lists")
+    ivf_nprobe: int = Field(16, ge=1, description="lists scanned per query (ivf and ivfpq)")
+    # Whether pq_m divides the encoder's dimension is checked when the index is made: the
+    # dimension is the encoder's, unknown here.
+    pq_m: int = Field(0, ge=0, description="IVF-PQ sub-quantizers; 0: one per 8 dimensions")
+    pq_nbits: int = Field(8, ge=4, le=8, description="bits per IVF-PQ sub-quantizer code")
+    pq_refine: Literal["flat", "sq8", "none"] = Field(
+        "flat", description="re-rank IVF-PQ candidates with exact (flat) or 8-bit vectors"
+    )
+    pq_refine_factor: int = Field(
+        8, ge=1, le=100, description="IVF-PQ candidates re-ranked: this times top-k"
+    )
     rrf_k: int = Field(60, ge=1)
     bm25_weight: float = Field(1.0, ge=0)
     dense_weight: float = Field(1.0, ge=0)
+    rerank: bool = Field(
+        True, description="reorder the top candidates with the reranker, when there is one"
+    )
+    rerank_candidates: int = Field(
+        20, ge=1, le=200, description="fused candidates the reranker scores per query"
+    )
 
     @model_validator(mode="after")
     def _some_weight(self) -> RetrievalSettings:
@@ -69,6 +87,14 @@ class ModelSettings(BaseModel):
     generator: str = Field(DEFAULT_GENERATOR)
     encoder_backend: Literal["onnx", "torch"] = Field(
         "onnx", description="on CPU, run the encoder with onnxruntime (same vectors, faster)"
+    )
+    reranker: str | None = Field(
+        None,
+        description="cross-encoder: local path or hub id; None: the one `lectern train "
+        "reranker` saves under <cache_dir>/reranker, used when it exists",
+    )
+    reranker_backend: Literal["onnx", "torch"] = Field(
+        "onnx", description="run the reranker as int8 ONNX (faster on CPU) or with PyTorch"
     )
     cache_dir: Path | None = Field(None, description="default: <data_dir>/models")
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -8,6 +8,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from lectern.types import ScoredChunk
+
 _WORD = re.compile(r"\w+")
 
 
@@ -88,3 +90,33 @@ class EchoGenerator:
         words = self.generate(messages).split(" ")
         for i, word in enumerate(words):
             yield word if i == len(words) - 1 else word + " "
+
+
+class OverlapReranker:
+    """Scores a passage by the share of the query's words it contains.
+
+    A stand-in for a cross-encoder: deterministic, and it reorders candidates the way a
+    real reranker should when one passage plainly answers the query.
+    """
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def warm_up(self) -> None:
+        pass
+
+    def rerank(self, query: str, chunks: Sequence[ScoredChunk], top_k: int) -> list[ScoredChunk]:
+        self.calls += 1
+        if top_k < 1 or not chunks:
+            return []
+        words = set(_WORD.findall(query.lower()))
+        scored = [
+            ScoredChunk(
+                hit.chunk,
+                len(words & set(_WORD.findall(hit.chunk.context_text.lower())))
+                / max(len(words), 1),
+            )
+            for hit in chunks
+        ]
+        scored.sort(key=lambda h: (-h.score, h.chunk.id))
+        return scored[:top_k]

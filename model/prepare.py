@@ -23,6 +23,23 @@ def encoder(settings: Settings, install: bool = False) -> ResolvedModel:
     )
 
 
+def default_reranker_dir(settings: Settings) -> Path:
+    """Where `lectern train reranker` saves, and where serving looks when none is named."""
+    return settings.model_cache_dir / "reranker"
+
+
+def reranker(settings: Settings) -> Path | None:
+    """The reranker's folder; None when none is named and none has been trained yet.
+
+    A reranker that is named but cannot be found is an error, like any other model.
+    """
+    ref = settings.models.reranker
+    if ref is None:
+        folder = default_reranker_dir(settings)
+        return folder if (folder / "config.json").is_file() else None
+    return resolve(ref, allow_download=settings.models.allow_download).folder
+
+
 def generator(settings: Settings, install: bool = False, convert_gguf: bool = False) -> Prepared:
     """The generator's loadable folder: a GGUF is served from its safetensors conversion."""
     model = resolve(

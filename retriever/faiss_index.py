@@ -2,27 +2,45 @@
 
 The store holds every vector, so the index is a cache of it: `sync()` adds what the store
 has and the index lacks, drops what the index has and the store lost, and rebuilds when
-the index type cannot delete in place (HNSW). A crash between a store commit and an index
-save is repaired by the next `sync()`.
+the index type cannot delete in place (HNSW), when a trained index (IVF, IVF-PQ) was
+trained on less than half of the corpus, or when the kind to use changes with the corpus
+size (`auto`, or IVF/IVF-PQ that fall back to flat until there is enough to train on).
+A crash between a store commit and an index save is repaired by the next `sync()`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal, get_args
 
 import numpy as np
 
 from lectern.protocols import DocumentStore
+from retriever.faiss_choice import IndexKind, auto_kind, default_memory_budget, default_pq_m
 
-IndexType = Literal["flat", "hnsw", "ivf"]
+log = logging.getLogger(__name__)
+
+IndexType = Literal["auto", "flat", "hnsw", "ivf", "ivfpq"]
+Refine = Literal["flat", "sq8", "none"]
 _INDEX_FILE = "vectors.faiss"
 _META_FILE = "vectors.json"
+
+# k-means wants this many training points per centroid (faiss warns below it).
+_POINTS_PER_CENTROID = 39
+# IVF trains on at most this many points per list: more costs minutes at 1M vectors and
+# barely moves the centroids.
+_TRAIN_PER_LIST = 48
+_MIN_IVF_LISTS = 4  # fewer lists is a flat scan with extra steps
+# IVF-PQ candidates re-ranked at least: a top-1 taken from 4 PQ candidates is fragile, and
+# re-scoring a few dozen vectors costs microseconds.
+_MIN_REFINE_DEPTH = 32
 
 
 class FaissIndex:
@@ -30,17 +48,36 @@ class FaissIndex:
         self,
         dimension: int,
         encoder: str,
-        kind: IndexType = "flat",
+        kind: IndexType = "auto",
         hnsw_m: int = 32,
         hnsw_ef_search: int = 64,
         ivf_nlist: int = 0,
         ivf_nprobe: int = 16,
+        pq_m: int = 0,
+        pq_nbits: int = 8,
+        pq_refine: Refine = "flat",
+        pq_refine_factor: int = 8,
         use_gpu: bool = False,
+        memory_budget: int | None = None,
+        search_threads: int | None = 1,
     ) -> None:
         if dimension < 1:
             raise ValueError(f"dimension must be positive, got {dimension}")
-        if kind not in ("flat", "hnsw", "ivf"):
-            raise ValueError(f"unknown index type {kind!r}; use flat, hnsw or ivf")
+        if kind not in get_args(IndexType):
+            raise ValueError(
+                f"unknown index type {kind!r}; use {', '.join(get_args(IndexType))}"
+            )
+        if not 4 <= pq_nbits <= 8:
+            raise ValueError(f"pq_nbits must be between 4 and 8, got {pq_nbits}")
+        if pq_m < 0 or (pq_m and dimension % pq_m):
+            raise ValueError(f"pq_m ({pq_m}) must divide the dimension ({dimension})")
+        if pq_refine not in get_args(Refine):
+            raise ValueError(f"unknown pq_refine {pq_refine!r}; use flat, sq8 or none")
+        if pq_refine_factor < 1 or hnsw_ef_search < 1 or ivf_nprobe < 1:
+            raise ValueError(
+                f"pq_refine_factor ({pq_refine_factor}), hnsw_ef_search ({hnsw_ef_search}) "
+                f"and ivf_nprobe ({ivf_nprobe}) must be positive"
+            )
         self.dimension = dimension
         self.encoder = encoder
         self.kind = kind
@@ -48,10 +85,24 @@ class FaissIndex:
         self.hnsw_ef_search = hnsw_ef_search
         self.ivf_nlist = ivf_nlist
         self.ivf_nprobe = ivf_nprobe
+        self.pq_m = pq_m or default_pq_m(dimension)
+        self.pq_nbits = pq_nbits
+        self.pq_refine = pq_refine
+        self.pq_refine_factor = pq_refine_factor
         self.use_gpu = use_gpu
+        self.memory_budget = memory_budget if memory_budget is not None else default_memory_budget()
+        # One query has little to split across OpenMP threads, yet faiss forks a team for
+        # flat and HNSW; on the busy 2-core bench machine, waiting for the second thread
+        # made queries 5-30x slower (flat at 50k: 56 ms, not 9.6; HNSW at 500k: 11.9 ms,
+        # not 0.35; bench/results/faiss_scale.md). None: faiss's default.
+        self.search_threads = search_threads
         self._index = None
+        self._refine = None  # IVF-PQ only: the vectors that re-rank its candidates, by id
+        self._active: IndexKind | None = None
+        self._on_gpu = False
         self._ids = np.zeros(0, dtype=np.int64)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the index as searched
+        self._writing = threading.RLock()  # one sync or build at a time
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -60,37 +111,128 @@ class FaissIndex:
     def ids(self) -> np.ndarray:
         return self._ids
 
+    @property
+    def active_kind(self) -> IndexKind | None:
+        """The kind built: `kind` resolved by corpus size; None before the first build."""
+        return self._active
+
+    def min_train_count(self, kind: IndexKind) -> int:
+        """Vectors a kind needs before it is built; below this, a flat index stands in."""
+        if kind == "ivfpq":  # every PQ sub-quantizer learns 2**nbits centroids
+            return _POINTS_PER_CENTROID * max(2**self.pq_nbits, _MIN_IVF_LISTS)
+        if kind == "ivf":
+            return _POINTS_PER_CENTROID * _MIN_IVF_LISTS
+        return 0
+
+    def target_kind(self, count: int) -> IndexKind:
+        """The kind to build for `count` vectors, given the configured one."""
+        kind: IndexKind = (
+            auto_kind(
+                count,
+                self.dimension,
+                current=self._active,
+                memory_budget=self.memory_budget,
+                hnsw_m=self.hnsw_m,
+            )
+            if self.kind == "auto"
+            else self.kind
+        )
+        return "flat" if count < self.min_train_count(kind) else kind
+
+    def _structure(self, kind: IndexKind | None) -> dict:
+        """What a saved index of this kind was built with, beyond dimension and encoder."""
+        if kind == "hnsw":
+            return {"hnsw_m": self.hnsw_m}
+        if kind == "ivfpq":
+            return {"pq_m": self.pq_m, "pq_nbits": self.pq_nbits, "pq_refine": self.pq_refine}
+        return {}
+
     def _meta(self) -> dict:
         return {
             "dimension": self.dimension,
             "encoder": self.encoder,
             "kind": self.kind,
+            "active": self._active,
+            "structure": self._structure(self._active),
             "count": len(self._ids),
         }
 
-    def _new_index(self, vectors: np.ndarray):  # noqa: ANN202 - a faiss.Index
+    def _new_index(self, kind: IndexKind, vectors: np.ndarray) -> tuple:
+        """(index, refine store or None), trained on `vectors` where the kind needs it."""
         import faiss
 
-        d = self.dimension
-        if self.kind == "hnsw":
-            base = faiss.IndexHNSWFlat(d, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            base.hnsw.efSearch = self.hnsw_ef_search
-            index = faiss.IndexIDMap2(base)
-        elif self.kind == "ivf":
-            # Each list needs some dozens of training points; small corpora get few lists.
-            nlist = self.ivf_nlist or max(1, int(4 * math.sqrt(max(len(vectors), 1))))
-            nlist = max(1, min(nlist, len(vectors) // 39 or 1))
-            quantizer = faiss.IndexFlatIP(d)
-            index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
-            if len(vectors):
-                index.train(vectors)
-            index.nprobe = min(self.ivf_nprobe, nlist)
-        else:
-            index = faiss.IndexIDMap2(faiss.IndexFlatIP(d))
-        return index
+        d, ip = self.dimension, faiss.METRIC_INNER_PRODUCT
+        if kind == "hnsw":
+            return faiss.IndexIDMap2(faiss.IndexHNSWFlat(d, self.hnsw_m, ip)), None
+        if kind == "flat":
+            return faiss.IndexIDMap2(faiss.IndexFlatIP(d)), None
+        # Each list needs some dozens of training points; small corpora get few lists.
+        nlist = self.ivf_nlist or max(1, int(4 * math.sqrt(max(len(vectors), 1))))
+        nlist = max(1, min(nlist, len(vectors) // _POINTS_PER_CENTROID or 1))
+        quantizer = faiss.IndexFlatIP(d)
+        refine = None
+        # Not IndexIVFPQFastScan: no faster in a 100k trial of the bench, and in faiss 1.15.1 a
+        # vector added after a remove_ids gets a wrong code, which sync() would do.
+        index = (
+            faiss.IndexIVFFlat(quantizer, d, nlist, ip)
+            if kind == "ivf"
+            else faiss.IndexIVFPQ(quantizer, d, nlist, self.pq_m, self.pq_nbits, ip)
+        )
+        if kind == "ivfpq" and self.pq_refine != "none":
+            store = (
+                faiss.IndexFlatIP(d)
+                if self.pq_refine == "flat"
+                else faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, ip)
+            )
+            refine = faiss.IndexIDMap2(store)
+        if len(vectors):
+            sample = _sample(vectors, max(_TRAIN_PER_LIST * nlist, self.min_train_count(kind)))
+            index.train(sample)
+            if refine is not None:
+                refine.train(sample)
+        return index, refine
 
-    def _on_device(self, index):  # noqa: ANN001, ANN202
-        if not self.use_gpu or self.kind == "hnsw":  # faiss has no GPU HNSW
+    def _apply_search_params(self) -> None:
+        import faiss
+
+        if self._index is None:
+            return
+        if self._active == "hnsw":
+            faiss.downcast_index(self._index.index).hnsw.efSearch = self.hnsw_ef_search
+        elif self._active in ("ivf", "ivfpq") and self._on_gpu:
+            nprobe = min(self.ivf_nprobe, self._index.nlist)
+            faiss.GpuParameterSpace().set_index_parameter(self._index, "nprobe", nprobe)
+        elif self._active in ("ivf", "ivfpq"):
+            ivf = faiss.extract_index_ivf(self._index)
+            ivf.nprobe = min(self.ivf_nprobe, ivf.nlist)
+
+    def set_search_params(
+        self,
+        hnsw_ef_search: int | None = None,
+        ivf_nprobe: int | None = None,
+        pq_refine_factor: int | None = None,
+    ) -> None:
+        """Change the speed/recall trade-off of the built index without rebuilding it."""
+        for name, value in (
+            ("hnsw_ef_search", hnsw_ef_search),
+            ("ivf_nprobe", ivf_nprobe),
+            ("pq_refine_factor", pq_refine_factor),
+        ):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be positive, got {value}")
+        with self._lock:
+            self.hnsw_ef_search = hnsw_ef_search or self.hnsw_ef_search
+            self.ivf_nprobe = ivf_nprobe or self.ivf_nprobe
+            self.pq_refine_factor = pq_refine_factor or self.pq_refine_factor
+            self._apply_search_params()
+
+    def _gpu_for(self, kind: IndexKind) -> bool:
+        # faiss has no GPU HNSW, and GPU IVF-PQ wants 8-bit codes; those stay on the CPU.
+        # An IVF-PQ refine store stays there too: it is only read by id.
+        return self.use_gpu and kind != "hnsw" and not (kind == "ivfpq" and self.pq_nbits != 8)
+
+    def _on_device(self, index, kind: IndexKind):  # noqa: ANN001, ANN202
+        if not self._gpu_for(kind):
             return index
         import faiss
 
@@ -99,12 +241,23 @@ class FaissIndex:
     def build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         vectors = self._check(vectors, len(ids))
-        index = self._new_index(vectors)
-        if len(ids):
-            index.add_with_ids(vectors, ids)
-        with self._lock:
-            self._index = self._on_device(index)
-            self._ids = np.sort(ids)
+        with self._writing:
+            with self._lock:
+                kind = self.target_kind(len(ids))
+            # Built without the search lock (an HNSW of 1M vectors takes minutes):
+            # searches meanwhile use the previous index.
+            index, refine = self._new_index(kind, vectors)
+            if len(ids):
+                index.add_with_ids(vectors, ids)
+                if refine is not None:
+                    refine.add_with_ids(vectors, ids)
+            with self._lock:
+                if kind != self._active:
+                    log.info("FAISS index %s: %d vectors, built as %s", self.kind, len(ids), kind)
+                self._index, self._refine = self._on_device(index, kind), refine
+                self._active, self._on_gpu = kind, self._gpu_for(kind)
+                self._ids = np.sort(ids)
+                self._apply_search_params()
 
     def _check(self, vectors: np.ndarray, n: int) -> np.ndarray:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dimension)
@@ -114,55 +267,91 @@ class FaissIndex:
 
     def sync(self, store: DocumentStore) -> tuple[int, int]:
         """Make the index hold exactly the store's chunks; return (added, removed)."""
-        want = store.chunk_ids()
-        with self._lock:
+        with self._writing:
+            want = store.chunk_ids()
             have = self._ids
             stale = np.setdiff1d(have, want, assume_unique=True)
             new = np.setdiff1d(want, have, assume_unique=True)
-            if self._index is None or (len(stale) and self.kind == "hnsw"):
+            with self._lock:
+                kind = self.target_kind(len(want))
+            if (
+                self._index is None
+                or kind != self._active
+                or (len(stale) and kind == "hnsw")
+                # A coarse quantizer or codebook trained on the old vectors: when the
+                # corpus more than doubles, retrain on all of them.
+                or (kind in ("ivf", "ivfpq") and len(new) > len(have))
+            ):
                 self.build(want, store.vectors(want, self.encoder))
                 return len(new), len(stale)
-            if self.kind == "ivf" and len(new) > len(have):
-                # The coarse quantizer was trained on the old vectors; when the corpus
-                # more than doubles, retrain on all of them.
-                self.build(want, store.vectors(want, self.encoder))
-                return len(new), len(stale)
-            if len(stale):
-                self._index.remove_ids(stale)
-            if len(new):
-                self._index.add_with_ids(
-                    self._check(store.vectors(new, self.encoder), len(new)), new
-                )
-            self._ids = want
+            vectors = self._check(store.vectors(new, self.encoder), len(new)) if len(new) else None
+            with self._lock:
+                if len(stale):
+                    self._index.remove_ids(stale)
+                    if self._refine is not None:
+                        self._refine.remove_ids(stale)
+                if vectors is not None:
+                    self._index.add_with_ids(vectors, new)
+                    if self._refine is not None:
+                        self._refine.add_with_ids(vectors, new)
+                self._ids = want
             return len(new), len(stale)
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids, scores) of the k nearest vectors by inner product, best first."""
+        import faiss
+
         with self._lock:
             if self._index is None or not len(self._ids) or k < 1:
                 return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
             q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dimension)
-            scores, ids = self._index.search(q, min(k, len(self._ids)))
-        keep = ids[0] >= 0
-        return ids[0][keep], scores[0][keep]
+            k = min(k, len(self._ids))
+            # The OpenMP thread count is per calling thread: this leaves builds alone.
+            threads = faiss.omp_get_max_threads()
+            if self.search_threads:
+                faiss.omp_set_num_threads(self.search_threads)
+            try:
+                if self._refine is None:
+                    scores, ids = self._index.search(q, k)
+                    keep = ids[0] >= 0
+                    return ids[0][keep], scores[0][keep]
+                # IVF-PQ scores are approximate: take more candidates, re-score them exactly.
+                depth = min(max(k * self.pq_refine_factor, _MIN_REFINE_DEPTH), len(self._ids))
+                _, cand = self._index.search(q, depth)
+            finally:
+                faiss.omp_set_num_threads(threads)
+            cand = cand[0][cand[0] >= 0]
+            exact = self._refine.reconstruct_batch(cand) @ q[0]
+        best = np.argsort(-exact, kind="stable")[:k]
+        return cand[best], exact[best]
+
+    def _parts(self) -> list:
+        """What is saved, on the CPU: the index, then the refine store if there is one."""
+        import faiss
+
+        index = faiss.index_gpu_to_cpu(self._index) if self._on_gpu else self._index
+        return [index, *([self._refine] if self._refine is not None else [])]
+
+    def serialized_bytes(self) -> int:
+        """Size of what `save` writes for the index: its memory footprint, near enough."""
+        sizes: list[int] = []
+        with self._lock:
+            if self._index is not None:
+                _write_indexes(self._parts(), lambda chunk: sizes.append(len(chunk)))
+        return sum(sizes)
 
     def save(self, folder: Path) -> None:
         """Write the index so that a crash at any point leaves the previous one readable."""
-        import faiss
-
         folder.mkdir(parents=True, exist_ok=True)
         with self._lock:
             if self._index is None:
                 return
-            index = (
-                faiss.index_gpu_to_cpu(self._index)
-                if self.use_gpu and self.kind != "hnsw"
-                else self._index
-            )
-            _atomic_write(folder / _INDEX_FILE, faiss.serialize_index(index).tobytes())
+            parts = self._parts()
+            _atomic(folder / _INDEX_FILE, lambda f: _write_indexes(parts, f.write))
             # The meta file is written last and names the count, so a reader can tell an
             # index file from a previous save that the meta does not describe.
-            _atomic_write(folder / _META_FILE, json.dumps(self._meta()).encode())
+            meta = json.dumps(self._meta()).encode()
+            _atomic(folder / _META_FILE, lambda f: f.write(meta))
 
     def load(self, folder: Path) -> bool:
         """Load a saved index if it matches this encoder and type; False when there is none."""
@@ -172,20 +361,39 @@ class FaissIndex:
         if not index_file.exists() or not meta_file.exists():
             return False
         meta = json.loads(meta_file.read_text())
-        if {k: meta.get(k) for k in ("dimension", "encoder", "kind")} != {
-            "dimension": self.dimension,
-            "encoder": self.encoder,
-            "kind": self.kind,
-        }:
+        # Saves from before `auto` name neither the kind built nor its structure.
+        active = meta.get("active", meta.get("kind"))
+        if (
+            {k: meta.get(k) for k in ("dimension", "encoder", "kind")}
+            != {"dimension": self.dimension, "encoder": self.encoder, "kind": self.kind}
+            or active not in get_args(IndexKind)
+            or meta.get("structure", self._structure(active)) != self._structure(active)
+        ):
             return False
-        index = faiss.deserialize_index(np.frombuffer(index_file.read_bytes(), dtype=np.uint8))
-        if index.ntotal != meta["count"]:
-            return False
+        with index_file.open("rb") as f:
+            reader = faiss.PyCallbackIOReader(f.read)
+            index = faiss.read_index(reader)
+            has_refine = active == "ivfpq" and self.pq_refine != "none"
+            refine = faiss.read_index(reader) if has_refine else None
         ids = _stored_ids(index)
+        if index.ntotal != meta["count"] or (
+            refine is not None and not np.array_equal(np.sort(_stored_ids(refine)), np.sort(ids))
+        ):
+            return False
         with self._lock:
-            self._index = self._on_device(index)
+            self._index, self._refine = self._on_device(index, active), refine
+            self._active, self._on_gpu = active, self._gpu_for(active)
             self._ids = np.sort(ids)
+            self._apply_search_params()
+        log.info("FAISS index %s: loaded %d vectors as %s", self.kind, len(ids), active)
         return True
+
+
+def _sample(vectors: np.ndarray, size: int) -> np.ndarray:
+    if len(vectors) <= size:
+        return vectors
+    rows = np.random.default_rng(0).choice(len(vectors), size, replace=False)
+    return np.ascontiguousarray(vectors[np.sort(rows)])
 
 
 def _stored_ids(index) -> np.ndarray:  # noqa: ANN001
@@ -202,11 +410,25 @@ def _stored_ids(index) -> np.ndarray:  # noqa: ANN001
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _write_indexes(indexes: list, sink: Callable[[bytes], object]) -> None:
+    """Stream indexes one after the other: serialize_index would copy a 1.5 GB index."""
+    import faiss
+
+    def write(chunk: bytes) -> int:
+        sink(chunk)
+        return len(chunk)
+
+    writer = faiss.PyCallbackIOWriter(write)
+    for index in indexes:
+        faiss.write_index(index, writer)
+    del writer  # flushes its last buffer
+
+
+def _atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

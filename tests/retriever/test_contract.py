@@ -45,6 +45,8 @@ IMPLEMENTATIONS = {
     "dense-flat": dense("flat"),
     "dense-hnsw": dense("hnsw"),
     "dense-ivf": dense("ivf"),
+    "dense-ivfpq": dense("ivfpq"),
+    "dense-auto": dense("auto"),
     "hybrid": hybrid,
 }
 

@@ -1,0 +1,142 @@
+"""Writing benchmark and evaluation results: latency summaries, markdown tables, files.
+
+Shared by the scripts in bench/ and by `lectern eval`, so every result file has the same
+shape and records the same environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "bench" / "results"
+
+
+def environment() -> dict:
+    import faiss
+    import torch
+
+    def version(dist: str) -> str | None:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as v
+
+        try:
+            return v(dist)
+        except PackageNotFoundError:
+            return None
+
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = None
+    cpu_model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "faiss": faiss.__version__,
+        "sentence_transformers": version("sentence-transformers"),
+        "transformers": version("transformers"),
+        "bm25s": version("bm25s"),
+        "unstructured": version("unstructured"),
+        "numpy": np.__version__,
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": affinity,
+        "cpu_model": cpu_model,
+        "cuda": torch.cuda.is_available(),
+    }
+
+
+def _busy_jiffies() -> int | None:
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return user + nice + system + irq + softirq + steal
+
+
+class CpuMonitor:
+    """How much CPU other processes took while a benchmark ran (they skew its timings).
+
+    System-wide busy time from /proc/stat minus this process's own CPU time.
+    """
+
+    def __init__(self) -> None:
+        self.hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.start()
+
+    def start(self) -> None:
+        self._wall = time.perf_counter()
+        self._busy = _busy_jiffies()
+        t = os.times()
+        self._own = t.user + t.system + t.children_user + t.children_system
+
+    def stop(self) -> dict:
+        wall = time.perf_counter() - self._wall
+        busy = _busy_jiffies()
+        t = os.times()
+        own = t.user + t.system + t.children_user + t.children_system - self._own
+        cpus = os.cpu_count() or 1
+        out = {"wall_seconds": round(wall, 2), "own_cpu_seconds": round(own, 2),
+               "loadavg_1m_at_end": round(os.getloadavg()[0], 2)}
+        if busy is not None and self._busy is not None:
+            system = (busy - self._busy) / self.hz
+            other = max(system - own, 0.0)
+            out.update(system_busy_cpu_seconds=round(system, 2),
+                       other_processes_cpu_seconds=round(other, 2),
+                       other_processes_share_of_capacity=round(other / (wall * cpus), 3)
+                       if wall else None)
+        return out
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default), q in [0, 100]."""
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def latency_ms(seconds: Sequence[float]) -> dict:
+    ms = [s * 1000 for s in seconds]
+    return {
+        "n": len(ms),
+        "p50_ms": round(percentile(ms, 50), 3),
+        "p95_ms": round(percentile(ms, 95), 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+        "min_ms": round(min(ms), 3),
+        "max_ms": round(max(ms), 3),
+    }
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |",
+             "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_results(
+    name: str, data: dict, markdown: str, out_dir: Path = RESULTS_DIR
+) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    js, md = out_dir / f"{name}.json", out_dir / f"{name}.md"
+    js.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    md.write_text(markdown.rstrip() + "\n")
+    return js, md

@@ -1,0 +1,362 @@
+"""Tune the bi-encoder on synthetic questions: hard negatives from BM25, in-batch negatives.
+
+DPR's recipe with sentence-transformers' MultipleNegativesRankingLoss: each question is
+scored against its own chunk, one or more BM25 hard negatives, and every other passage in
+the batch, and the loss is the cross-entropy of picking its own chunk. Questions and
+passages share one encoder, so the tuned model is a drop-in replacement for the current
+one (same dimension, same query/passage handling).
+
+The training loop is plain PyTorch: sentence-transformers' trainer needs the `datasets`
+package, which Lectern does not otherwise install, and a loop of a few hundred steps
+needs nothing it offers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lectern.protocols import Retriever
+from lectern.types import Chunk
+from retriever.synthetic_questions import SyntheticQuestion
+
+log = logging.getLogger(__name__)
+CONFIG_FILE = "lectern-tuning.json"
+
+
+@dataclass(frozen=True, slots=True)
+class TuningConfig:
+    epochs: int = 1
+    batch_size: int = 32
+    learning_rate: float = 2e-5
+    warmup_share: float = 0.1
+    weight_decay: float = 0.01
+    scale: float = 20.0  # MNRL's inverse temperature (cosine similarities x 20)
+    negatives: int = 1  # BM25 hard negatives per question
+    negative_depth: int = 20  # how deep in the BM25 list to look for them
+    holdout_share: float = 0.1  # of the source chunks: their questions are only measured
+    max_steps: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name} must be positive, got {value}"
+            for name, value in (
+                ("epochs", self.epochs),
+                ("learning_rate", self.learning_rate),
+                ("scale", self.scale),
+                ("negative_depth", self.negative_depth),
+            )
+            if value <= 0
+        ]
+        if self.batch_size < 2:
+            problems.append(
+                f"batch_size must be at least 2 (in-batch negatives), got {self.batch_size}"
+            )
+        if self.negatives < 0:
+            problems.append(f"negatives must be >= 0, got {self.negatives}")
+        if not 0 <= self.holdout_share < 1 or not 0 <= self.warmup_share < 1:
+            problems.append(
+                f"holdout_share and warmup_share must be in [0, 1), got "
+                f"{self.holdout_share}, {self.warmup_share}"
+            )
+        if self.max_steps is not None and self.max_steps < 1:
+            problems.append(f"max_steps must be positive, got {self.max_steps}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    question: str
+    chunk_id: int
+    positive: str
+    negatives: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class TuningReport:
+    folder: Path
+    config: TuningConfig
+    counts: dict[str, int]
+    before: dict[str, float] = field(default_factory=dict)
+    after: dict[str, float] = field(default_factory=dict)
+    steps: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    losses: list[float] = field(default_factory=list)
+
+
+def split_holdout(
+    questions: Sequence[SyntheticQuestion], share: float, seed: int
+) -> tuple[list[SyntheticQuestion], list[SyntheticQuestion]]:
+    """(train, held out), split by source chunk so held-out chunks are never trained on."""
+    chunk_ids = sorted({q.chunk_id for q in questions})
+    held = set(random.Random(seed).sample(chunk_ids, round(len(chunk_ids) * share)))
+    return (
+        [q for q in questions if q.chunk_id not in held],
+        [q for q in questions if q.chunk_id in held],
+    )
+
+
+def mine_examples(
+    questions: Sequence[SyntheticQuestion],
+    chunks: Mapping[int, Chunk],
+    retriever: Retriever,
+    negatives: int,
+    depth: int,
+    seed: int = 0,
+) -> list[Example]:
+    """Each question with its chunk and its hardest BM25 negatives.
+
+    A negative is never from the question's own document: a neighbouring chunk of the
+    same paragraph often answers the question too, and training it away would teach the
+    encoder the wrong thing. Questions with too few BM25 negatives get random chunks
+    from other documents, so every example has the same number of columns.
+    """
+    rng = random.Random(seed)
+    pool = list(chunks.values())
+    out = []
+    for q in questions:
+        own = chunks[q.chunk_id]
+        picked: list[str] = []
+        for hit in retriever.retrieve(q.question, depth):
+            if len(picked) == negatives:
+                break
+            if hit.chunk.document_id != own.document_id:
+                picked.append(hit.chunk.context_text)
+        for _ in range(100 * negatives):
+            if len(picked) == negatives:
+                break
+            other = rng.choice(pool)
+            if other.document_id != own.document_id and other.context_text not in picked:
+                picked.append(other.context_text)
+        if len(picked) == negatives:
+            out.append(Example(q.question, q.chunk_id, own.context_text, tuple(picked)))
+    return out
+
+
+def batches(examples: Sequence[Example], size: int, rng: random.Random) -> list[list[Example]]:
+    """Shuffled batches in which no chunk appears twice as a positive.
+
+    Two questions about one chunk in a batch would each count the other's positive (their
+    own chunk) as a negative.
+    """
+    pending = list(examples)
+    rng.shuffle(pending)
+    out: list[list[Example]] = []
+    while pending:
+        batch, seen, rest = [], set(), []
+        for ex in pending:
+            if len(batch) < size and ex.chunk_id not in seen:
+                batch.append(ex)
+                seen.add(ex.chunk_id)
+            else:
+                rest.append(ex)
+        if len(batch) < 2:
+            break  # a lone question has no in-batch negatives to learn from
+        out.append(batch)
+        pending = rest
+    return out
+
+
+def retrieval_metrics(
+    encode: Callable[[list[str]], np.ndarray],
+    questions: Sequence[SyntheticQuestion],
+    chunks: Mapping[int, Chunk],
+    passages: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Dense recall@1/5/10 and MRR@10 of the questions' own chunks among all chunks.
+
+    `passages`: the chunks' vectors in id order, when they are at hand already.
+    """
+    if not questions:
+        return {}
+    ids = np.array(sorted(chunks), dtype=np.int64)
+    if passages is None:
+        passages = encode([chunks[int(i)].context_text for i in ids])
+    queries = encode([q.question for q in questions])
+    scores = queries @ passages.T
+    own = scores[np.arange(len(questions)), np.searchsorted(ids, [q.chunk_id for q in questions])]
+    ranks = 1 + (scores > own[:, None]).sum(axis=1)
+    return {
+        "questions": len(questions),
+        "recall_at_1": round(float(np.mean(ranks <= 1)), 4),
+        "recall_at_5": round(float(np.mean(ranks <= 5)), 4),
+        "recall_at_10": round(float(np.mean(ranks <= 10)), 4),
+        "mrr_at_10": round(float(np.mean(np.where(ranks <= 10, 1.0 / ranks, 0.0))), 4),
+    }
+
+
+def _encoder(model: Any, batch_size: int = 64) -> Callable[[list[str]], np.ndarray]:
+    def encode(texts: list[str]) -> np.ndarray:
+        vectors = model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    return encode
+
+
+def _features(model: Any, texts: list[str]) -> dict[str, Any]:
+    # sentence-transformers 6 renamed `tokenize` to `preprocess`.
+    prepare = getattr(model, "preprocess", None) or model.tokenize
+    return {k: v.to(model.device) if hasattr(v, "to") else v for k, v in prepare(texts).items()}
+
+
+def _train(
+    model: Any,
+    examples: Sequence[Example],
+    config: TuningConfig,
+    on_step: Callable[[int, int, float], None] | None,
+) -> list[float]:
+    import torch
+
+    try:
+        from sentence_transformers.sentence_transformer.losses import (
+            MultipleNegativesRankingLoss,
+        )
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers.losses import MultipleNegativesRankingLoss
+
+    rng = random.Random(config.seed)
+    torch.manual_seed(config.seed)
+    plan = [b for _ in range(config.epochs) for b in batches(examples, config.batch_size, rng)]
+    plan = plan[: config.max_steps] if config.max_steps is not None else plan
+    loss_fn = MultipleNegativesRankingLoss(model, scale=config.scale)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    warmup = max(1, int(len(plan) * config.warmup_share))
+
+    def linear(step: int) -> float:  # warm up, then decay to zero
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (len(plan) - step) / max(1, len(plan) - warmup))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, linear)
+    losses: list[float] = []
+    model.train()
+    try:
+        for step, batch in enumerate(plan, start=1):
+            columns = [[ex.question for ex in batch], [ex.positive for ex in batch]]
+            columns += [[ex.negatives[i] for ex in batch] for i in range(config.negatives)]
+            features = [_features(model, col) for col in columns]
+            loss = loss_fn(features, None)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            losses.append(round(float(loss.detach()), 4))
+            if on_step is not None:
+                on_step(step, len(plan), losses[-1])
+    finally:
+        model.eval()
+    return losses
+
+
+def tune(
+    base_folder: Path,
+    questions: Sequence[SyntheticQuestion],
+    chunks: Mapping[int, Chunk],
+    retriever: Retriever,
+    out: Path,
+    config: TuningConfig,
+    meta: Mapping[str, Any] | None = None,
+    device: str = "cpu",
+    on_step: Callable[[int, int, float], None] | None = None,
+    base_passages: np.ndarray | None = None,
+) -> TuningReport:
+    """Fine-tune the encoder in `base_folder` on the kept questions; save it to `out`.
+
+    `base_passages`, the base encoder's vectors of the chunks in id order (the store has
+    them), saves embedding the corpus once more for the before-tuning measurement.
+
+    `out` is a new version and must not exist yet: a tuned model is never overwritten,
+    because an index built from it is named by its folder. The folder appears complete
+    or not at all (written beside it, then renamed).
+    """
+    from sentence_transformers import SentenceTransformer
+
+    if out.exists():
+        raise FileExistsError(f"{out} exists; tuned encoders are versioned, pick a new folder")
+    kept = [q for q in questions if q.kept]
+    unknown = {q.chunk_id for q in kept} - set(chunks)
+    if unknown:
+        raise ValueError(
+            f"{len(unknown)} questions name chunks this corpus does not have (e.g. chunk "
+            f"{min(unknown)}): the questions file was made from another store"
+        )
+    train_q, held_q = split_holdout(kept, config.holdout_share, config.seed)
+    t0 = time.perf_counter()
+    examples = mine_examples(
+        train_q, chunks, retriever, config.negatives, config.negative_depth, config.seed
+    )
+    report = TuningReport(
+        out,
+        config,
+        {
+            "chunks_in_corpus": len(chunks),
+            "questions_generated": len(questions),
+            "questions_kept": len(kept),
+            "train_questions": len(train_q),
+            "train_examples": len(examples),
+            "held_out_questions": len(held_q),
+            "held_out_chunks": len({q.chunk_id for q in held_q}),
+        },
+    )
+    if len(examples) < 2:
+        raise ValueError(f"{len(examples)} training examples; at least 2 are needed")
+    report.seconds["mine_negatives"] = round(time.perf_counter() - t0, 2)
+    model = SentenceTransformer(str(base_folder), device=device, local_files_only=True)
+    encode = _encoder(model)
+    t0 = time.perf_counter()
+    report.before = retrieval_metrics(encode, held_q, chunks, base_passages)
+    report.seconds["measure_before"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    report.losses = _train(model, examples, config, on_step)
+    report.steps = len(report.losses)
+    report.seconds["train"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    report.after = retrieval_metrics(encode, held_q, chunks)
+    report.seconds["measure_after"] = round(time.perf_counter() - t0, 2)
+    _save(model, out, report, {"base_encoder": str(base_folder), **(meta or {})})
+    return report
+
+
+def describe(report: TuningReport, meta: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": "lectern-tuned-encoder",
+        **meta,
+        "config": asdict(report.config),
+        "counts": report.counts,
+        "held_out_before": report.before,
+        "held_out_after": report.after,
+        "steps": report.steps,
+        "seconds": report.seconds,
+        "loss_first_last": [report.losses[0], report.losses[-1]] if report.losses else [],
+        "losses": report.losses,
+    }
+
+
+def _save(model: Any, out: Path, report: TuningReport, meta: Mapping[str, Any]) -> None:
+    tmp = out.with_name(f".{out.name}.part-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.save(str(tmp))
+        (tmp / CONFIG_FILE).write_text(json.dumps(describe(report, meta), indent=2) + "\n")
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("tuned encoder saved to %s", out)

@@ -1,0 +1,427 @@
+"""Train the cross-encoder reranker from the packaged MiniLM encoder (`lectern train reranker`).
+
+The backbone's bottom `layers` layers get a fresh one-logit head (sentence-transformers'
+CrossEncoder) and learn, per question, to put the chunk holding the answer above BM25
+hard negatives from the same corpus and a random chunk. The result — weights, an int8
+ONNX copy and reranker.json (data counts, hyperparameters, seed, time, held-out metrics)
+— replaces the output folder only once it is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from lectern.errors import ConfigError
+from lectern.types import Chunk
+from retriever import reranker_data as rd
+from retriever.cross_encoder import (
+    CONFIG_FILE,
+    CrossEncoderReranker,
+    QueryFocus,
+    export_onnx,
+    head_and_body,
+    model_inputs,
+)
+from retriever.reranker_data import Group, build_groups
+
+Loss = Literal["listwise", "bce"]
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    data_dir: Path
+    output_dir: Path
+    backbone: Path  # a sentence-transformers or transformers model folder
+    backbone_ref: str = ""  # how the settings named it, for the record
+    sources: tuple[str, ...] = rd.SOURCES
+    questions: int = 4000  # training questions, shared out evenly over the sources
+    hard_negatives: int = 4
+    random_negatives: int = 1
+    loss: Loss = "listwise"
+    layers: int = 3
+    max_length: int = 96
+    batch_questions: int = 4
+    epochs: int = 1
+    lr: float = 1e-4
+    # The head starts from random weights and must learn before the backbone gets any
+    # useful gradient; at the backbone's rate that takes most of a short run.
+    head_lr: float = 1e-3
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    val_fraction: float = 0.1
+    val_questions: int = 100  # per source
+    val_depth: int = 20  # BM25 candidates reranked per held-out question
+    mine_depth: int = 30
+    chunk_tokens: int = 200
+    chunk_overlap: int = 32
+    seed: int = 13
+    max_minutes: float | None = None  # stop early (and say so) rather than overrun
+    log_every: int = 20
+    require_improvement: bool = True  # install only if it beats BM25 on held-out MRR@10
+
+    def __post_init__(self) -> None:
+        checks = {
+            "questions": self.questions >= 1,
+            "hard_negatives": self.hard_negatives >= 0,
+            "random_negatives": self.random_negatives >= 0,
+            "layers": self.layers >= 1,
+            "max_length": 32 <= self.max_length <= 512,
+            "batch_questions": self.batch_questions >= 1,
+            "epochs": self.epochs >= 1,
+            "lr": 0 < self.lr < 1,
+            "head_lr": 0 < self.head_lr < 1,
+            "warmup_ratio": 0 <= self.warmup_ratio < 1,
+            "val_fraction": 0 < self.val_fraction < 1,
+            "val_questions": self.val_questions >= 1,
+            "val_depth": self.val_depth >= 2,
+            "mine_depth": self.mine_depth >= self.hard_negatives,
+        }
+        bad = [f"{k}={getattr(self, k)!r}" for k, ok in checks.items() if not ok]
+        if self.hard_negatives + self.random_negatives < 1:
+            bad.append("hard_negatives + random_negatives must be >= 1")
+        if self.loss not in ("listwise", "bce"):
+            bad.append(f"loss={self.loss!r} (listwise or bce)")
+        unknown = [s for s in self.sources if s not in rd.SOURCES]
+        if unknown or not self.sources:
+            bad.append(f"sources={list(self.sources)!r} (known: {', '.join(rd.SOURCES)})")
+        if bad:
+            raise ConfigError("invalid reranker training config: " + "; ".join(bad))
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    info: dict = field(default_factory=dict)
+    installed: bool = True  # False: it lost to BM25 on the held-out split (see improves)
+
+
+def _chunker(tokenizer: Any, cfg: TrainConfig) -> Callable[[str], list[str]]:
+    from ingest.chunker import Chunker
+    from ingest.partition import Block
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    chunker = Chunker(count, cfg.chunk_tokens, cfg.chunk_overlap)
+
+    def split(text: str) -> list[str]:
+        blocks = [Block(p.strip(), "text") for p in text.split("\n\n") if p.strip()]
+        return [piece.text for piece in chunker.split(blocks)]
+
+    return split
+
+
+def _quota(available: dict[str, int], total: int) -> dict[str, int]:
+    """`total` shared evenly; what a small source cannot use goes to the others."""
+    quota = dict.fromkeys(available, 0)
+    left, open_ = total, [s for s in available if available[s] > 0]
+    while left > 0 and open_:
+        share = max(left // len(open_), 1)
+        for s in list(open_):
+            take = min(share, available[s] - quota[s], left)
+            quota[s] += take
+            left -= take
+            if quota[s] >= available[s]:
+                open_.remove(s)
+            if left == 0:
+                break
+    return quota
+
+
+def keep_layers(model: Any, n: int) -> int:
+    """Truncate a BERT-style encoder to its bottom n layers; returns how many it had."""
+    import torch
+
+    encoder = getattr(model.base_model, "encoder", None)
+    layers = getattr(encoder, "layer", None)
+    if layers is None:
+        raise ConfigError(f"cannot drop layers of {type(model).__name__}: no encoder.layer")
+    total = len(layers)
+    if n > total:
+        raise ConfigError(f"layers={n} but the backbone has only {total}")
+    encoder.layer = torch.nn.ModuleList(list(layers)[:n])
+    model.config.num_hidden_layers = n
+    return total
+
+
+def _texts(
+    focus: QueryFocus, tokenizer: Any, question: str, chunks: list[Chunk], max_length: int
+) -> list[str]:
+    """What the reranker will read at serving time (see CrossEncoderReranker.inputs)."""
+    return model_inputs(tokenizer, focus, question, [head_and_body(c) for c in chunks], max_length)
+
+
+def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
+    import numpy as np
+    import torch
+    from sentence_transformers import CrossEncoder
+    from transformers import get_linear_schedule_with_warmup
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    started = time.perf_counter()
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+
+    ce = CrossEncoder(
+        str(cfg.backbone), num_labels=1, max_length=cfg.max_length, device="cpu",
+        local_files_only=True,
+    )
+    model, tokenizer = ce.transformers_model, ce.tokenizer
+    backbone_layers = keep_layers(model, cfg.layers)
+    focus = QueryFocus()
+    split = _chunker(tokenizer, cfg)
+
+    t0 = time.perf_counter()
+    sources, next_id = {}, 0
+    for name in cfg.sources:
+        sources[name] = rd.load_source(name, cfg.data_dir, split, focus.terms, next_id)
+        next_id += len(sources[name].chunks)
+        log(f"{name}: {sources[name].counts()}")
+    train_pool = {
+        s: [e for e in d.examples if not rd.is_validation(e.doc, cfg.val_fraction)]
+        for s, d in sources.items()
+    }
+    val_pool = {
+        s: [e for e in d.examples if rd.is_validation(e.doc, cfg.val_fraction)]
+        for s, d in sources.items()
+    }
+    quota = _quota({s: len(v) for s, v in train_pool.items()}, cfg.questions)
+    picked = {s: rng.sample(train_pool[s], quota[s]) for s in cfg.sources}
+    val_picked = {
+        s: rng.sample(val_pool[s], min(cfg.val_questions, len(val_pool[s]))) for s in cfg.sources
+    }
+    groups: list[Group] = []
+    val_groups: dict[str, list[Group]] = {}
+    for name, data in sources.items():
+        miner = rd.NegativeMiner(data.chunks)
+        groups += build_groups(picked[name], miner, cfg.hard_negatives, cfg.random_negatives,
+                               cfg.mine_depth, rng)
+        val_groups[name] = build_groups(val_picked[name], miner, cfg.hard_negatives,
+                                        cfg.random_negatives, cfg.mine_depth, rng,
+                                        candidates=cfg.val_depth)
+    prep_seconds = time.perf_counter() - t0
+    log(f"data ready in {prep_seconds:.0f} s: {len(groups)} training questions")
+
+    steps_per_epoch = math.ceil(len(groups) / cfg.batch_questions)
+    total_steps = steps_per_epoch * cfg.epochs
+    no_decay = ("bias", "LayerNorm.weight")
+    params = [
+        {"params": [p for n, p in model.named_parameters() if _is_head(n) == head
+                    and n.endswith(no_decay) == plain],
+         "lr": cfg.head_lr if head else cfg.lr,
+         "weight_decay": 0.0 if plain else cfg.weight_decay}
+        for head in (False, True) for plain in (False, True)
+    ]
+    optimizer = torch.optim.AdamW([g for g in params if g["params"]], lr=cfg.lr)
+    schedule = get_linear_schedule_with_warmup(
+        optimizer, int(total_steps * cfg.warmup_ratio), total_steps
+    )
+    model.train()
+    t_train = time.perf_counter()
+    cpu_train = time.process_time()  # on a shared machine, CPU time is the comparable cost
+    pairs = tokens = step = 0
+    stopped_early = False
+    recent: list[float] = []
+    deadline = None if cfg.max_minutes is None else t_train + cfg.max_minutes * 60
+    for epoch in range(cfg.epochs):
+        order = list(range(len(groups)))
+        rng.shuffle(order)
+        for start in range(0, len(order), cfg.batch_questions):
+            batch = [groups[i] for i in order[start : start + cfg.batch_questions]]
+            queries, texts, sizes, labels = [], [], [], []
+            for g in batch:
+                shown = _texts(focus, tokenizer, g.question, g.chunks, cfg.max_length)
+                queries += [g.question] * len(shown)
+                texts += shown
+                sizes.append(len(shown))
+                labels += [1.0] + [0.0] * (len(shown) - 1)
+            enc = tokenizer(queries, texts, padding=True, truncation="longest_first",
+                            max_length=cfg.max_length, return_tensors="pt")
+            logits = model(**enc).logits.view(-1)
+            loss = _loss(cfg.loss, logits, sizes, labels)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            step += 1
+            pairs += len(texts)
+            tokens += int(enc["attention_mask"].sum())
+            recent.append(loss.item())
+            if step % cfg.log_every == 0 or step == total_steps:
+                spent = time.perf_counter() - t_train
+                log(f"epoch {epoch + 1} step {step}/{total_steps} loss {np.mean(recent):.4f} "
+                    f"{pairs / spent:.1f} pairs/s ({spent / pairs * 1000:.0f} s per 1k pairs), "
+                    f"eta {(total_steps - step) * spent / step / 60:.1f} min")
+                recent = []
+            if deadline is not None and time.perf_counter() > deadline:
+                stopped_early = True
+                log(f"time limit of {cfg.max_minutes} min reached at step {step}; stopping")
+                break
+        if stopped_early:
+            break
+    train_seconds = time.perf_counter() - t_train
+    cpu_seconds = time.process_time() - cpu_train
+
+    out = cfg.output_dir
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.eval()
+    ce.save_pretrained(str(staging))
+    export_onnx(staging)
+    info: dict[str, Any] = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": {**_jsonable(asdict(cfg)), "backbone_layers": backbone_layers},
+        "data": {
+            "sources": {s: {**d.counts(), "train_questions": quota[s],
+                            "validation_questions": len(val_picked[s])}
+                        for s, d in sources.items()},
+            "train_questions": len(groups),
+            "train_pairs_per_epoch": sum(len(g.chunks) for g in groups),
+            "never_used": "SQuAD (../shared/data/squad): evaluation only",
+        },
+        "training": {
+            "steps": step, "planned_steps": total_steps, "stopped_early": stopped_early,
+            "pairs": pairs, "tokens": tokens, "seconds": round(train_seconds, 1),
+            "pairs_per_second": round(pairs / train_seconds, 2) if train_seconds else None,
+            "seconds_per_1k_pairs": round(train_seconds / pairs * 1000, 1) if pairs else None,
+            "cpu_seconds": round(cpu_seconds, 1),
+            "cpu_seconds_per_1k_pairs": round(cpu_seconds / pairs * 1000, 1) if pairs else None,
+            "data_prep_seconds": round(prep_seconds, 1),
+            "torch_threads": torch.get_num_threads(),
+        },
+    }
+    (staging / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    t_val = time.perf_counter()
+    reranker = CrossEncoderReranker(staging, backend="onnx", max_length=cfg.max_length)
+    reranker.warm_up()
+    info["validation"] = evaluate(reranker, val_groups)
+    info["validation"]["seconds"] = round(time.perf_counter() - t_val, 1)
+    info["total_seconds"] = round(time.perf_counter() - started, 1)
+    (staging / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    overall = json.dumps(info["validation"]["overall"])
+    if cfg.require_improvement and not improves(info["validation"]):
+        # Serving picks up whatever sits at `out`: a reranker that reorders BM25's list
+        # worse than BM25 itself would make every answer worse.
+        rejected = out.with_name(out.name + ".rejected")
+        _replace(staging, rejected)
+        log(f"NOT installed: held-out MRR@10 is no better than BM25's; kept in {rejected}: "
+            f"{overall}")
+        return TrainResult(rejected, info, installed=False)
+    _replace(staging, out)
+    log(f"saved to {out}: validation {overall}")
+    return TrainResult(out, info)
+
+
+def improves(validation: dict) -> bool:
+    """Whether reranking BM25's held-out candidates raised MRR@10 above BM25's own order."""
+    o = validation["overall"]
+    return o["questions"] > 0 and o["reranked"]["mrr_at_10"] > o["bm25"]["mrr_at_10"]
+
+
+def _replace(staging: Path, target: Path) -> None:
+    if target.exists():
+        old = target.with_name(target.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+        staging.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(target)
+
+
+def _is_head(name: str) -> bool:
+    return name.startswith(("classifier", "score"))
+
+
+def _loss(kind: Loss, logits: Any, sizes: list[int], labels: list[float]) -> Any:
+    import torch
+    import torch.nn.functional as F
+
+    if kind == "bce":
+        target = torch.tensor(labels)
+        # Each question has one positive per len-1 negatives: weigh them to balance.
+        negatives = max(len(labels) - len(sizes), 1)
+        return F.binary_cross_entropy_with_logits(
+            logits, target, pos_weight=torch.tensor(negatives / len(sizes))
+        )
+    # Listwise: softmax over each question's candidates, the positive first.
+    losses = [F.cross_entropy(g.unsqueeze(0), torch.zeros(1, dtype=torch.long))
+              for g in torch.split(logits, sizes)]
+    return torch.stack(losses).mean()
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+            for k, v in d.items()}
+
+
+def _ranking(ranked: list[Chunk], relevant: frozenset[int]) -> int | None:
+    return next((r for r, c in enumerate(ranked, start=1) if c.id in relevant), None)
+
+
+def _summary(ranks: list[int | None], depth: int) -> dict:
+    n = max(len(ranks), 1)
+    return {
+        "mrr_at_10": round(sum(1 / r for r in ranks if r and r <= 10) / n, 4),
+        "recall_at_1": round(sum(1 for r in ranks if r and r <= 1) / n, 4),
+        "recall_at_5": round(sum(1 for r in ranks if r and r <= 5) / n, 4),
+        f"recall_at_{depth}": round(sum(1 for r in ranks if r) / n, 4),
+    }
+
+
+def evaluate(reranker: CrossEncoderReranker, groups: dict[str, list[Group]]) -> dict:
+    """Held-out metrics: BM25's top list reranked (vs BM25's own order), and accuracy.
+
+    accuracy: share of questions whose positive outscores all of its own negatives (the
+    hard and random ones training would have used).
+    """
+    import numpy as np
+
+    report: dict[str, Any] = {"per_source": {}}
+    every: dict[str, list] = {"bm25": [], "reranked": [], "correct": [], "ms": []}
+    depth = max((len(g.candidates) for gs in groups.values() for g in gs), default=0)
+    for source, gs in groups.items():
+        bm25, reranked, correct, ms = [], [], [], []
+        for g in gs:
+            scores = reranker.score(g.question, [head_and_body(c) for c in g.chunks])
+            correct.append(bool(scores[0] > scores[1:].max()) if len(scores) > 1 else True)
+            hits = g.candidates
+            bm25.append(_ranking(hits, g.relevant))
+            t = time.perf_counter()
+            s = reranker.score(g.question, [head_and_body(c) for c in hits]) if hits else []
+            ms.append((time.perf_counter() - t) * 1000)
+            order = sorted(range(len(hits)), key=lambda i: (-float(s[i]), i))
+            reranked.append(_ranking([hits[i] for i in order], g.relevant))
+        report["per_source"][source] = {
+            "questions": len(gs),
+            "bm25": _summary(bm25, depth),
+            "reranked": _summary(reranked, depth),
+            "accuracy": round(float(np.mean(correct)), 4) if correct else None,
+        }
+        for key, values in (("bm25", bm25), ("reranked", reranked), ("correct", correct),
+                            ("ms", ms)):
+            every[key] += values
+    report["overall"] = {
+        "questions": len(every["bm25"]),
+        "candidates": depth,
+        "bm25": _summary(every["bm25"], depth),
+        "reranked": _summary(every["reranked"], depth),
+        "accuracy": round(float(np.mean(every["correct"])), 4) if every["correct"] else None,
+        "rerank_ms_p50": round(float(np.median(every["ms"])), 1) if every["ms"] else None,
+    }
+    return report

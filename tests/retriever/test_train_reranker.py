@@ -1,0 +1,174 @@
+"""Reranker training: reading the four sources, mining negatives, a tiny end-to-end run."""
+
+import json
+import random
+
+import pytest
+
+from lectern.errors import ConfigError
+from retriever import reranker_data as rd
+from retriever.cross_encoder import CONFIG_FILE, ONNX_FILE, CrossEncoderReranker, QueryFocus
+from retriever.train_reranker import TrainConfig, _quota, improves, train
+
+TOPICS = [
+    ("Volcano", "A volcano is a rupture in the crust of a planet. Lava flows from it when it "
+     "erupts.", "What flows from a volcano in an eruption?", "Lava flows from it"),
+    ("Glacier", "A glacier is a persistent body of dense ice that moves under its own weight. "
+     "Glaciers form where snow accumulates.", "Where do glaciers form?",
+     "where snow accumulates"),
+    ("Desert", "A desert is a barren area of landscape where little precipitation occurs. "
+     "Deserts cover one third of the land surface.", "How much of the land do deserts cover?",
+     "one third of the land surface"),
+    ("Reef", "A coral reef is an underwater ecosystem built by colonies of coral polyps held "
+     "together by calcium carbonate.", "What holds coral polyps together in a reef?",
+     "calcium carbonate"),
+    ("Comet", "A comet is an icy small body that warms and releases gases when passing close "
+     "to the Sun, making a visible tail.", "What makes the visible tail of a comet?",
+     "releases gases when passing close to the Sun"),
+    ("Tundra", "Tundra is a biome where tree growth is hindered by frigid temperatures and "
+     "short growing seasons.", "What hinders tree growth in the tundra?",
+     "frigid temperatures and short growing seasons"),
+]
+
+
+def write_sources(root):
+    """A few records of each training source, in its file's real format."""
+    stories = []
+    for i, (title, text, question, span) in enumerate(TOPICS):
+        stories.append({
+            "source": "wikipedia" if i % 2 else "race", "id": f"s{i}",
+            "filename": f"{title}.txt", "name": f"{title}.txt", "story": text,
+            "questions": [{"input_text": question, "turn_id": 1},
+                          {"input_text": "what did it do?", "turn_id": 2}],
+            "answers": [{"span_text": span, "span_start": 0, "span_end": 1,
+                         "input_text": span, "turn_id": 1},
+                        {"span_text": text[:20], "span_start": 0, "span_end": 1,
+                         "input_text": "x", "turn_id": 2}],
+            "additional_answers": {},
+        })
+    (root / "coqa").mkdir()
+    (root / "coqa" / "coqa-dev.json").write_text(json.dumps({"version": 1, "data": stories}))
+    (root / "boolq").mkdir()
+    (root / "boolq" / "combined.jsonl").write_text("".join(
+        json.dumps({"question": f"is {t.lower()} a natural feature", "passage": f"{t} -- {x}",
+                    "idx": i, "label": True}) + "\n"
+        for i, (t, x, _, _) in enumerate(TOPICS)))
+    (root / "narrativeqa").mkdir()
+    (root / "narrativeqa" / "test.jsonl").write_text("".join(
+        json.dumps({"question": q, "answer": [a, a.upper()], "passage": x}) + "\n"
+        for _, x, q, a in TOPICS))
+    (root / "quac").mkdir()
+    (root / "quac" / "test.jsonl").write_text("".join(
+        json.dumps({
+            "passage": x,
+            "question": f"question1: {q}\nquestion2: did it last?\nquestion3: Why so?",
+            "answer": f"possible answers for question1:\n{a} {a}\npossible answers for "
+                      "question2:\nCANNOTANSWER CANNOTANSWER\npossible answers for "
+                      "question3:\nCANNOTANSWER",
+        }) + "\n"
+        for _, x, q, a in TOPICS))
+    return root
+
+
+def test_squad_is_never_a_training_source():
+    assert all("squad" not in path for path in rd.FILES.values())
+    with pytest.raises(ValueError, match="unknown training source 'squad'"):
+        rd.load_source("squad", "/nonexistent", lambda t: [t], QueryFocus().terms)
+
+
+def test_readers_pair_questions_with_the_chunk_holding_the_answer(tmp_path):
+    root = write_sources(tmp_path)
+    focus = QueryFocus()
+
+    def halves(text):  # two chunks per document, so the answer has to be located
+        words = text.split()
+        return [" ".join(words[: len(words) // 2]), " ".join(words[len(words) // 2 :])]
+
+    coqa = rd.load_source("coqa", root, halves, focus.terms)
+    assert coqa.read == 12 and len(coqa.examples) == 6
+    assert coqa.dropped["follow-up question (pronoun or under 3 words)"] == 6
+    by_id = {c.id: c for c in coqa.chunks}
+    for e in coqa.examples:
+        span = next(t[3] for t in TOPICS if t[2] == e.question)
+        assert span.split()[-1] in by_id[e.positive].text
+    assert {c.title for c in coqa.chunks} == {"", "Glacier", "Reef", "Tundra"}
+    quac = rd.load_source("quac", root, halves, focus.terms, first_id=1000)
+    assert quac.read == 18 and len(quac.examples) == 6
+    assert min(c.id for c in quac.chunks) == 1000
+    boolq = rd.load_source("boolq", root, lambda t: [t], focus.terms)
+    assert boolq.chunks[0].title == "Volcano" and boolq.chunks[0].text.startswith("A volcano")
+    assert len(rd.load_source("narrativeqa", root, halves, focus.terms).examples) >= 5
+
+
+def test_groups_hold_the_positive_first_then_negatives_that_do_not_answer(tmp_path):
+    data = rd.load_source("boolq", write_sources(tmp_path), lambda t: [t], QueryFocus().terms)
+    miner = rd.NegativeMiner(data.chunks)
+    groups = rd.build_groups(data.examples, miner, 2, 1, 5, random.Random(0), candidates=4)
+    for e, g in zip(data.examples, groups, strict=True):
+        assert g.chunks[0].id == e.positive and len(g.chunks) == 4
+        assert not {c.id for c in g.chunks[1:]} & e.relevant
+        assert len({c.id for c in g.chunks}) == 4
+        assert 1 <= len(g.candidates) <= 4
+
+
+def test_quota_shares_evenly_and_passes_on_what_a_source_lacks():
+    assert _quota({"a": 10, "b": 10}, 8) == {"a": 4, "b": 4}
+    assert _quota({"a": 1, "b": 10, "c": 10}, 9) == {"a": 1, "b": 4, "c": 4}
+    assert sum(_quota({"a": 3, "b": 2}, 100).values()) == 5
+
+
+def test_config_names_the_bad_value(tmp_path):
+    with pytest.raises(ConfigError, match="layers=0"):
+        TrainConfig(tmp_path, tmp_path / "o", tmp_path, layers=0)
+    with pytest.raises(ConfigError, match="loss='hinge'"):
+        TrainConfig(tmp_path, tmp_path / "o", tmp_path, loss="hinge")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="squad"):
+        TrainConfig(tmp_path, tmp_path / "o", tmp_path, sources=("squad",))
+
+
+@pytest.mark.parametrize("loss", ["listwise", "bce"])
+def test_tiny_training_run_saves_a_working_reranker_with_its_record(tmp_path, loss):
+    from lectern.settings import DEFAULT_ENCODER
+    from model.registry import resolve
+
+    out = tmp_path / "models" / "reranker"
+    (tmp_path / "data").mkdir()
+    cfg = TrainConfig(
+        data_dir=write_sources(tmp_path / "data"),
+        output_dir=out, backbone=resolve(DEFAULT_ENCODER).folder, questions=12,
+        hard_negatives=2, random_negatives=1, loss=loss, layers=1, max_length=48,
+        batch_questions=3, val_fraction=0.5, val_questions=3, val_depth=4, mine_depth=4,
+        seed=3, log_every=1, require_improvement=False,
+    )
+    lines = []
+    result = train(cfg, log=lines.append)
+    assert result.output_dir == out
+    assert {"config.json", ONNX_FILE, CONFIG_FILE} <= {p.name for p in out.iterdir()}
+    assert not out.with_name("reranker.partial").exists()
+    info = json.loads((out / CONFIG_FILE).read_text())
+    assert info["config"]["seed"] == 3 and info["config"]["loss"] == loss
+    assert info["config"]["backbone_layers"] == 6
+    assert set(info["data"]["sources"]) == set(rd.SOURCES)
+    assert info["data"]["train_questions"] == 12
+    assert info["training"]["steps"] == 4 and info["training"]["pairs"] == 48
+    assert info["training"]["pairs_per_second"] > 0
+    overall = info["validation"]["overall"]
+    assert overall["questions"] > 0 and 0 <= overall["reranked"]["mrr_at_10"] <= 1
+    assert 0 <= overall["accuracy"] <= 1
+    assert any("pairs/s" in line for line in lines)
+
+    reranker = CrossEncoderReranker(out)
+    reranker.warm_up()
+    assert reranker.max_length == 48 and reranker.info["config"]["layers"] == 1
+    assert len(reranker.score("Where do glaciers form?", [("Glacier", "Snow piles up.")])) == 1
+
+
+def test_a_reranker_that_loses_to_bm25_is_not_installed():
+    def report(bm25, reranked, questions=10):
+        return {"overall": {"questions": questions, "bm25": {"mrr_at_10": bm25},
+                            "reranked": {"mrr_at_10": reranked}}}
+
+    assert improves(report(0.6, 0.7))
+    assert not improves(report(0.6, 0.6))
+    assert not improves(report(0.6, 0.15))
+    assert not improves(report(0.0, 0.0, questions=0))

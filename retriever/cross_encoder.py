@@ -10,12 +10,13 @@ sharing most words with the question, 96 tokens in all) and runs as int8 ONNX.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import os
 import re
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -64,24 +65,27 @@ class QueryFocus:
         query: str,
         passages: Sequence[tuple[str, str]],
         budget: int,
-        count_tokens: Callable[[list[str]], list[int]],
+        token_starts: Sequence[Sequence[int]],
     ) -> list[str]:
-        """Each (head, body) as one text of at most about `budget` tokens."""
+        """Each (head, body) as one text of at most about `budget` tokens.
+
+        token_starts[i]: where each token of "head\nbody" (or body) starts, in characters;
+        one tokenizer pass gives the size of every sentence.
+        """
         texts = [f"{h}\n{b}" if h else b for h, b in passages]
-        lengths = count_tokens(texts)
-        long = [i for i, n in enumerate(lengths) if n > budget]
+        long = [i for i, starts in enumerate(token_starts) if len(starts) > budget]
         if not long:
             return texts
         query_terms = self.terms(query)
-        split = {i: [s for s in _SENTENCE_BREAK.split(passages[i][1]) if s] for i in long}
-        flat = [passages[i][0] for i in long] + [s for i in long for s in split[i]]
-        counts = iter(count_tokens(flat))
-        head_tokens = {i: next(counts) for i in long}
         for i in long:
-            sentences = split[i]
-            sizes = [next(counts) for _ in sentences]
-            head = passages[i][0]
-            room = budget - (head_tokens[i] + 1 if head else 0)
+            head, body = passages[i]
+            starts = token_starts[i]
+            offset = len(head) + 1 if head else 0
+            spans = [(a + offset, b + offset) for a, b in _sentence_spans(body)]
+            first = bisect.bisect_left
+            sizes = [first(starts, b) - first(starts, a) for a, b in spans]
+            room = budget - bisect.bisect_left(starts, offset)
+            sentences = [texts[i][a:b] for a, b in spans]
             texts[i] = self._window(query_terms, sentences, sizes, room, head)
         return texts
 
@@ -220,6 +224,17 @@ class CrossEncoderReranker:
         return [ScoredChunk(chunks[i].chunk, float(scores[i])) for i in order[:top_k]]
 
 
+def _sentence_spans(text: str) -> list[tuple[int, int]]:
+    spans, prev = [], 0
+    for m in _SENTENCE_BREAK.finditer(text):
+        if m.start() > prev:
+            spans.append((prev, m.start()))
+        prev = m.end()
+    if prev < len(text):
+        spans.append((prev, len(text)))
+    return spans
+
+
 def model_inputs(
     tokenizer: Any,
     focus: QueryFocus | None,
@@ -235,13 +250,14 @@ def model_inputs(
     if focus is None:
         return [f"{h}\n{b}" if h else b for h, b in passages]
 
-    def count(texts: list[str]) -> list[int]:
-        return [len(x) for x in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-
-    query_tokens = count([query])[0]
+    texts = [f"{h}\n{b}" if h else b for h, b in passages]
+    offsets = tokenizer(
+        [query, *texts], add_special_tokens=False, return_offsets_mapping=True, verbose=False
+    )["offset_mapping"]
+    starts = [[a for a, _ in row] for row in offsets]
     # [CLS] query [SEP] passage [SEP]; a long query keeps at most half of the room.
-    budget = max(max_length - min(query_tokens, max_length // 2) - 3, 8)
-    return focus.apply(query, passages, budget, count)
+    budget = max(max_length - min(len(starts[0]), max_length // 2) - 3, 8)
+    return focus.apply(query, passages, budget, starts[1:])
 
 
 def _session(path: Path, threads: int) -> Any:

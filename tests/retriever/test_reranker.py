@@ -1,6 +1,7 @@
 """The Reranker contract, run against every implementation, and the cross-encoder's own."""
 
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -135,12 +136,13 @@ def test_focus_keeps_the_heading_and_the_matching_sentences():
     filler = " ".join(f"Sentence {i} is about nothing in particular." for i in range(40))
     body = f"{filler} The library loan period is 28 days. Renewals are allowed twice. {filler}"
 
-    def count(texts):
-        return [len(t.split()) for t in texts]
+    def word_starts(head, text):  # one "token" per word
+        return [m.start() for m in re.finditer(r"\S+", f"{head}\n{text}" if head else text)]
 
-    short = [("Title", "Short text.")]
-    assert focus.apply("loan period", short, 50, count) == ["Title\nShort text."]
-    (text,) = focus.apply("library loan period", [("Library rules", body)], 30, count)
+    short = ("Title", "Short text.")
+    assert focus.apply("loan period", [short], 50, [word_starts(*short)]) == ["Title\nShort text."]
+    rules = ("Library rules", body)
+    (text,) = focus.apply("library loan period", [rules], 30, [word_starts(*rules)])
     assert text.startswith("Library rules\n")
     assert "loan period is 28 days" in text and "Renewals are allowed twice." in text
     assert len(text.split()) <= 30

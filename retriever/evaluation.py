@@ -135,7 +135,7 @@ class RetrievalEvaluation:
         memo = service.embedder if isinstance(service.embedder, QueryMemo) else None
         replayed = memo.replayed if memo else 0.0
         start = time.perf_counter()
-        hits = service.search(text, depth, spec.mode)
+        hits = service.search(text, depth, spec.mode, rerank=False)  # reranked below, once
         if spec.rerank and reranker is not None:
             n = self.rerank_candidates
             hits = [*reranker.rerank(text, hits[:n], n), *hits[n:]]

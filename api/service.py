@@ -121,19 +121,8 @@ class Lectern:
             self._embedder = build_embedder(self.settings, plan.device)
         self.embedder.warm_up()
         r = self.settings.retrieval
-        self._index = FaissIndex(
-            self.embedder.dimension,
-            self.embedder.fingerprint,
-            r.index_type,
-            hnsw_m=r.hnsw_m,
-            hnsw_ef_search=r.hnsw_ef_search,
-            ivf_nlist=r.ivf_nlist,
-            ivf_nprobe=r.ivf_nprobe,
-            pq_m=r.pq_m,
-            pq_nbits=r.pq_nbits,
-            pq_refine=r.pq_refine,
-            pq_refine_factor=r.pq_refine_factor,
-            use_gpu=plan.faiss_gpu,
+        self._index = FaissIndex.from_settings(
+            self.embedder.dimension, self.embedder.fingerprint, r, use_gpu=plan.faiss_gpu
         )
         self._index.load(self._index_dir())
         self._bm25 = BM25Retriever(self.store)

@@ -13,16 +13,16 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Literal, get_args
+from typing import Literal, get_args
 
 import numpy as np
 
+from lectern.files import atomic_write
 from lectern.protocols import DocumentStore
+from lectern.settings import RetrievalSettings
 from retriever.faiss_choice import IndexKind, auto_kind, default_memory_budget, default_pq_m
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,26 @@ _MIN_REFINE_DEPTH = 32
 
 
 class FaissIndex:
+    @classmethod
+    def from_settings(
+        cls, dimension: int, encoder: str, r: RetrievalSettings, use_gpu: bool = False
+    ) -> FaissIndex:
+        """An index configured by `settings.retrieval`, the one place that maps them."""
+        return cls(
+            dimension,
+            encoder,
+            r.index_type,
+            hnsw_m=r.hnsw_m,
+            hnsw_ef_search=r.hnsw_ef_search,
+            ivf_nlist=r.ivf_nlist,
+            ivf_nprobe=r.ivf_nprobe,
+            pq_m=r.pq_m,
+            pq_nbits=r.pq_nbits,
+            pq_refine=r.pq_refine,
+            pq_refine_factor=r.pq_refine_factor,
+            use_gpu=use_gpu,
+        )
+
     def __init__(
         self,
         dimension: int,
@@ -347,11 +367,11 @@ class FaissIndex:
             if self._index is None:
                 return
             parts = self._parts()
-            _atomic(folder / _INDEX_FILE, lambda f: _write_indexes(parts, f.write))
+            atomic_write(folder / _INDEX_FILE, lambda f: _write_indexes(parts, f.write))
             # The meta file is written last and names the count, so a reader can tell an
             # index file from a previous save that the meta does not describe.
             meta = json.dumps(self._meta()).encode()
-            _atomic(folder / _META_FILE, lambda f: f.write(meta))
+            atomic_write(folder / _META_FILE, lambda f: f.write(meta))
 
     def load(self, folder: Path) -> bool:
         """Load a saved index if it matches this encoder and type; False when there is none."""
@@ -422,16 +442,3 @@ def _write_indexes(indexes: list, sink: Callable[[bytes], object]) -> None:
     for index in indexes:
         faiss.write_index(index, writer)
     del writer  # flushes its last buffer
-
-
-def _atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -15,12 +15,12 @@ import inspect
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from lectern.files import atomic_write
 from lectern.protocols import DocumentStore, Embedder
 from lectern.settings import Settings
 from retriever.faiss_index import FaissIndex
@@ -137,16 +137,8 @@ def write_active(settings: Settings, active: ActiveEncoder) -> None:
     """Record the switch atomically: a reader sees the old record or the new, never half."""
     path = settings.data_dir / ACTIVE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(asdict(active), indent=2) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    data = (json.dumps(asdict(active), indent=2) + "\n").encode()
+    atomic_write(path, lambda f: f.write(data))
 
 
 def record(settings: Settings, embedder: Embedder, folder: Path, ref: str | None) -> ActiveEncoder:

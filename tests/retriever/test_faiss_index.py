@@ -83,7 +83,7 @@ def test_a_crash_during_save_leaves_the_previous_index(tmp_path):
     store.data[99] = unit(rng, 1)[0]
     index.sync(store)
     with (
-        mock.patch("retriever.faiss_index.os.replace", side_effect=OSError("disk full")),
+        mock.patch("lectern.files.os.replace", side_effect=OSError("disk full")),
         pytest.raises(OSError, match="disk full"),
     ):
         index.save(tmp_path)
@@ -293,19 +293,7 @@ def test_search_params_change_without_rebuild_and_threads_are_restored():
 
 def test_the_settings_defaults_make_an_auto_index():
     r = RetrievalSettings()
-    index = FaissIndex(
-        384,
-        "enc",
-        r.index_type,
-        hnsw_m=r.hnsw_m,
-        hnsw_ef_search=r.hnsw_ef_search,
-        ivf_nlist=r.ivf_nlist,
-        ivf_nprobe=r.ivf_nprobe,
-        pq_m=r.pq_m,
-        pq_nbits=r.pq_nbits,
-        pq_refine=r.pq_refine,
-        pq_refine_factor=r.pq_refine_factor,
-    )
+    index = FaissIndex.from_settings(384, "enc", r)
     assert index.kind == "auto" and index.target_kind(10) == "flat"
 
 

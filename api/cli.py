@@ -411,16 +411,16 @@ def train_reranker(
     sources: Annotated[str, typer.Option(help="comma-separated")] = "coqa,boolq,narrativeqa,quac",
     questions: Annotated[
         int, typer.Option(min=1, help="training questions, shared evenly over the sources")
-    ] = 4000,
+    ] = 10000,
     hard_negatives: Annotated[int, typer.Option(min=0, help="BM25 negatives per question")] = 4,
     random_negatives: Annotated[int, typer.Option(min=0)] = 1,
     loss: Annotated[str, typer.Option(help="listwise (softmax per question) or bce")] = "listwise",
     layers: Annotated[int, typer.Option(min=1, help="bottom encoder layers kept")] = 3,
-    max_length: Annotated[int, typer.Option(min=32, max=512, help="tokens per pair")] = 96,
-    batch_questions: Annotated[int, typer.Option(min=1, help="questions per step")] = 4,
+    max_length: Annotated[int, typer.Option(min=32, max=512, help="tokens per pair")] = 64,
+    batch_questions: Annotated[int, typer.Option(min=1, help="questions per step")] = 8,
     epochs: Annotated[int, typer.Option(min=1)] = 1,
-    lr: Annotated[float, typer.Option(min=0)] = 1e-4,
-    head_lr: Annotated[float, typer.Option(min=0, help="the new scoring head's rate")] = 1e-3,
+    lr: Annotated[float, typer.Option(min=0)] = 3e-4,
+    head_lr: Annotated[float, typer.Option(min=0, help="the new scoring head's rate")] = 2e-3,
     val_questions: Annotated[int, typer.Option(min=1, help="held-out questions per source")] = 100,
     seed: Annotated[int, typer.Option()] = 13,
     max_minutes: Annotated[

@@ -364,7 +364,9 @@ class Lectern:
         """Load the configured or trained reranker; without one, search is not reranked."""
         if not self._reranker_looked_up and self.settings.retrieval.rerank:
             self._reranker_looked_up = True
-            folder = prepare.reranker(self.settings)
+            from retriever.cross_encoder import SHIPPED_RERANKER, CrossEncoderReranker
+
+            folder = prepare.reranker(self.settings, shipped=SHIPPED_RERANKER)
             if folder is None:
                 log.info(
                     "no reranker at %s (train one with `lectern train reranker`); "
@@ -372,8 +374,6 @@ class Lectern:
                     prepare.default_reranker_dir(self.settings),
                 )
             else:
-                from retriever.cross_encoder import CrossEncoderReranker
-
                 self._reranker = CrossEncoderReranker(
                     folder, backend=self.settings.models.reranker_backend
                 )

@@ -27,7 +27,7 @@ from _common import CpuMonitor, environment, latency_ms, table, write_results
 from lectern.settings import Settings
 from lectern.types import Chunk, ScoredChunk
 from model import prepare
-from retriever.cross_encoder import CrossEncoderReranker, head_and_body
+from retriever.cross_encoder import SHIPPED_RERANKER, CrossEncoderReranker, head_and_body
 from retriever.reranker_data import NegativeMiner
 
 SQUAD = Path("/work/shared/data/squad/squaddev_v1.1.json")
@@ -77,7 +77,7 @@ def main() -> None:
     args = p.parse_args()
 
     settings = Settings()
-    model = args.model or prepare.reranker(settings)
+    model = args.model or prepare.reranker(settings, shipped=SHIPPED_RERANKER)
     if model is None:
         raise SystemExit("no reranker: train one with `lectern train reranker` or give --model")
     rerankers = variants(Path(model), args)

@@ -28,16 +28,20 @@ def default_reranker_dir(settings: Settings) -> Path:
     return settings.model_cache_dir / "reranker"
 
 
-def reranker(settings: Settings) -> Path | None:
-    """The reranker's folder; None when none is named and none has been trained yet.
+def reranker(settings: Settings, shipped: Path | None = None) -> Path | None:
+    """The reranker's folder: the named one, else a trained one, else `shipped`, else None.
 
-    A reranker that is named but cannot be found is an error, like any other model.
+    A reranker trained here (`lectern train reranker`) wins over the one shipped with
+    the project. A reranker that is named but cannot be found is an error, like any
+    other model.
     """
     ref = settings.models.reranker
-    if ref is None:
-        folder = default_reranker_dir(settings)
-        return folder if (folder / "config.json").is_file() else None
-    return resolve(ref, allow_download=settings.models.allow_download).folder
+    if ref is not None:
+        return resolve(ref, allow_download=settings.models.allow_download).folder
+    for folder in (default_reranker_dir(settings), shipped):
+        if folder is not None and (folder / "config.json").is_file():
+            return folder
+    return None
 
 
 def generator(settings: Settings, install: bool = False, convert_gguf: bool = False) -> Prepared:

@@ -27,9 +27,14 @@ from lectern.types import Chunk, ScoredChunk
 
 log = logging.getLogger(__name__)
 
+# Trained by `lectern train reranker` and committed as int8 ONNX only (no torch weights),
+# so search is reranked out of the box; a reranker trained locally takes precedence.
+SHIPPED_RERANKER = Path(__file__).resolve().parent / "weights" / "reranker"
 CONFIG_FILE = "reranker.json"  # training config and metrics, written next to the weights
 ONNX_FILE = "model.int8.onnx"
 Backend = Literal["torch", "onnx"]
+# The weights of the incoming rank tried when a reranker is calibrated (see fuse()).
+PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _WORD = re.compile(r"\w+")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
@@ -129,6 +134,7 @@ class CrossEncoderReranker:
         backend: Backend = "onnx",
         threads: int = 0,
         focus: bool = True,
+        prior_weight: float | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -138,6 +144,8 @@ class CrossEncoderReranker:
             raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         if threads < 0:
             raise ValueError(f"threads must be >= 0, got {threads}")
+        if prior_weight is not None and not 0 <= prior_weight <= 10:
+            raise ValueError(f"prior_weight must be in [0, 10], got {prior_weight}")
         self.model_dir = Path(model_dir)
         if not (self.model_dir / "config.json").is_file():
             raise ModelNotFoundError(
@@ -152,6 +160,10 @@ class CrossEncoderReranker:
         if info_file.is_file():
             self.info = json.loads(info_file.read_text())
         self.max_length = max_length or int(self.info.get("config", {}).get("max_length", 256))
+        # Fitted at training time on held-out questions (never on evaluation data).
+        self.prior_weight = (
+            float(self.info.get("prior_weight", 0.0)) if prior_weight is None else prior_weight
+        )
         self._tokenizer: Any = None
         self._session: Any = None
         self._model: Any = None
@@ -170,11 +182,14 @@ class CrossEncoderReranker:
                 export_onnx(self.model_dir)
             self._session = _session(path, self.threads)
         else:
-            from transformers import AutoModelForSequenceClassification
-
-            self._model = AutoModelForSequenceClassification.from_pretrained(
-                str(self.model_dir)
-            ).eval()
+            weights = ("model.safetensors", "pytorch_model.bin")
+            if not any((self.model_dir / w).is_file() for w in weights):
+                raise ModelNotFoundError(str(self.model_dir), [
+                    f"{self.model_dir}: no torch weights ({' or '.join(weights)}); it holds "
+                    f"{ONNX_FILE} only, so use backend 'onnx' or train one with "
+                    "`lectern train reranker`"
+                ])
+            self._model = load_cross_encoder(self.model_dir)
         self._focus = QueryFocus() if self.use_focus else None
         self._tokenizer = tokenizer
 
@@ -211,17 +226,32 @@ class CrossEncoderReranker:
 
         with torch.inference_mode():
             feeds = {k: torch.from_numpy(v) for k, v in enc.items() if k in _INPUTS}
-            return self._model(**feeds).logits.float().reshape(-1).numpy()
+            return self._model(feeds)["scores"].float().reshape(-1).numpy()
 
     def rerank(self, query: str, chunks: Sequence[ScoredChunk], top_k: int) -> list[ScoredChunk]:
         if top_k < 1 or not chunks:
             return []
         if self._tokenizer is None:
             raise NotReadyError("reranker used before warm_up()")
-        scores = self.score(query, [head_and_body(hit.chunk) for hit in chunks])
+        scores = fuse(self.score(query, [head_and_body(hit.chunk) for hit in chunks]),
+                      self.prior_weight)
         # Ties keep the incoming (fused) order.
         order = sorted(range(len(chunks)), key=lambda i: (-float(scores[i]), i))
         return [ScoredChunk(chunks[i].chunk, float(scores[i])) for i in order[:top_k]]
+
+
+def fuse(logits: np.ndarray, prior_weight: float) -> np.ndarray:
+    """Logits standardized over the query's candidates, minus prior_weight * ln(incoming rank).
+
+    The first stage's order is evidence the small reranker does not have (exact term
+    statistics over the whole corpus, the bi-encoder's view), and the two err on different
+    candidates, so the final order weighs both. Standardizing makes the weight independent
+    of the logits' scale. prior_weight 0 (or a single candidate) leaves the logits as they are.
+    """
+    if prior_weight == 0 or len(logits) < 2:
+        return logits
+    z = (logits - logits.mean()) / (logits.std() + 1e-6)
+    return (z - prior_weight * np.log(np.arange(1, len(logits) + 1))).astype(np.float32)
 
 
 def _sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -269,6 +299,13 @@ def _session(path: Path, threads: int) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def load_cross_encoder(model_dir: Path) -> Any:
+    """The saved sentence-transformers CrossEncoder, in eval mode (its modules give "scores")."""
+    from sentence_transformers import CrossEncoder
+
+    return CrossEncoder(str(model_dir), device="cpu", local_files_only=True).eval()
+
+
 def export_onnx(model_dir: Path) -> Path:
     """Write model_dir/model.int8.onnx (int8 dynamic quantization) from the torch weights.
 
@@ -279,10 +316,9 @@ def export_onnx(model_dir: Path) -> Path:
 
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = load_cross_encoder(model_dir)
+    tokenizer = model.tokenizer
     names = [n for n in _INPUTS if n in tokenizer.model_input_names]
     sample = tokenizer(["a question"], ["a passage to score"], return_tensors="pt")
 
@@ -292,7 +328,7 @@ def export_onnx(model_dir: Path) -> Path:
             self.model = model
 
         def forward(self, *args: torch.Tensor) -> torch.Tensor:
-            return self.model(**dict(zip(names, args, strict=True))).logits
+            return self.model(dict(zip(names, args, strict=True)))["scores"]
 
     target = model_dir / ONNX_FILE
     with tempfile.TemporaryDirectory(dir=model_dir) as tmp:

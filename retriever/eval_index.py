@@ -66,7 +66,12 @@ def open_service(settings: Settings, embedder: Embedder | None = None) -> Lecter
     if embedder is None:
         m = settings.models
         embedder = build_embedder(settings, device.plan(device.probe(), m.device, m.dtype).device)
-    service = Lectern(settings, embedder=QueryMemo(embedder))
+    # The harness reranks by itself (the +rerank configurations, with --reranker), so the
+    # service loads no reranker of its own.
+    plain = settings.model_copy(
+        update={"retrieval": settings.retrieval.model_copy(update={"rerank": False})}
+    )
+    service = Lectern(plain, embedder=QueryMemo(embedder))
     service.warm_up()
     return service
 

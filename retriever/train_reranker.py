@@ -1,8 +1,9 @@
 """Train the cross-encoder reranker from the packaged MiniLM encoder (`lectern train reranker`).
 
-The backbone's bottom `layers` layers get a fresh one-logit head (sentence-transformers'
-CrossEncoder) and learn, per question, to put the chunk holding the answer above BM25
-hard negatives from the same corpus and a random chunk. The result — weights, an int8
+The backbone's bottom `layers` layers, mean-pooled, get a fresh one-logit head (a
+sentence-transformers CrossEncoder built from modules) and learn, per question, to put
+the chunk holding the answer above BM25 hard negatives from the same corpus and a
+random chunk. The result — weights, an int8
 ONNX copy and reranker.json (data counts, hyperparameters, seed, time, held-out metrics)
 — replaces the output folder only once it is complete.
 """
@@ -25,9 +26,11 @@ from lectern.types import Chunk
 from retriever import reranker_data as rd
 from retriever.cross_encoder import (
     CONFIG_FILE,
+    PRIOR_WEIGHTS,
     CrossEncoderReranker,
     QueryFocus,
     export_onnx,
+    fuse,
     head_and_body,
     model_inputs,
 )
@@ -43,19 +46,19 @@ class TrainConfig:
     backbone: Path  # a sentence-transformers or transformers model folder
     backbone_ref: str = ""  # how the settings named it, for the record
     sources: tuple[str, ...] = rd.SOURCES
-    questions: int = 4000  # training questions, shared out evenly over the sources
+    questions: int = 10000  # training questions, shared out evenly over the sources
     hard_negatives: int = 4
     random_negatives: int = 1
     loss: Loss = "listwise"
     layers: int = 3
-    max_length: int = 96
-    batch_questions: int = 4
+    max_length: int = 64
+    batch_questions: int = 8
     epochs: int = 1
-    lr: float = 1e-4
+    lr: float = 3e-4
     # The head starts from random weights and must learn before the backbone gets any
     # useful gradient; at the backbone's rate that takes most of a short run.
-    head_lr: float = 1e-3
-    warmup_ratio: float = 0.1
+    head_lr: float = 2e-3
+    warmup_ratio: float = 0.05
     weight_decay: float = 0.01
     val_fraction: float = 0.1
     val_questions: int = 100  # per source
@@ -66,6 +69,9 @@ class TrainConfig:
     seed: int = 13
     max_minutes: float | None = None  # stop early (and say so) rather than overrun
     log_every: int = 20
+    # The 12M-parameter word-embedding table gets a dense Adam update every step, and a
+    # run of a few thousand steps cannot move it usefully.
+    freeze_embeddings: bool = True
     require_improvement: bool = True  # install only if it beats BM25 on held-out MRR@10
 
     def __post_init__(self) -> None:
@@ -137,6 +143,34 @@ def _quota(available: dict[str, int], total: int) -> dict[str, int]:
     return quota
 
 
+def new_cross_encoder(backbone: Path | str, layers: int, max_length: int) -> tuple[Any, int]:
+    """A CrossEncoder of the backbone's bottom `layers` layers, mean pooling and a linear head.
+
+    Returns it and how many layers the backbone had. Mean pooling rather than the usual
+    [CLS] head: the MiniLM sentence encoder was trained through mean pooling, and its
+    [CLS] state in the lower layers barely varies between inputs (std 0.002 over pairs
+    whose relevance differs), so a [CLS] head stayed at chance for a 1,000-question run
+    while the mean-pooled one starts learning within a hundred steps.
+    """
+    import torch
+    from sentence_transformers import CrossEncoder
+    from sentence_transformers.base.modules import Dense, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    body = Transformer(str(backbone), transformer_task="feature-extraction",
+                       max_seq_length=max_length, model_kwargs={"local_files_only": True},
+                       processor_kwargs={"local_files_only": True},
+                       config_kwargs={"local_files_only": True})
+    total = keep_layers(body.model, layers)
+    width = body.get_embedding_dimension()
+    head = Dense(width, 1, activation_function=torch.nn.Identity(),
+                 module_input_name="sentence_embedding", module_output_name="scores")
+    torch.nn.init.normal_(head.linear.weight, std=0.02)
+    torch.nn.init.zeros_(head.linear.bias)
+    ce = CrossEncoder(modules=[body, Pooling(width, "mean"), head], device="cpu")
+    return ce, total
+
+
 def keep_layers(model: Any, n: int) -> int:
     """Truncate a BERT-style encoder to its bottom n layers; returns how many it had."""
     import torch
@@ -160,31 +194,24 @@ def _texts(
     return model_inputs(tokenizer, focus, question, [head_and_body(c) for c in chunks], max_length)
 
 
-def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
-    import numpy as np
-    import torch
-    from sentence_transformers import CrossEncoder
-    from transformers import get_linear_schedule_with_warmup
-    from transformers.utils import logging as hf_logging
+@dataclass
+class TrainingData:
+    sources: dict[str, rd.SourceData]
+    quota: dict[str, int]
+    groups: list[Group]
+    val_groups: dict[str, list[Group]]
+    focus: QueryFocus
+    seconds: float
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    started = time.perf_counter()
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
 
-    ce = CrossEncoder(
-        str(cfg.backbone), num_labels=1, max_length=cfg.max_length, device="cpu",
-        local_files_only=True,
-    )
-    model, tokenizer = ce.transformers_model, ce.tokenizer
-    backbone_layers = keep_layers(model, cfg.layers)
+def prepare_data(
+    cfg: TrainConfig, tokenizer: Any, rng: random.Random, log: Callable[[str], None] = print
+) -> TrainingData:
+    """Training groups and held-out groups (whole documents held out), drawn with `rng`."""
+    t0 = time.perf_counter()
     focus = QueryFocus()
     split = _chunker(tokenizer, cfg)
 
-    t0 = time.perf_counter()
     sources, next_id = {}, 0
     for name in cfg.sources:
         sources[name] = rd.load_source(name, cfg.data_dir, split, focus.terms, next_id)
@@ -215,12 +242,37 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     prep_seconds = time.perf_counter() - t0
     log(f"data ready in {prep_seconds:.0f} s: {len(groups)} training questions")
 
+    return TrainingData(sources, quota, groups, val_groups, focus, prep_seconds)
+
+
+def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
+    import numpy as np
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    started = time.perf_counter()
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+
+    ce, backbone_layers = new_cross_encoder(cfg.backbone, cfg.layers, cfg.max_length)
+    tokenizer = ce.tokenizer
+    if cfg.freeze_embeddings:
+        for p in ce[0].model.embeddings.parameters():
+            p.requires_grad = False
+    data = prepare_data(cfg, tokenizer, rng, log)
+    groups, val_groups, focus = data.groups, data.val_groups, data.focus
     steps_per_epoch = math.ceil(len(groups) / cfg.batch_questions)
     total_steps = steps_per_epoch * cfg.epochs
     no_decay = ("bias", "LayerNorm.weight")
+    head_ids = {id(p) for p in ce[-1].parameters()}
     params = [
-        {"params": [p for n, p in model.named_parameters() if _is_head(n) == head
-                    and n.endswith(no_decay) == plain],
+        {"params": [p for n, p in ce.named_parameters() if p.requires_grad
+                    and (id(p) in head_ids) == head and n.endswith(no_decay) == plain],
          "lr": cfg.head_lr if head else cfg.lr,
          "weight_decay": 0.0 if plain else cfg.weight_decay}
         for head in (False, True) for plain in (False, True)
@@ -229,7 +281,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     schedule = get_linear_schedule_with_warmup(
         optimizer, int(total_steps * cfg.warmup_ratio), total_steps
     )
-    model.train()
+    ce.train()
     t_train = time.perf_counter()
     cpu_train = time.process_time()  # on a shared machine, CPU time is the comparable cost
     pairs = tokens = step = 0
@@ -250,10 +302,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                 labels += [1.0] + [0.0] * (len(shown) - 1)
             enc = tokenizer(queries, texts, padding=True, truncation="longest_first",
                             max_length=cfg.max_length, return_tensors="pt")
-            logits = model(**enc).logits.view(-1)
+            logits = ce(dict(enc))["scores"].view(-1)
             loss = _loss(cfg.loss, logits, sizes, labels)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(ce.parameters(), 1.0)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad()
@@ -280,16 +332,16 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    model.eval()
+    ce.eval()
     ce.save_pretrained(str(staging))
     export_onnx(staging)
     info: dict[str, Any] = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": {**_jsonable(asdict(cfg)), "backbone_layers": backbone_layers},
         "data": {
-            "sources": {s: {**d.counts(), "train_questions": quota[s],
-                            "validation_questions": len(val_picked[s])}
-                        for s, d in sources.items()},
+            "sources": {s: {**d.counts(), "train_questions": data.quota[s],
+                            "validation_questions": len(data.val_groups[s])}
+                        for s, d in data.sources.items()},
             "train_questions": len(groups),
             "train_pairs_per_epoch": sum(len(g.chunks) for g in groups),
             "never_used": "SQuAD (../shared/data/squad): evaluation only",
@@ -301,7 +353,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             "seconds_per_1k_pairs": round(train_seconds / pairs * 1000, 1) if pairs else None,
             "cpu_seconds": round(cpu_seconds, 1),
             "cpu_seconds_per_1k_pairs": round(cpu_seconds / pairs * 1000, 1) if pairs else None,
-            "data_prep_seconds": round(prep_seconds, 1),
+            "data_prep_seconds": round(data.seconds, 1),
             "torch_threads": torch.get_num_threads(),
         },
     }
@@ -310,6 +362,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     reranker = CrossEncoderReranker(staging, backend="onnx", max_length=cfg.max_length)
     reranker.warm_up()
     info["validation"] = evaluate(reranker, val_groups)
+    info["prior_weight"] = info["validation"]["prior_weight"]  # read by CrossEncoderReranker
     info["validation"]["seconds"] = round(time.perf_counter() - t_val, 1)
     info["total_seconds"] = round(time.perf_counter() - started, 1)
     (staging / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n")
@@ -328,9 +381,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
 
 
 def improves(validation: dict) -> bool:
-    """Whether reranking BM25's held-out candidates raised MRR@10 above BM25's own order."""
+    """Whether serving's order (logits fused with BM25's rank) beat BM25's own on held-out."""
     o = validation["overall"]
-    return o["questions"] > 0 and o["reranked"]["mrr_at_10"] > o["bm25"]["mrr_at_10"]
+    return o["questions"] > 0 and o["fused"]["mrr_at_10"] > o["bm25"]["mrr_at_10"]
 
 
 def _replace(staging: Path, target: Path) -> None:
@@ -342,10 +395,6 @@ def _replace(staging: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         staging.rename(target)
-
-
-def _is_head(name: str) -> bool:
-    return name.startswith(("classifier", "score"))
 
 
 def _loss(kind: Loss, logits: Any, sizes: list[int], labels: list[float]) -> Any:
@@ -384,44 +433,95 @@ def _summary(ranks: list[int | None], depth: int) -> dict:
     }
 
 
-def evaluate(reranker: CrossEncoderReranker, groups: dict[str, list[Group]]) -> dict:
-    """Held-out metrics: BM25's top list reranked (vs BM25's own order), and accuracy.
+def _one_standard_error(reciprocal: dict[float, Any], top: float) -> float:
+    """The heaviest prior whose MRR@10 is within one standard error of the best weight's.
 
+    The one-standard-error rule: with a few hundred held-out questions the curve over
+    weights is flat within noise, and among equally good weights the one leaning most on
+    the first stage is the safer bet for a small reranker (it is weakest exactly where
+    exact terms decide, such as course codes). The error is that of the paired
+    per-question differences.
+    """
+    import numpy as np
+
+    best = reciprocal[top]
+    if len(best) < 2:
+        return top
+    chosen = top
+    for w in PRIOR_WEIGHTS:
+        diff = best - reciprocal[w]
+        if diff.mean() <= diff.std(ddof=1) / np.sqrt(len(diff)) and w > chosen:
+            chosen = w
+    return chosen
+
+
+def evaluate(reranker: CrossEncoderReranker, groups: dict[str, list[Group]]) -> dict:
+    """Held-out metrics, and the prior weight that serving uses (see cross_encoder.fuse).
+
+    For BM25's top list of each held-out question: BM25's own order, the reranker's
+    logits alone ("reranked"), and logits fused with BM25's rank at each weight in
+    PRIOR_WEIGHTS; the weight is chosen by the one-standard-error rule over MRR@10
+    ("fused" reports it, so that row is fitted on these questions; the evaluation sets
+    never are).
     accuracy: share of questions whose positive outscores all of its own negatives (the
     hard and random ones training would have used).
     """
     import numpy as np
 
-    report: dict[str, Any] = {"per_source": {}}
-    every: dict[str, list] = {"bm25": [], "reranked": [], "correct": [], "ms": []}
     depth = max((len(g.candidates) for gs in groups.values() for g in gs), default=0)
+    runs: dict[str, dict[str, list]] = {}
     for source, gs in groups.items():
-        bm25, reranked, correct, ms = [], [], [], []
+        run = runs[source] = {"bm25": [], "correct": [], "ms": [], "logits": [], "hits": []}
         for g in gs:
             scores = reranker.score(g.question, [head_and_body(c) for c in g.chunks])
-            correct.append(bool(scores[0] > scores[1:].max()) if len(scores) > 1 else True)
+            run["correct"].append(
+                bool(scores[0] > scores[1:].max()) if len(scores) > 1 else True
+            )
             hits = g.candidates
-            bm25.append(_ranking(hits, g.relevant))
+            run["bm25"].append(_ranking(hits, g.relevant))
             t = time.perf_counter()
             s = reranker.score(g.question, [head_and_body(c) for c in hits]) if hits else []
-            ms.append((time.perf_counter() - t) * 1000)
+            run["ms"].append((time.perf_counter() - t) * 1000)
+            run["logits"].append(np.asarray(s, dtype=np.float32))
+            run["hits"].append((hits, g.relevant))
+
+    def ranks(run: dict[str, list], weight: float | None) -> list[int | None]:
+        out = []
+        for s, (hits, relevant) in zip(run["logits"], run["hits"], strict=True):
+            s = s if weight is None else fuse(s, weight)
             order = sorted(range(len(hits)), key=lambda i: (-float(s[i]), i))
-            reranked.append(_ranking([hits[i] for i in order], g.relevant))
+            out.append(_ranking([hits[i] for i in order], relevant))
+        return out
+
+    def every(key: str | None, weight: float | None = None) -> list:
+        return [r for run in runs.values()
+                for r in (run[key] if key else ranks(run, weight))]
+
+    reciprocal = {
+        w: np.array([1 / r if r and r <= 10 else 0.0 for r in every(None, w)])
+        for w in PRIOR_WEIGHTS
+    }
+    grid = {w: round(float(rr.mean()), 4) if len(rr) else 0.0 for w, rr in reciprocal.items()}
+    top = max(PRIOR_WEIGHTS, key=lambda w: (grid[w], -w))
+    best = _one_standard_error(reciprocal, top)
+    report: dict[str, Any] = {"per_source": {}, "prior_weight": best,
+                              "mrr_at_10_by_prior_weight": grid, "best_weight": top}
+    for source, run in runs.items():
         report["per_source"][source] = {
-            "questions": len(gs),
-            "bm25": _summary(bm25, depth),
-            "reranked": _summary(reranked, depth),
-            "accuracy": round(float(np.mean(correct)), 4) if correct else None,
+            "questions": len(run["bm25"]),
+            "bm25": _summary(run["bm25"], depth),
+            "reranked": _summary(ranks(run, None), depth),
+            "fused": _summary(ranks(run, best), depth),
+            "accuracy": round(float(np.mean(run["correct"])), 4) if run["correct"] else None,
         }
-        for key, values in (("bm25", bm25), ("reranked", reranked), ("correct", correct),
-                            ("ms", ms)):
-            every[key] += values
+    correct, ms = every("correct"), every("ms")
     report["overall"] = {
-        "questions": len(every["bm25"]),
+        "questions": len(every("bm25")),
         "candidates": depth,
-        "bm25": _summary(every["bm25"], depth),
-        "reranked": _summary(every["reranked"], depth),
-        "accuracy": round(float(np.mean(every["correct"])), 4) if every["correct"] else None,
-        "rerank_ms_p50": round(float(np.median(every["ms"])), 1) if every["ms"] else None,
+        "bm25": _summary(every("bm25"), depth),
+        "reranked": _summary(every(None, None), depth),
+        "fused": _summary(every(None, best), depth),
+        "accuracy": round(float(np.mean(correct)), 4) if correct else None,
+        "rerank_ms_p50": round(float(np.median(ms)), 1) if ms else None,
     }
     return report

@@ -1,7 +1,9 @@
 """The Reranker contract, run against every implementation, and the cross-encoder's own."""
 
+import json
 import logging
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -11,7 +13,13 @@ from lectern.errors import ModelNotFoundError, NotReadyError
 from lectern.protocols import Reranker
 from lectern.testing import EchoGenerator, OverlapReranker
 from lectern.types import Chunk, ScoredChunk
-from retriever.cross_encoder import CrossEncoderReranker, QueryFocus
+from retriever.cross_encoder import (
+    CONFIG_FILE,
+    SHIPPED_RERANKER,
+    CrossEncoderReranker,
+    QueryFocus,
+    fuse,
+)
 
 PASSAGES = [
     ("Fees", "The international tuition fee for the MSc Data Science is EUR 16,800 per year."),
@@ -33,15 +41,12 @@ def hits() -> list[ScoredChunk]:
 @pytest.fixture(scope="module")
 def fresh_model(tmp_path_factory):
     """The packaged MiniLM, cut to one layer, with a freshly initialised scoring head."""
-    from sentence_transformers import CrossEncoder
-
     from lectern.settings import DEFAULT_ENCODER
     from model.registry import resolve
-    from retriever.train_reranker import keep_layers
+    from retriever.train_reranker import new_cross_encoder
 
     folder = tmp_path_factory.mktemp("reranker")
-    ce = CrossEncoder(str(resolve(DEFAULT_ENCODER).folder), num_labels=1, max_length=64)
-    keep_layers(ce.transformers_model, 1)
+    ce, _ = new_cross_encoder(resolve(DEFAULT_ENCODER).folder, 1, 64)
     ce.save_pretrained(str(folder))
     return folder
 
@@ -120,6 +125,8 @@ def test_constructor_checks_its_arguments(tmp_path, fresh_model):
         CrossEncoderReranker(fresh_model, batch_size=0)
     with pytest.raises(ValueError, match="max_length must be in .*got 4"):
         CrossEncoderReranker(fresh_model, max_length=4)
+    with pytest.raises(ValueError, match="prior_weight must be in .*got -1"):
+        CrossEncoderReranker(fresh_model, prior_weight=-1)
     with pytest.raises(ValueError, match="'tensorflow'"):
         CrossEncoderReranker(fresh_model, backend="tensorflow")  # type: ignore[arg-type]
     cold = CrossEncoderReranker(fresh_model, backend="torch")
@@ -173,7 +180,10 @@ def test_service_reranks_the_fused_candidates(settings, embedder, tmp_path):
         svc.store.close()
 
 
-def test_service_without_a_trained_reranker_says_so_and_serves(settings, embedder, caplog):
+def test_service_without_any_reranker_says_so_and_serves(
+    settings, embedder, caplog, monkeypatch, tmp_path
+):
+    monkeypatch.setattr("retriever.cross_encoder.SHIPPED_RERANKER", tmp_path / "none")
     caplog.set_level(logging.INFO, logger="api.service")
     svc = Lectern(settings, embedder=embedder)
     try:
@@ -186,8 +196,6 @@ def test_service_without_a_trained_reranker_says_so_and_serves(settings, embedde
 
 
 def test_service_loads_the_trained_reranker_from_the_model_cache(settings, embedder, fresh_model):
-    import shutil
-
     shutil.copytree(fresh_model, settings.model_cache_dir / "reranker")
     svc = Lectern(settings.model_copy(deep=True), embedder=embedder)
     try:
@@ -195,3 +203,67 @@ def test_service_loads_the_trained_reranker_from_the_model_cache(settings, embed
         assert isinstance(svc.reranker, CrossEncoderReranker)
     finally:
         svc.store.close()
+
+
+def test_a_locally_trained_reranker_wins_over_the_shipped_one(settings, fresh_model, tmp_path):
+    from model import prepare
+
+    shipped = tmp_path / "shipped"
+    shutil.copytree(fresh_model, shipped)
+    assert prepare.reranker(settings, shipped=shipped) == shipped
+    assert prepare.reranker(settings, shipped=tmp_path / "missing") is None
+    shutil.copytree(fresh_model, settings.model_cache_dir / "reranker")
+    assert prepare.reranker(settings, shipped=shipped) == settings.model_cache_dir / "reranker"
+
+
+def test_service_serves_the_shipped_reranker_when_none_is_trained(settings, embedder):
+    if not (SHIPPED_RERANKER / "config.json").is_file():
+        pytest.fail(f"the shipped reranker is missing from {SHIPPED_RERANKER}")
+    svc = Lectern(settings, embedder=embedder)
+    try:
+        svc.warm_up()
+        assert isinstance(svc.reranker, CrossEncoderReranker)
+        assert svc.reranker.model_dir == SHIPPED_RERANKER
+    finally:
+        svc.store.close()
+
+
+def test_the_shipped_reranker_is_onnx_only_and_says_so_for_torch():
+    info = json.loads((SHIPPED_RERANKER / CONFIG_FILE).read_text())
+    assert "squad" not in json.dumps(info["data"]["sources"]).lower()
+    assert info["validation"]["overall"]["reranked"]["mrr_at_10"] > (
+        info["validation"]["overall"]["bm25"]["mrr_at_10"]
+    )
+    with pytest.raises(ModelNotFoundError, match="no torch weights"):
+        CrossEncoderReranker(SHIPPED_RERANKER, backend="torch").warm_up()
+    assert CrossEncoderReranker(SHIPPED_RERANKER).prior_weight == info["prior_weight"]
+    onnx = CrossEncoderReranker(SHIPPED_RERANKER, prior_weight=0.0)  # the logits alone
+    onnx.warm_up()
+    best = onnx.rerank(QUERY, hits(), 1)[0]
+    assert "loan period" in best.chunk.text
+
+
+def test_fuse_weighs_the_logits_against_the_incoming_rank():
+    logits = np.array([0.0, 0.0, 5.0, 0.0], dtype=np.float32)
+    assert fuse(logits, 0.0) is logits
+    assert fuse(logits[:1], 2.0)[0] == 0.0
+    light = fuse(logits, 0.25)
+    assert int(np.argmax(light)) == 2, "a clear reranker verdict overrides a mild prior"
+    assert light[0] > light[1] > light[3], "among equal logits the incoming order decides"
+    heavy = fuse(logits, 10.0)
+    assert int(np.argmax(heavy)) == 0, "a heavy prior keeps the first stage's order"
+    assert fuse(logits * 100, 0.25).tolist() == pytest.approx(light.tolist(), abs=1e-4), (
+        "standardized: the logits' scale does not change the weighting"
+    )
+
+
+def test_rerank_applies_the_prior_weight_from_the_model_record(fresh_model, tmp_path):
+    folder = tmp_path / "weighted"
+    shutil.copytree(fresh_model, folder)
+    (folder / CONFIG_FILE).write_text(json.dumps({"prior_weight": 10.0, "config": {}}))
+    weighted = CrossEncoderReranker(folder, backend="torch")
+    weighted.warm_up()
+    assert weighted.prior_weight == 10.0
+    given = hits()[:3]  # 10 * ln(3/2) exceeds any spread of three standardized logits
+    assert [h.chunk.id for h in weighted.rerank(QUERY, given, 3)] == [h.chunk.id for h in given]
+    assert CrossEncoderReranker(folder, prior_weight=0.0).prior_weight == 0.0

@@ -7,7 +7,13 @@ import pytest
 
 from lectern.errors import ConfigError
 from retriever import reranker_data as rd
-from retriever.cross_encoder import CONFIG_FILE, ONNX_FILE, CrossEncoderReranker, QueryFocus
+from retriever.cross_encoder import (
+    CONFIG_FILE,
+    ONNX_FILE,
+    PRIOR_WEIGHTS,
+    CrossEncoderReranker,
+    QueryFocus,
+)
 from retriever.train_reranker import TrainConfig, _quota, improves, train
 
 TOPICS = [
@@ -155,20 +161,45 @@ def test_tiny_training_run_saves_a_working_reranker_with_its_record(tmp_path, lo
     overall = info["validation"]["overall"]
     assert overall["questions"] > 0 and 0 <= overall["reranked"]["mrr_at_10"] <= 1
     assert 0 <= overall["accuracy"] <= 1
+    assert info["prior_weight"] in PRIOR_WEIGHTS
+    assert overall["fused"]["mrr_at_10"] >= overall["reranked"]["mrr_at_10"], (
+        "weight 0 (the logits alone) is among those tried"
+    )
     assert any("pairs/s" in line for line in lines)
 
     reranker = CrossEncoderReranker(out)
     reranker.warm_up()
     assert reranker.max_length == 48 and reranker.info["config"]["layers"] == 1
+    assert reranker.prior_weight == info["prior_weight"]
     assert len(reranker.score("Where do glaciers form?", [("Glacier", "Snow piles up.")])) == 1
 
 
 def test_a_reranker_that_loses_to_bm25_is_not_installed():
     def report(bm25, reranked, questions=10):
         return {"overall": {"questions": questions, "bm25": {"mrr_at_10": bm25},
-                            "reranked": {"mrr_at_10": reranked}}}
+                            "fused": {"mrr_at_10": reranked}}}
 
     assert improves(report(0.6, 0.7))
     assert not improves(report(0.6, 0.6))
     assert not improves(report(0.6, 0.15))
     assert not improves(report(0.0, 0.0, questions=0))
+
+
+def test_prior_weight_is_the_heaviest_within_one_standard_error_of_the_best():
+    import numpy as np
+
+    from retriever.train_reranker import _one_standard_error
+
+    rng = np.random.default_rng(0)
+    base = rng.choice([1.0, 0.5, 0.0], size=400)
+    noisy = {w: base.copy() for w in PRIOR_WEIGHTS}
+    up, down = np.flatnonzero(base == 0.0)[:10], np.flatnonzero(base == 1.0)[:8]
+    noisy[0.25][up], noisy[0.25][down] = 1.0, 0.0  # best by a hair: +10 -8 questions
+    assert _one_standard_error(noisy, 0.25) == max(PRIOR_WEIGHTS)
+
+    clear = {w: base.copy() for w in PRIOR_WEIGHTS}
+    for w in PRIOR_WEIGHTS:
+        if w > 0.5:
+            clear[w][:200] = 0.0  # heavy priors lose half the questions
+    clear[0.5][:] = 1.0
+    assert _one_standard_error(clear, 0.5) == 0.5

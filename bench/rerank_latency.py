@@ -51,10 +51,11 @@ def squad_chunks(path: Path, tokenizer, articles: int) -> tuple[list[Chunk], lis
 
 
 def variants(model: Path, args: argparse.Namespace) -> dict[str, CrossEncoderReranker]:
-    out = {
-        "onnx int8 (serving)": CrossEncoderReranker(model, backend="onnx"),
-        "torch fp32": CrossEncoderReranker(model, backend="torch"),
-    }
+    out = {"onnx int8 (serving)": CrossEncoderReranker(model, backend="onnx")}
+    if any((model / w).is_file() for w in ("model.safetensors", "pytorch_model.bin")):
+        out["torch fp32"] = CrossEncoderReranker(model, backend="torch")
+    else:  # the shipped reranker is int8 ONNX only
+        print(f"{model} holds no torch weights: torch fp32 not measured", flush=True)
     if args.compare_full:
         # What the same model would cost reading whole chunks instead of a focused window.
         out["onnx int8, whole chunk (256 tokens)"] = CrossEncoderReranker(

@@ -485,20 +485,25 @@ def evaluate(reranker: CrossEncoderReranker, groups: dict[str, list[Group]]) -> 
             run["logits"].append(np.asarray(s, dtype=np.float32))
             run["hits"].append((hits, g.relevant))
 
-    def ranks(run: dict[str, list], weight: float | None) -> list[int | None]:
+    def ranks(run: dict[str, list], weight: float) -> list[int | None]:
         out = []
         for s, (hits, relevant) in zip(run["logits"], run["hits"], strict=True):
-            s = s if weight is None else fuse(s, weight)
-            order = sorted(range(len(hits)), key=lambda i: (-float(s[i]), i))
+            fused = fuse(s, weight)  # weight 0: the logits alone
+            order = sorted(range(len(hits)), key=lambda i: (-float(fused[i]), i))
             out.append(_ranking([hits[i] for i in order], relevant))
         return out
 
-    def every(key: str | None, weight: float | None = None) -> list:
-        return [r for run in runs.values()
-                for r in (run[key] if key else ranks(run, weight))]
+    # Ranks under every weight, once; "reranked" is weight 0.
+    ranked = {src: {w: ranks(run, w) for w in PRIOR_WEIGHTS} for src, run in runs.items()}
+
+    def pooled(key: str) -> list:
+        return [x for run in runs.values() for x in run[key]]
+
+    def pooled_ranks(weight: float) -> list[int | None]:
+        return [r for by_weight in ranked.values() for r in by_weight[weight]]
 
     reciprocal = {
-        w: np.array([1 / r if r and r <= 10 else 0.0 for r in every(None, w)])
+        w: np.array([1 / r if r and r <= 10 else 0.0 for r in pooled_ranks(w)])
         for w in PRIOR_WEIGHTS
     }
     grid = {w: round(float(rr.mean()), 4) if len(rr) else 0.0 for w, rr in reciprocal.items()}
@@ -510,17 +515,17 @@ def evaluate(reranker: CrossEncoderReranker, groups: dict[str, list[Group]]) -> 
         report["per_source"][source] = {
             "questions": len(run["bm25"]),
             "bm25": _summary(run["bm25"], depth),
-            "reranked": _summary(ranks(run, None), depth),
-            "fused": _summary(ranks(run, best), depth),
+            "reranked": _summary(ranked[source][0.0], depth),
+            "fused": _summary(ranked[source][best], depth),
             "accuracy": round(float(np.mean(run["correct"])), 4) if run["correct"] else None,
         }
-    correct, ms = every("correct"), every("ms")
+    correct, ms = pooled("correct"), pooled("ms")
     report["overall"] = {
-        "questions": len(every("bm25")),
+        "questions": len(pooled("bm25")),
         "candidates": depth,
-        "bm25": _summary(every("bm25"), depth),
-        "reranked": _summary(every(None, None), depth),
-        "fused": _summary(every(None, best), depth),
+        "bm25": _summary(pooled("bm25"), depth),
+        "reranked": _summary(pooled_ranks(0.0), depth),
+        "fused": _summary(pooled_ranks(best), depth),
         "accuracy": round(float(np.mean(correct)), 4) if correct else None,
         "rerank_ms_p50": round(float(np.median(ms)), 1) if ms else None,
     }

@@ -182,8 +182,9 @@ class Lectern:
 
     def _passages(self, question: str, top_k: int | None, timings: Timings) -> list[Chunk]:
         start = time.perf_counter()
+        g = self.settings.generation
         hits, rerank_ms = self._search(
-            question, top_k or self.settings.generation.passages, "hybrid", None
+            question, top_k or g.passages, "hybrid", None, g.rerank_candidates
         )
         timings.rerank_ms = rerank_ms
         timings.retrieve_ms = round(_ms(start) - rerank_ms, 2)
@@ -383,9 +384,17 @@ class Lectern:
             warm()
 
     def _search(
-        self, query: str, top_k: int | None, mode: Mode, rerank: bool | None
+        self,
+        query: str,
+        top_k: int | None,
+        mode: Mode,
+        rerank: bool | None,
+        candidates: int | None = None,
     ) -> tuple[list[ScoredChunk], float]:
-        """The hits and the milliseconds spent reranking them."""
+        """The hits and the milliseconds spent reranking them.
+
+        candidates: how many fused hits the reranker scores (default: the retrieval setting).
+        """
         self.warm_up()
         if mode not in self._retrievers:
             raise ValueError(f"unknown search mode {mode!r}; use hybrid, dense or bm25")
@@ -393,7 +402,7 @@ class Lectern:
         use = self.settings.retrieval.rerank if rerank is None else rerank
         if not use or self._reranker is None:
             return self._retrievers[mode].retrieve(query, k), 0.0
-        n = self.settings.retrieval.rerank_candidates
+        n = candidates or self.settings.retrieval.rerank_candidates
         hits = self._retrievers[mode].retrieve(query, max(k, n))
         start = time.perf_counter()
         best = self._reranker.rerank(query, hits[:n], min(k, n))

@@ -69,6 +69,7 @@ def main() -> None:
 
         monitor = CpuMonitor()
         first, total, decode_rates, new_tokens, retrieve, generate = [], [], [], [], [], []
+        rerank: list[float] = []
         abstained = 0
         correct: dict[str, bool] = {}
         for _ in range(args.runs):
@@ -90,6 +91,7 @@ def main() -> None:
                 if first_at and n > 1 and end > first_at:
                     decode_rates.append((n - 1) / (end - first_at))
                 retrieve.append(result.timings.retrieve_ms)
+                rerank.append(result.timings.rerank_ms)
                 generate.append(result.timings.generate_ms)
                 abstained += result.answer.abstained
                 correct[q] = is_correct(record, result.answer)
@@ -103,6 +105,10 @@ def main() -> None:
         "first_token": ttft, "full_answer": full, "decode": decode,
         "new_tokens": {"mean": round(statistics.fmean(new_tokens), 1), "max": max(new_tokens)},
         "retrieve_ms_p50": round(statistics.median(retrieve), 1),
+        "rerank": {"model": str(getattr(svc.reranker, "model_dir", None)),
+                   "candidates": settings.generation.rerank_candidates
+                   if svc.reranker is not None else 0,
+                   "p50_ms": round(statistics.median(rerank), 1)},
         "abstained": abstained,
         "correct_and_cited": sum(correct.values()),
         "wrong": sorted(q for q, ok in correct.items() if not ok),
@@ -127,7 +133,8 @@ def main() -> None:
             ["decode (tokens/s)", decode["p50_tokens_per_s"], "", decode["mean_tokens_per_s"]],
         ]), "",
         f"New tokens per answer: mean {data['new_tokens']['mean']}, max "
-        f"{data['new_tokens']['max']}. Retrieval p50 {data['retrieve_ms_p50']} ms. "
+        f"{data['new_tokens']['max']}. Retrieval p50 {data['retrieve_ms_p50']} ms; reranking "
+        f"{data['rerank']['candidates']} candidates p50 {data['rerank']['p50_ms']} ms. "
         f"Abstained: {abstained} of {len(total)}. Answers that state the expected fact and "
         f"cite its source document: {sum(correct.values())} of {len(records)}.", "",
         f"Goals: first token p50 ≤ 500 ms: **{'met' if goal_ttft else 'NOT met'}**; "

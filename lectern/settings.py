@@ -109,6 +109,12 @@ class ModelSettings(BaseModel):
 
 class GenerationSettings(BaseModel):
     passages: int = Field(3, ge=1, le=20, description="top passages put in the prompt")
+    # Fewer than search reranks: the first token waits for the reranker, and under the rank
+    # prior (cross_encoder.fuse) a candidate from past the fused top 10 seldom reaches the
+    # top `passages`.
+    rerank_candidates: int = Field(
+        10, ge=1, le=200, description="fused candidates the reranker scores before answering"
+    )
     context_tokens: int = Field(
         64,
         ge=16,

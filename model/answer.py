@@ -24,25 +24,29 @@ _CITE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 # "I don't know" as the reply's opening words ("Sorry, I don't know"): a small model also
 # quotes the phrase from its instructions inside an answer, which is no abstention.
 _IDK = re.compile(r"^\W*(?:[\w']+\W+){0,3}?I (?:do not|don't|dont) know\b", re.IGNORECASE)
-def passage_header(chunk: Chunk) -> str:
+def passage_header(chunk: Chunk, title_given: bool = False) -> str:
     """The document's title and the passage's own heading.
 
     The middle of a heading path ("Programme > Course descriptions > CSC 340") rarely
     tells the model anything the two ends do not, and every token of it delays the
-    first token of the answer.
+    first token of the answer. For the same reason a title already given for an earlier
+    passage is not repeated (`title_given`): passages of one page often fill the prompt.
     """
     where = (chunk.section or "").rsplit(" > ", 1)[-1].strip()
+    if title_given:
+        return where if where != chunk.title else ""
     return f"{chunk.title} > {where}" if where and where != chunk.title else chunk.title
 
 
 def build_messages(question: str, passages: Sequence[Chunk]) -> list[Message]:
-    numbered = "\n\n".join(
-        f"[{i}] ({passage_header(c)}) {' '.join(c.text.split())}"
-        for i, c in enumerate(passages, start=1)
-    )
+    numbered = []
+    for i, c in enumerate(passages, start=1):
+        header = passage_header(c, title_given=any(p.title == c.title for p in passages[: i - 1]))
+        numbered.append(f"[{i}] {f'({header}) ' if header else ''}{' '.join(c.text.split())}")
     return [
         {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": f"Passages:\n{numbered}\n\nQuestion: {question.strip()}"},
+        {"role": "user", "content": "Passages:\n" + "\n\n".join(numbered)
+         + f"\n\nQuestion: {question.strip()}"},
     ]
 
 

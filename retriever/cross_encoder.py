@@ -5,7 +5,7 @@ answers the question, which neither BM25 nor a bi-encoder can. It is also the mo
 expensive stage: on two CPU cores a 6-layer MiniLM needs about a second for 20 chunks
 of 200 tokens. The trained model is therefore shallow (3 layers by default), reads a
 short input (question plus the passage's heading and the sentences around the one
-sharing most words with the question, 96 tokens in all) and runs as int8 ONNX.
+sharing most words with the question, 64 tokens in all) and runs as int8 ONNX.
 """
 
 from __future__ import annotations

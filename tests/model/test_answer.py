@@ -34,6 +34,18 @@ def test_prompt_numbers_the_passages_with_their_headings():
     assert user.endswith("Question: Who teaches CSC 340?")
 
 
+def test_prompt_gives_a_title_once():
+    syllabus = Chunk(3, "csc", "Weekly labs in Python.", "/d/cs.html", "BSc Computer Science",
+                     "Programme > CSC 340")
+    untitled = Chunk(4, "csc", "Exams are in June.", "/d/cs.html", "BSc Computer Science", None)
+    user = build_messages("Labs?", [CSC, FEES, syllabus, untitled])[1]["content"]
+    assert "[1] (BSc Computer Science > CSC 340) CSC 340" in user
+    assert "[2] (Tuition Fees > BA History) Home" in user
+    assert "[3] (CSC 340) Weekly labs in Python." in user
+    assert "[4] Exams are in June." in user
+    assert user.count("BSc Computer Science") == 1
+
+
 def test_citations_map_to_prompt_passages_and_bad_numbers_are_dropped():
     a = assemble("It is taught by Dr. Ilse Marrow [2][5], see [0].", PASSAGES)
     assert a.text == "It is taught by Dr. Ilse Marrow [2], see."

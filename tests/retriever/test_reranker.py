@@ -171,10 +171,13 @@ def test_service_reranks_the_fused_candidates(settings, embedder, tmp_path):
         assert reranker.calls == 1
         wide = svc.search("library", top_k=8)
         assert len(wide) == len(PASSAGES)
+        assert reranker.candidates[-1] == min(len(PASSAGES), settings.retrieval.rerank_candidates)
         svc.warm_up_generator()
         calls = reranker.calls
+        settings.generation.rerank_candidates = 2
         result = svc.ask("What is the library loan period for books?")
         assert reranker.calls == calls + 1
+        assert reranker.candidates[-1] == 2, "answering reranks its own, shorter, candidate list"
         assert result.timings.rerank_ms >= 0 and result.timings.retrieve_ms > 0
     finally:
         svc.store.close()

@@ -27,7 +27,12 @@ from _common import CpuMonitor, environment, latency_ms, table, write_results
 from lectern.settings import Settings
 from lectern.types import Chunk, ScoredChunk
 from model import prepare
-from retriever.cross_encoder import SHIPPED_RERANKER, CrossEncoderReranker, head_and_body
+from retriever.cross_encoder import (
+    SHIPPED_RERANKER,
+    CrossEncoderReranker,
+    has_torch_weights,
+    head_and_body,
+)
 from retriever.reranker_data import NegativeMiner
 
 SQUAD = Path("/work/shared/data/squad/squaddev_v1.1.json")
@@ -52,7 +57,7 @@ def squad_chunks(path: Path, tokenizer, articles: int) -> tuple[list[Chunk], lis
 
 def variants(model: Path, args: argparse.Namespace) -> dict[str, CrossEncoderReranker]:
     out = {"onnx int8 (serving)": CrossEncoderReranker(model, backend="onnx")}
-    if any((model / w).is_file() for w in ("model.safetensors", "pytorch_model.bin")):
+    if has_torch_weights(model):
         out["torch fp32"] = CrossEncoderReranker(model, backend="torch")
     else:  # the shipped reranker is int8 ONNX only
         print(f"{model} holds no torch weights: torch fp32 not measured", flush=True)

@@ -100,14 +100,16 @@ class OverlapReranker:
     """
 
     def __init__(self) -> None:
-        self.calls = 0
         self.candidates: list[int] = []  # how many chunks each call scored
+
+    @property
+    def calls(self) -> int:
+        return len(self.candidates)
 
     def warm_up(self) -> None:
         pass
 
     def rerank(self, query: str, chunks: Sequence[ScoredChunk], top_k: int) -> list[ScoredChunk]:
-        self.calls += 1
         self.candidates.append(len(chunks))
         if top_k < 1 or not chunks:
             return []

@@ -39,9 +39,10 @@ def passage_header(chunk: Chunk, title_given: bool = False) -> str:
 
 
 def build_messages(question: str, passages: Sequence[Chunk]) -> list[Message]:
-    numbered = []
+    numbered, titles = [], set()
     for i, c in enumerate(passages, start=1):
-        header = passage_header(c, title_given=any(p.title == c.title for p in passages[: i - 1]))
+        header = passage_header(c, title_given=c.title in titles)
+        titles.add(c.title)
         numbered.append(f"[{i}] {f'({header}) ' if header else ''}{' '.join(c.text.split())}")
     return [
         {"role": "system", "content": SYSTEM},

@@ -24,6 +24,7 @@ import numpy as np
 
 from lectern.errors import ModelNotFoundError, NotReadyError
 from lectern.types import Chunk, ScoredChunk
+from retriever.onnx_encoder import cpu_session
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ Backend = Literal["torch", "onnx"]
 # The weights of the incoming rank tried when a reranker is calibrated (see fuse()).
 PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+TORCH_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 _WORD = re.compile(r"\w+")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
 
@@ -180,12 +182,11 @@ class CrossEncoderReranker:
             if not path.is_file():
                 log.info("no %s in %s; exporting it once", ONNX_FILE, self.model_dir)
                 export_onnx(self.model_dir)
-            self._session = _session(path, self.threads)
+            self._session = cpu_session(path, self.threads)
         else:
-            weights = ("model.safetensors", "pytorch_model.bin")
-            if not any((self.model_dir / w).is_file() for w in weights):
+            if not has_torch_weights(self.model_dir):
                 raise ModelNotFoundError(str(self.model_dir), [
-                    f"{self.model_dir}: no torch weights ({' or '.join(weights)}); it holds "
+                    f"{self.model_dir}: no torch weights ({' or '.join(TORCH_WEIGHTS)}); it holds "
                     f"{ONNX_FILE} only, so use backend 'onnx' or train one with "
                     "`lectern train reranker`"
                 ])
@@ -290,16 +291,9 @@ def model_inputs(
     return focus.apply(query, passages, budget, starts[1:])
 
 
-def _session(path: Path, threads: int) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or (os.cpu_count() or 1)
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # The generator's prefill follows on the same cores; idle onnxruntime workers that
-    # spin-wait for more work would take them from it.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+def has_torch_weights(model_dir: Path) -> bool:
+    """Whether the folder can run on torch (the shipped reranker is int8 ONNX only)."""
+    return any((model_dir / w).is_file() for w in TORCH_WEIGHTS)
 
 
 def load_cross_encoder(model_dir: Path) -> Any:

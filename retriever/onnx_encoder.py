@@ -89,19 +89,24 @@ def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     return batches
 
 
+def cpu_session(path: Path, threads: int = 0) -> Any:
+    """An onnxruntime CPU session for the encoder or the reranker (threads 0: every core)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Embedding, reranking and the generator's prefill follow each other on the same
+    # cores; idle workers spin-waiting for more work would take the cores from the next.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxEncoder:
     def __init__(
         self, path: Path, tokenizer: Any, pooling: str, max_length: int, threads: int = 0
     ) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # The reranker and the generator follow a query's embedding on the same cores;
-        # idle workers spin-waiting for more work would take the cores from them.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(path, threads)
         self.names = [i.name for i in self.session.get_inputs()]
         self.tokenizer = tokenizer
         self.pooling = pooling

@@ -430,6 +430,11 @@ def train_reranker(
     require_improvement: Annotated[
         bool, typer.Option(help="install only if held-out MRR@10 beats BM25's order")
     ] = True,
+    compare_with: Annotated[
+        Path | None,
+        typer.Option(help="a reranker to measure on the same held-out questions; the new one "
+                     "is installed only if it beats it too"),
+    ] = None,
 ) -> None:
     """Train the cross-encoder reranker from the packaged MiniLM encoder (never on SQuAD)."""
     from model import prepare
@@ -461,11 +466,12 @@ def train_reranker(
         seed=seed,
         max_minutes=max_minutes,
         require_improvement=require_improvement,
+        compare_with=compare_with.resolve() if compare_with else None,
     )
     result = train(config, log=lambda message: typer.echo(message, err=True))
     typer.echo(json.dumps(result.info["validation"]["overall"], indent=2))
     if not result.installed:
-        typer.echo(f"not installed (no better than BM25 on held-out): {result.output_dir}")
+        typer.echo(f"not installed (no better on held-out): {result.output_dir}")
         raise typer.Exit(1)
     typer.echo(f"reranker saved to {result.output_dir}")
 

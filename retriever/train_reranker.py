@@ -73,6 +73,9 @@ class TrainConfig:
     # run of a few thousand steps cannot move it usefully.
     freeze_embeddings: bool = True
     require_improvement: bool = True  # install only if it beats BM25 on held-out MRR@10
+    # Another reranker measured on the same held-out questions; with require_improvement
+    # the new one must beat it too, so a retraining never replaces a better model.
+    compare_with: Path | None = None
 
     def __post_init__(self) -> None:
         checks = {
@@ -207,7 +210,12 @@ class TrainingData:
 def prepare_data(
     cfg: TrainConfig, tokenizer: Any, rng: random.Random, log: Callable[[str], None] = print
 ) -> TrainingData:
-    """Training groups and held-out groups (whole documents held out), drawn with `rng`."""
+    """Training groups and held-out groups (whole documents held out).
+
+    Training questions are drawn with `rng`; held-out ones with their own generator
+    seeded by cfg.seed, so runs that differ in `questions` (or any training setting) are
+    measured on the same held-out questions and can be compared.
+    """
     t0 = time.perf_counter()
     focus = QueryFocus()
     split = _chunker(tokenizer, cfg)
@@ -227,8 +235,10 @@ def prepare_data(
     }
     quota = _quota({s: len(v) for s, v in train_pool.items()}, cfg.questions)
     picked = {s: rng.sample(train_pool[s], quota[s]) for s in cfg.sources}
+    val_rng = random.Random(f"validation-{cfg.seed}")
     val_picked = {
-        s: rng.sample(val_pool[s], min(cfg.val_questions, len(val_pool[s]))) for s in cfg.sources
+        s: val_rng.sample(val_pool[s], min(cfg.val_questions, len(val_pool[s])))
+        for s in cfg.sources
     }
     groups: list[Group] = []
     val_groups: dict[str, list[Group]] = {}
@@ -237,7 +247,7 @@ def prepare_data(
         groups += build_groups(picked[name], miner, cfg.hard_negatives, cfg.random_negatives,
                                cfg.mine_depth, rng)
         val_groups[name] = build_groups(val_picked[name], miner, cfg.hard_negatives,
-                                        cfg.random_negatives, cfg.mine_depth, rng,
+                                        cfg.random_negatives, cfg.mine_depth, val_rng,
                                         candidates=cfg.val_depth)
     prep_seconds = time.perf_counter() - t0
     log(f"data ready in {prep_seconds:.0f} s: {len(groups)} training questions")
@@ -363,6 +373,16 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     reranker.warm_up()
     info["validation"] = evaluate(reranker, val_groups)
     info["prior_weight"] = info["validation"]["prior_weight"]  # read by CrossEncoderReranker
+    if cfg.compare_with is not None:
+        other = CrossEncoderReranker(cfg.compare_with)
+        other.warm_up()
+        measured = evaluate(other, val_groups)
+        info["validation"]["compared"] = {
+            "model": str(cfg.compare_with),
+            "prior_weight": measured["prior_weight"],
+            "overall": measured["overall"],
+        }
+        log(f"compared with {cfg.compare_with}: {json.dumps(measured['overall'])}")
     info["validation"]["seconds"] = round(time.perf_counter() - t_val, 1)
     info["total_seconds"] = round(time.perf_counter() - started, 1)
     (staging / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n")
@@ -372,7 +392,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         # worse than BM25 itself would make every answer worse.
         rejected = out.with_name(out.name + ".rejected")
         _replace(staging, rejected)
-        log(f"NOT installed: held-out MRR@10 is no better than BM25's; kept in {rejected}: "
+        rival = "BM25's or the compared reranker's" if cfg.compare_with else "BM25's"
+        log(f"NOT installed: held-out MRR@10 is no better than {rival}; kept in {rejected}: "
             f"{overall}")
         return TrainResult(rejected, info, installed=False)
     _replace(staging, out)
@@ -381,9 +402,12 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
 
 
 def improves(validation: dict) -> bool:
-    """Whether serving's order (logits fused with BM25's rank) beat BM25's own on held-out."""
+    """Whether serving's order (logits fused with BM25's rank) beat BM25's own on held-out,
+    and the compared reranker's fused order when one was measured."""
     o = validation["overall"]
-    return o["questions"] > 0 and o["fused"]["mrr_at_10"] > o["bm25"]["mrr_at_10"]
+    mrr = o["fused"]["mrr_at_10"]
+    rival = validation.get("compared", {}).get("overall", {}).get("fused", {}).get("mrr_at_10")
+    return o["questions"] > 0 and mrr > o["bm25"]["mrr_at_10"] and (rival is None or mrr > rival)
 
 
 def _replace(staging: Path, target: Path) -> None:

@@ -11,10 +11,11 @@ from retriever.cross_encoder import (
     CONFIG_FILE,
     ONNX_FILE,
     PRIOR_WEIGHTS,
+    SHIPPED_RERANKER,
     CrossEncoderReranker,
     QueryFocus,
 )
-from retriever.train_reranker import TrainConfig, _quota, improves, train
+from retriever.train_reranker import TrainConfig, _quota, improves, prepare_data, train
 
 TOPICS = [
     ("Volcano", "A volcano is a rupture in the crust of a planet. Lava flows from it when it "
@@ -144,7 +145,7 @@ def test_tiny_training_run_saves_a_working_reranker_with_its_record(tmp_path, lo
         output_dir=out, backbone=resolve(DEFAULT_ENCODER).folder, questions=12,
         hard_negatives=2, random_negatives=1, loss=loss, layers=1, max_length=48,
         batch_questions=3, val_fraction=0.5, val_questions=3, val_depth=4, mine_depth=4,
-        seed=3, log_every=1, require_improvement=False,
+        seed=3, log_every=1, require_improvement=False, compare_with=SHIPPED_RERANKER,
     )
     lines = []
     result = train(cfg, log=lines.append)
@@ -166,6 +167,10 @@ def test_tiny_training_run_saves_a_working_reranker_with_its_record(tmp_path, lo
         "weight 0 (the logits alone) is among those tried"
     )
     assert any("pairs/s" in line for line in lines)
+    compared = info["validation"]["compared"]
+    assert compared["model"] == str(SHIPPED_RERANKER)
+    assert compared["overall"]["questions"] == overall["questions"]
+    assert compared["prior_weight"] in PRIOR_WEIGHTS
 
     reranker = CrossEncoderReranker(out)
     reranker.warm_up()
@@ -183,6 +188,40 @@ def test_a_reranker_that_loses_to_bm25_is_not_installed():
     assert not improves(report(0.6, 0.6))
     assert not improves(report(0.6, 0.15))
     assert not improves(report(0.0, 0.0, questions=0))
+
+
+def test_a_reranker_that_loses_to_the_compared_one_is_not_installed():
+    def report(bm25, fused, rival):
+        return {"overall": {"questions": 10, "bm25": {"mrr_at_10": bm25},
+                            "fused": {"mrr_at_10": fused}},
+                "compared": {"overall": {"fused": {"mrr_at_10": rival}}}}
+
+    assert improves(report(0.6, 0.7, 0.65))
+    assert not improves(report(0.6, 0.7, 0.7))
+    assert not improves(report(0.6, 0.65, 0.7))
+
+
+def test_held_out_questions_do_not_depend_on_the_training_quota(tmp_path):
+    from transformers import AutoTokenizer
+
+    from lectern.settings import DEFAULT_ENCODER
+    from model.registry import resolve
+
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve(DEFAULT_ENCODER).folder))
+    data = write_sources(tmp_path)
+
+    def held_out(questions):
+        cfg = TrainConfig(data, tmp_path / "o", tmp_path, questions=questions, hard_negatives=2,
+                          val_fraction=0.5, val_questions=2, mine_depth=4, seed=3)
+        prepared = prepare_data(cfg, tokenizer, random.Random(3), log=lambda _: None)
+        return prepared, {s: [(g.question, [c.id for c in g.chunks]) for g in gs]
+                          for s, gs in prepared.val_groups.items()}
+
+    few, few_val = held_out(4)
+    many, many_val = held_out(12)
+    assert len(few.groups) == 4 and len(many.groups) == 12
+    assert sum(map(len, few_val.values())) > 0
+    assert few_val == many_val
 
 
 def test_prior_weight_is_the_heaviest_within_one_standard_error_of_the_best():

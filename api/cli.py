@@ -411,7 +411,7 @@ def train_reranker(
     sources: Annotated[str, typer.Option(help="comma-separated")] = "coqa,boolq,narrativeqa,quac",
     questions: Annotated[
         int, typer.Option(min=1, help="training questions, shared evenly over the sources")
-    ] = 10000,
+    ] = 20000,
     hard_negatives: Annotated[int, typer.Option(min=0, help="BM25 negatives per question")] = 4,
     random_negatives: Annotated[int, typer.Option(min=0)] = 1,
     loss: Annotated[str, typer.Option(help="listwise (softmax per question) or bce")] = "listwise",

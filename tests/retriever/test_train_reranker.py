@@ -15,7 +15,7 @@ from retriever.cross_encoder import (
     CrossEncoderReranker,
     QueryFocus,
 )
-from retriever.train_reranker import TrainConfig, _quota, improves, prepare_data, train
+from retriever.train_reranker import TrainConfig, _quota, prepare_data, train
 
 TOPICS = [
     ("Volcano", "A volcano is a rupture in the crust of a planet. Lava flows from it when it "
@@ -178,29 +178,6 @@ def test_tiny_training_run_saves_a_working_reranker_with_its_record(tmp_path, lo
     assert reranker.prior_weight == info["prior_weight"]
     assert len(reranker.score("Where do glaciers form?", [("Glacier", "Snow piles up.")])) == 1
 
-
-def test_a_reranker_that_loses_to_bm25_is_not_installed():
-    def report(bm25, reranked, questions=10):
-        return {"overall": {"questions": questions, "bm25": {"mrr_at_10": bm25},
-                            "fused": {"mrr_at_10": reranked}}}
-
-    assert improves(report(0.6, 0.7))
-    assert not improves(report(0.6, 0.6))
-    assert not improves(report(0.6, 0.15))
-    assert not improves(report(0.0, 0.0, questions=0))
-
-
-def test_a_reranker_that_loses_to_the_compared_one_is_not_installed():
-    def report(bm25, fused, rival):
-        return {"overall": {"questions": 10, "bm25": {"mrr_at_10": bm25},
-                            "fused": {"mrr_at_10": fused}},
-                "compared": {"overall": {"fused": {"mrr_at_10": rival}}}}
-
-    assert improves(report(0.6, 0.7, 0.65))
-    assert not improves(report(0.6, 0.7, 0.7))
-    assert not improves(report(0.6, 0.65, 0.7))
-
-
 def test_held_out_questions_do_not_depend_on_the_training_quota(tmp_path):
     from transformers import AutoTokenizer
 
@@ -222,23 +199,3 @@ def test_held_out_questions_do_not_depend_on_the_training_quota(tmp_path):
     assert len(few.groups) == 4 and len(many.groups) == 12
     assert sum(map(len, few_val.values())) > 0
     assert few_val == many_val
-
-
-def test_prior_weight_is_the_heaviest_within_one_standard_error_of_the_best():
-    import numpy as np
-
-    from retriever.train_reranker import _one_standard_error
-
-    rng = np.random.default_rng(0)
-    base = rng.choice([1.0, 0.5, 0.0], size=400)
-    noisy = {w: base.copy() for w in PRIOR_WEIGHTS}
-    up, down = np.flatnonzero(base == 0.0)[:10], np.flatnonzero(base == 1.0)[:8]
-    noisy[0.25][up], noisy[0.25][down] = 1.0, 0.0  # best by a hair: +10 -8 questions
-    assert _one_standard_error(noisy, 0.25) == max(PRIOR_WEIGHTS)
-
-    clear = {w: base.copy() for w in PRIOR_WEIGHTS}
-    for w in PRIOR_WEIGHTS:
-        if w > 0.5:
-            clear[w][:200] = 0.0  # heavy priors lose half the questions
-    clear[0.5][:] = 1.0
-    assert _one_standard_error(clear, 0.5) == 0.5

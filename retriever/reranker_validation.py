@@ -1,0 +1,137 @@
+"""Measure a reranker on held-out questions of the training sources (never SQuAD).
+
+Used by `lectern train reranker` after training: it reports BM25's order, the logits
+alone and the logits fused with BM25's rank, and fits the prior weight that serving uses
+(see cross_encoder.fuse) by the one-standard-error rule.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from lectern.types import Chunk
+from retriever.cross_encoder import PRIOR_WEIGHTS, CrossEncoderReranker, fuse, head_and_body
+from retriever.reranker_data import Group
+
+
+def improves(validation: dict) -> bool:
+    """Whether serving's order (logits fused with BM25's rank) beat BM25's own on held-out,
+    and the compared reranker's fused order when one was measured."""
+    o = validation["overall"]
+    mrr = o["fused"]["mrr_at_10"]
+    rival = validation.get("compared", {}).get("overall", {}).get("fused", {}).get("mrr_at_10")
+    return o["questions"] > 0 and mrr > o["bm25"]["mrr_at_10"] and (rival is None or mrr > rival)
+
+
+def _ranking(ranked: list[Chunk], relevant: frozenset[int]) -> int | None:
+    return next((r for r, c in enumerate(ranked, start=1) if c.id in relevant), None)
+
+
+def _summary(ranks: list[int | None], depth: int) -> dict:
+    n = max(len(ranks), 1)
+    return {
+        "mrr_at_10": round(sum(1 / r for r in ranks if r and r <= 10) / n, 4),
+        "recall_at_1": round(sum(1 for r in ranks if r and r <= 1) / n, 4),
+        "recall_at_5": round(sum(1 for r in ranks if r and r <= 5) / n, 4),
+        f"recall_at_{depth}": round(sum(1 for r in ranks if r) / n, 4),
+    }
+
+
+def one_standard_error(reciprocal: dict[float, Any], top: float) -> float:
+    """The heaviest prior whose MRR@10 is within one standard error of the best weight's.
+
+    The one-standard-error rule: with a few hundred held-out questions the curve over
+    weights is flat within noise, and among equally good weights the one leaning most on
+    the first stage is the safer bet for a small reranker (it is weakest exactly where
+    exact terms decide, such as course codes). The error is that of the paired
+    per-question differences.
+    """
+    import numpy as np
+
+    best = reciprocal[top]
+    if len(best) < 2:
+        return top
+    chosen = top
+    for w in PRIOR_WEIGHTS:
+        diff = best - reciprocal[w]
+        if diff.mean() <= diff.std(ddof=1) / np.sqrt(len(diff)) and w > chosen:
+            chosen = w
+    return chosen
+
+
+def evaluate(reranker: CrossEncoderReranker, groups: dict[str, list[Group]]) -> dict:
+    """Held-out metrics, and the prior weight that serving uses (see cross_encoder.fuse).
+
+    For BM25's top list of each held-out question: BM25's own order, the reranker's
+    logits alone ("reranked"), and logits fused with BM25's rank at each weight in
+    PRIOR_WEIGHTS; the weight is chosen by the one-standard-error rule over MRR@10
+    ("fused" reports it, so that row is fitted on these questions; the evaluation sets
+    never are).
+    accuracy: share of questions whose positive outscores all of its own negatives (the
+    hard and random ones training would have used).
+    """
+    import numpy as np
+
+    depth = max((len(g.candidates) for gs in groups.values() for g in gs), default=0)
+    runs: dict[str, dict[str, list]] = {}
+    for source, gs in groups.items():
+        run = runs[source] = {"bm25": [], "correct": [], "ms": [], "logits": [], "hits": []}
+        for g in gs:
+            scores = reranker.score(g.question, [head_and_body(c) for c in g.chunks])
+            run["correct"].append(
+                bool(scores[0] > scores[1:].max()) if len(scores) > 1 else True
+            )
+            hits = g.candidates
+            run["bm25"].append(_ranking(hits, g.relevant))
+            t = time.perf_counter()
+            s = reranker.score(g.question, [head_and_body(c) for c in hits]) if hits else []
+            run["ms"].append((time.perf_counter() - t) * 1000)
+            run["logits"].append(np.asarray(s, dtype=np.float32))
+            run["hits"].append((hits, g.relevant))
+
+    def ranks(run: dict[str, list], weight: float) -> list[int | None]:
+        out = []
+        for s, (hits, relevant) in zip(run["logits"], run["hits"], strict=True):
+            fused = fuse(s, weight)  # weight 0: the logits alone
+            order = sorted(range(len(hits)), key=lambda i: (-float(fused[i]), i))
+            out.append(_ranking([hits[i] for i in order], relevant))
+        return out
+
+    # Ranks under every weight, once; "reranked" is weight 0.
+    ranked = {src: {w: ranks(run, w) for w in PRIOR_WEIGHTS} for src, run in runs.items()}
+
+    def pooled(key: str) -> list:
+        return [x for run in runs.values() for x in run[key]]
+
+    def pooled_ranks(weight: float) -> list[int | None]:
+        return [r for by_weight in ranked.values() for r in by_weight[weight]]
+
+    reciprocal = {
+        w: np.array([1 / r if r and r <= 10 else 0.0 for r in pooled_ranks(w)])
+        for w in PRIOR_WEIGHTS
+    }
+    grid = {w: round(float(rr.mean()), 4) if len(rr) else 0.0 for w, rr in reciprocal.items()}
+    top = max(PRIOR_WEIGHTS, key=lambda w: (grid[w], -w))
+    best = one_standard_error(reciprocal, top)
+    report: dict[str, Any] = {"per_source": {}, "prior_weight": best,
+                              "mrr_at_10_by_prior_weight": grid, "best_weight": top}
+    for source, run in runs.items():
+        report["per_source"][source] = {
+            "questions": len(run["bm25"]),
+            "bm25": _summary(run["bm25"], depth),
+            "reranked": _summary(ranked[source][0.0], depth),
+            "fused": _summary(ranked[source][best], depth),
+            "accuracy": round(float(np.mean(run["correct"])), 4) if run["correct"] else None,
+        }
+    correct, ms = pooled("correct"), pooled("ms")
+    report["overall"] = {
+        "questions": len(pooled("bm25")),
+        "candidates": depth,
+        "bm25": _summary(pooled("bm25"), depth),
+        "reranked": _summary(pooled_ranks(0.0), depth),
+        "fused": _summary(pooled_ranks(best), depth),
+        "accuracy": round(float(np.mean(correct)), 4) if correct else None,
+        "rerank_ms_p50": round(float(np.median(ms)), 1) if ms else None,
+    }
+    return report

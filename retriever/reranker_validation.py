@@ -18,10 +18,11 @@ from retriever.reranker_data import Group
 def improves(validation: dict) -> bool:
     """Whether serving's order (logits fused with BM25's rank) beat BM25's own on held-out,
     and the compared reranker's fused order when one was measured."""
-    o = validation["overall"]
-    mrr = o["fused"]["mrr_at_10"]
-    rival = validation.get("compared", {}).get("overall", {}).get("fused", {}).get("mrr_at_10")
-    return o["questions"] > 0 and mrr > o["bm25"]["mrr_at_10"] and (rival is None or mrr > rival)
+    rows = [validation["overall"]["bm25"]]
+    if "compared" in validation:
+        rows.append(validation["compared"]["overall"]["fused"])
+    mrr = validation["overall"]["fused"]["mrr_at_10"]
+    return validation["overall"]["questions"] > 0 and all(mrr > r["mrr_at_10"] for r in rows)
 
 
 def _ranking(ranked: list[Chunk], relevant: frozenset[int]) -> int | None:

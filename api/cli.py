@@ -313,8 +313,8 @@ def train_encoder(
     threads: Annotated[int | None, typer.Option(min=1, help="torch threads")] = None,
     activate: Annotated[
         bool,
-        typer.Option(help="if held-out MRR@10 improved, re-index with the tuned encoder "
-                     "and serve it"),
+        typer.Option(help="if held-out MRR@10 improved (and beat --compare-with), re-index "
+                     "with the tuned encoder and serve it"),
     ] = False,
     generate: Annotated[
         bool, typer.Option(help="--no-generate: train on the questions file as it is")
@@ -322,6 +322,11 @@ def train_encoder(
     questions_only: Annotated[
         bool, typer.Option(help="write the questions file, then stop")
     ] = False,
+    compare_with: Annotated[
+        Path | None,
+        typer.Option(help="another encoder folder to measure on the same held-out questions; "
+                     "--activate then requires beating it too"),
+    ] = None,
 ) -> None:
     """Tune the encoder on questions the generator writes for the ingested chunks."""
     from datetime import UTC, datetime
@@ -353,6 +358,7 @@ def train_encoder(
         filter_top_k=filter_top_k,
         seed=seed,
         generate=generate,
+        compare_with=compare_with.resolve() if compare_with else None,
         config=TuningConfig(
             epochs=epochs, batch_size=train_batch_size, learning_rate=learning_rate,
             negatives=negatives, holdout_share=holdout, max_steps=max_steps, seed=seed,
@@ -385,10 +391,14 @@ def train_encoder(
     typer.echo(f"tuned encoder: {out} ({report.steps} steps, {report.seconds['train']:.0f} s)")
     typer.echo(f"held-out before: {report.before}")
     typer.echo(f"held-out after:  {report.after}")
+    if report.compared:
+        c = report.compared
+        typer.echo(f"on {c['questions']} held-out questions {c['encoder']} did not train on: "
+                   f"it {c['other']}, tuned {c['tuned']}")
     if not activate:
         return
-    if report.after.get("mrr_at_10", 0) <= report.before.get("mrr_at_10", 0):
-        typer.echo("not activated: held-out MRR@10 did not improve")
+    if not report.improves():
+        typer.echo("not activated: held-out MRR@10 did not beat the base or the compared encoder")
         raise typer.Exit(1)
     tuned = settings.model_copy(
         update={"models": settings.models.model_copy(update={"encoder": str(out)})}

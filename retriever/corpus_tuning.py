@@ -38,12 +38,15 @@ class CorpusTuning:
     seed: int = 0
     generate: bool = True  # False: only the questions already in the file
     config: TuningConfig = field(default_factory=TuningConfig)
+    compare_with: Path | None = None  # an encoder folder the tuned one must beat
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be positive, got {self.limit}")
         if self.filter_top_k < 1:
             raise ValueError(f"filter_top_k must be positive, got {self.filter_top_k}")
+        if self.compare_with is not None and not (self.compare_with / "config.json").is_file():
+            raise ValueError(f"compare_with {self.compare_with} is not a model folder")
 
 
 def _quiet(_: str) -> None:
@@ -71,7 +74,7 @@ def write_questions(
 
     def progress(done: int, total: int) -> None:
         secs = time.perf_counter() - start
-        log(f"  questions for {done}/{total} chunks ({secs:.0f} s)")
+        log(f"  questions {done}/{total} ({secs:.0f} s)")
 
     questions = synthetic_questions.generate(
         writer, chunks, bm25, plan.filter_top_k, plan.questions, progress
@@ -144,4 +147,5 @@ def tune_from_corpus(
         device=device,
         on_step=step,
         base_passages=stored,
+        compare_with=plan.compare_with,
     )

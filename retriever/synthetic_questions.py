@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -76,12 +77,16 @@ def sentences(text: str) -> list[str]:
     return out
 
 
-def pick_sentences(chunk: Chunk, n: int, rng: random.Random) -> list[str]:
-    """n distinct sentences of the chunk (fewer if it has fewer), in passage order."""
-    pool = sentences(chunk.text)
-    if not pool:  # a list or a table row: the chunk's first words stand in
+def pick_sentences(
+    chunk: Chunk, n: int, rng: random.Random, exclude: Collection[str] = ()
+) -> list[str]:
+    """n distinct sentences of the chunk not in `exclude` (fewer if it has fewer), in
+    passage order."""
+    pool = [s for s in sentences(chunk.text) if s not in exclude]
+    if not pool and not sentences(chunk.text):  # a list or a table row: its first words
         words = chunk.text.split()
-        return [" ".join(words[: SENTENCE_WORDS[1]])] if len(words) >= MIN_WORDS else []
+        first = " ".join(words[: SENTENCE_WORDS[1]])
+        return [first] if len(words) >= MIN_WORDS and first not in exclude else []
     keep = sorted(rng.sample(range(len(pool)), min(n, len(pool))))
     return [pool[i] for i in keep]
 
@@ -192,10 +197,23 @@ class QuestionWriter:
         self._seen.add(key)
         return SyntheticQuestion(chunk.id, chunk.document_id, sentence, raw, question, status)
 
-    def write(self, chunks: Iterable[Chunk]) -> Iterator[SyntheticQuestion]:
-        """Questions (kept or rejected, with the reason) in batches as they are generated."""
+    def write(
+        self, chunks: Iterable[Chunk], asked: Mapping[int, Collection[str]] | None = None
+    ) -> Iterator[SyntheticQuestion]:
+        """Questions (kept or rejected, with the reason) in batches as they are generated.
+
+        asked[chunk id]: sentences already prompted for; a chunk gets per_chunk minus
+        those, on other sentences.
+        """
+        asked = asked or {}
         rng = random.Random(self.seed)
-        prompts = [(c, s) for c in chunks for s in pick_sentences(c, self.per_chunk, rng)]
+        prompts = [
+            (c, s)
+            for c in chunks
+            for s in pick_sentences(
+                c, self.per_chunk - len(asked.get(c.id, ())), rng, asked.get(c.id, ())
+            )
+        ]
         rng.shuffle(prompts)
         # Similar lengths in one batch (left padding is prefill work that buys nothing),
         # sorted within windows only: a run stopped early has still sampled the corpus
@@ -271,7 +289,8 @@ def generate(
 
     Generation is the slow step (minutes per hundred chunks on CPU), so every batch is
     appended as it is done, and a run that stopped picks up at the chunks it had not
-    reached. `on_batch(chunks done, chunks in all)` reports progress.
+    reached; a run with a larger per_chunk asks only for the questions each chunk lacks.
+    `on_batch(questions done, questions wanted)` reports progress.
     """
     by_id = {c.id: c for c in chunks}
     stored = load(path) if path.exists() else []
@@ -284,18 +303,20 @@ def generate(
             (writer.judge(by_id[q.chunk_id], q.sentence, q.raw) for q in cached), retriever, top_k
         )
     )
-    done = {q.chunk_id for q in out}
+    asked: dict[int, set[str]] = defaultdict(set)
+    for q in out:
+        asked[q.chunk_id].add(q.sentence)
+    todo = [c for c in chunks if len(asked[c.id]) < writer.per_chunk]
+    wanted = len(out) + sum(writer.per_chunk - len(asked[c.id]) for c in todo)
     batch: list[SyntheticQuestion] = []
-    todo = [c for c in chunks if c.id not in done]
-    for q in check_retrievable(writer.write(todo), retriever, top_k):
+    for q in check_retrievable(writer.write(todo, asked), retriever, top_k):
         batch.append(q)
         if len(batch) >= writer.batch_size:
             save(batch, path, append=True)
             out += batch
-            done.update(x.chunk_id for x in batch)
             batch = []
             if on_batch is not None:
-                on_batch(len(done), len(by_id))
+                on_batch(len(out), wanted)
     out += batch
     save([*others, *out], path)  # every reply with its verdict under today's rules
     return out

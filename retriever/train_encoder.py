@@ -28,6 +28,7 @@ import numpy as np
 
 from lectern.protocols import Retriever
 from lectern.types import Chunk
+from retriever import synthetic_questions
 from retriever.synthetic_questions import SyntheticQuestion
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,16 @@ class TuningReport:
     steps: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     losses: list[float] = field(default_factory=list)
+    trained_chunks: list[int] = field(default_factory=list)
+    # Another encoder against the tuned one, on held-out questions neither trained on.
+    compared: dict[str, Any] = field(default_factory=dict)
+
+    def improves(self) -> bool:
+        """Whether the tuned encoder beats its base and, if one was measured, the compared one."""
+        mrr = "mrr_at_10"
+        if self.after.get(mrr, 0) <= self.before.get(mrr, 0):
+            return False
+        return not self.compared or self.compared["tuned"][mrr] > self.compared["other"][mrr]
 
 
 def split_holdout(
@@ -197,6 +208,51 @@ def retrieval_metrics(
     }
 
 
+def trained_chunks(folder: Path) -> set[int] | None:
+    """Ids of the chunks whose questions trained the tuned encoder in `folder`.
+
+    Read from its record; records older than that list are rebuilt from the questions
+    file, hold-out share and seed. None when it has no record or the file is gone, as for
+    an encoder tuned elsewhere.
+    """
+    info = folder / CONFIG_FILE
+    if not info.is_file():
+        return None
+    meta = json.loads(info.read_text())
+    if "trained_chunks" in meta:
+        return set(meta["trained_chunks"])
+    questions = Path(meta.get("questions_file", ""))
+    if not questions.is_file():
+        return None
+    config = meta.get("config", {})
+    kept = [q for q in synthetic_questions.load(questions) if q.kept]
+    train, _ = split_holdout(kept, config.get("holdout_share", 0.1), config.get("seed", 0))
+    return {q.chunk_id for q in train}
+
+
+def compare(
+    other_folder: Path,
+    encode: Callable[[list[str]], np.ndarray],
+    held_out: Sequence[SyntheticQuestion],
+    chunks: Mapping[int, Chunk],
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """The tuned encoder (`encode`) against another one, on the held-out questions whose
+    chunks the other did not train on: a fair test that a new tuning beats an older one."""
+    from sentence_transformers import SentenceTransformer
+
+    seen = trained_chunks(other_folder)
+    fair = [q for q in held_out if seen is None or q.chunk_id not in seen]
+    other = SentenceTransformer(str(other_folder), device=device, local_files_only=True)
+    return {
+        "encoder": str(other_folder),
+        "its_training_chunks_known": seen is not None,
+        "questions": len(fair),
+        "other": retrieval_metrics(_encoder(other), fair, chunks),
+        "tuned": retrieval_metrics(encode, fair, chunks),
+    }
+
+
 def _encoder(model: Any, batch_size: int = 64) -> Callable[[list[str]], np.ndarray]:
     def encode(texts: list[str]) -> np.ndarray:
         vectors = model.encode(
@@ -276,11 +332,13 @@ def tune(
     device: str = "cpu",
     on_step: Callable[[int, int, float], None] | None = None,
     base_passages: np.ndarray | None = None,
+    compare_with: Path | None = None,
 ) -> TuningReport:
     """Fine-tune the encoder in `base_folder` on the kept questions; save it to `out`.
 
     `base_passages`, the base encoder's vectors of the chunks in id order (the store has
     them), saves embedding the corpus once more for the before-tuning measurement.
+    `compare_with`: another encoder folder to measure against the tuned one (see compare).
 
     `out` is a new version and must not exist yet: a tuned model is never overwritten,
     because an index built from it is named by its folder. The folder appears complete
@@ -317,6 +375,7 @@ def tune(
     )
     if len(examples) < 2:
         raise ValueError(f"{len(examples)} training examples; at least 2 are needed")
+    report.trained_chunks = sorted({ex.chunk_id for ex in examples})
     report.seconds["mine_negatives"] = round(time.perf_counter() - t0, 2)
     model = SentenceTransformer(str(base_folder), device=device, local_files_only=True)
     encode = _encoder(model)
@@ -330,6 +389,10 @@ def tune(
     t0 = time.perf_counter()
     report.after = retrieval_metrics(encode, held_q, chunks)
     report.seconds["measure_after"] = round(time.perf_counter() - t0, 2)
+    if compare_with is not None:
+        t0 = time.perf_counter()
+        report.compared = compare(compare_with, encode, held_q, chunks, device)
+        report.seconds["compare"] = round(time.perf_counter() - t0, 2)
     _save(model, out, report, {"base_encoder": str(base_folder), **(meta or {})})
     return report
 
@@ -342,10 +405,13 @@ def describe(report: TuningReport, meta: Mapping[str, Any]) -> dict[str, Any]:
         "counts": report.counts,
         "held_out_before": report.before,
         "held_out_after": report.after,
+        "compared": report.compared,
         "steps": report.steps,
         "seconds": report.seconds,
         "loss_first_last": [report.losses[0], report.losses[-1]] if report.losses else [],
         "losses": report.losses,
+        # The questions file is re-judged by later runs; this says what trained the model.
+        "trained_chunks": report.trained_chunks,
     }
 
 

@@ -21,6 +21,7 @@ from retriever.train_encoder import (
     mine_examples,
     retrieval_metrics,
     split_holdout,
+    trained_chunks,
 )
 
 TOPICS = {
@@ -150,6 +151,41 @@ def test_filter_keeps_questions_whose_chunk_bm25_finds(service):
     ]
 
 
+def test_a_larger_per_chunk_asks_only_for_the_missing_questions(service, tmp_path):
+    for name in ("observatory", "fees", "library"):
+        service.ingestor().ingest_text(f"topic/{name}", name.title(), TOPICS[name])
+    service.refresh()
+    chunks = service.store.all_chunks()
+    path = tmp_path / "questions.jsonl"
+    first = KeywordQuestions()
+    one = sq.generate(sq.QuestionWriter(first, batch_size=2), chunks, service._bm25, 20, path)
+    assert len(one) == len(first.seen) == len(chunks)
+
+    second = KeywordQuestions()
+    seen_sentences = {q.sentence for q in one}
+    progress: list[tuple[int, int]] = []
+    two = sq.generate(
+        sq.QuestionWriter(second, batch_size=2, per_chunk=2),
+        chunks,
+        service._bm25,
+        20,
+        path,
+        lambda done, wanted: progress.append((done, wanted)),
+    )
+    # Each chunk has two sentences: one more prompt per chunk, on the sentence not yet used.
+    assert len(second.seen) == len(chunks)
+    asked = [m[-1]["content"].removeprefix("Statement: ") for m in second.seen]
+    assert seen_sentences.isdisjoint(asked)
+    assert len(two) == 2 * len(chunks)
+    assert {q.chunk_id for q in two} == {c.id for c in chunks}
+    assert progress and progress[-1][1] == 2 * len(chunks)
+    assert len(path.read_text().splitlines()) == 2 * len(chunks)
+    # Asking again with the same per_chunk writes nothing new.
+    third = KeywordQuestions()
+    sq.generate(sq.QuestionWriter(third, per_chunk=2), chunks, service._bm25, 20, path)
+    assert third.seen == []
+
+
 def test_hard_negatives_skip_the_own_document_and_batches_have_unique_chunks():
     chunks = {
         1: chunk(1, "alpha beta gamma", doc="a"),
@@ -176,6 +212,25 @@ def test_hard_negatives_skip_the_own_document_and_batches_have_unique_chunks():
     )
     assert {x.chunk_id for x in train}.isdisjoint({x.chunk_id for x in held})
     assert len({x.chunk_id for x in held}) == 2
+
+
+def test_trained_chunks_of_an_older_record_are_rebuilt_from_its_questions_file(tmp_path):
+    questions = [sq.SyntheticQuestion(i, "d", "", "", f"q{i}?", "kept") for i in range(20)]
+    questions.append(sq.SyntheticQuestion(99, "d", "", "", "", "vague"))
+    sq.save(questions, tmp_path / "q.jsonl")
+    folder = tmp_path / "enc"
+    folder.mkdir()
+    assert trained_chunks(folder) is None  # not a Lectern-tuned encoder
+    record = {"questions_file": str(tmp_path / "q.jsonl"), "config": {"holdout_share": 0.25,
+                                                                     "seed": 3}}
+    (folder / CONFIG_FILE).write_text(json.dumps(record))
+    train, _ = split_holdout(questions[:20], 0.25, 3)
+    assert trained_chunks(folder) == {q.chunk_id for q in train} and len(train) == 15
+    (folder / CONFIG_FILE).write_text(json.dumps({**record, "trained_chunks": [1, 2]}))
+    assert trained_chunks(folder) == {1, 2}  # the record's own list wins
+    (tmp_path / "q.jsonl").unlink()
+    (folder / CONFIG_FILE).write_text(json.dumps(record))
+    assert trained_chunks(folder) is None
 
 
 def test_config_validates_eagerly():
@@ -270,19 +325,38 @@ def test_tuning_end_to_end_on_a_tiny_encoder(settings, tmp_path, tiny_encoder):
     with pytest.raises(FileExistsError, match="versioned"):
         tune_from_corpus(svc, generator, tiny_encoder, plan)
 
+    trained = {x["chunk_id"] for x in kept} - {q.chunk_id for q in held}
+    assert set(saved["trained_chunks"]) == trained
+
     # A rerun reuses the replies in the questions file instead of asking the generator
-    # again, and judges them by its own rules.
+    # again, and judges them by its own rules. Measured against the first tuned encoder,
+    # it uses only held-out questions whose chunks that one did not train on.
     asked = len(generator.seen)
     again = CorpusTuning(
         out=tmp_path / "models" / "v2",
         questions=plan.questions,
         filter_top_k=1,
-        config=plan.config,
+        config=TuningConfig(
+            batch_size=4, epochs=2, max_steps=3, holdout_share=0.9, learning_rate=1e-3
+        ),
+        compare_with=plan.out,
     )
-    tune_from_corpus(svc, generator, tiny_encoder, again)
+    second = tune_from_corpus(svc, generator, tiny_encoder, again)
     assert len(generator.seen) == asked
     lines = [json.loads(x) for x in plan.questions.read_text().splitlines()]
     assert len(lines) == asked and {x["rank"] for x in lines if x["status"] == "kept"} == {1}
+    kept_again = [sq.SyntheticQuestion(**x) for x in lines if x["status"] == "kept"]
+    held_again = split_holdout(kept_again, 0.9, 0)[1]
+    fair = [q for q in held_again if q.chunk_id not in trained]
+    assert 0 < len(fair) < len(held_again)
+    c = second.compared
+    assert c["encoder"] == str(plan.out) and c["its_training_chunks_known"]
+    assert c["questions"] == c["tuned"]["questions"] == c["other"]["questions"] == len(fair)
+    assert c["other"] == retrieval_metrics(tuned.embed_passages, fair, chunks)
+    assert second.improves() == (
+        second.after["mrr_at_10"] > second.before["mrr_at_10"]
+        and c["tuned"]["mrr_at_10"] > c["other"]["mrr_at_10"]
+    )
 
     # The tuned encoder goes into service through the versioned re-index.
     assert svc.switch_encoder(tuned, ref=str(plan.out)) == svc.counts().chunks

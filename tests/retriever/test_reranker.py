@@ -43,7 +43,7 @@ def fresh_model(tmp_path_factory):
     """The packaged MiniLM, cut to one layer, with a freshly initialised scoring head."""
     from lectern.settings import DEFAULT_ENCODER
     from model.registry import resolve
-    from retriever.train_reranker import new_cross_encoder
+    from retriever.reranker_fit import new_cross_encoder
 
     folder = tmp_path_factory.mktemp("reranker")
     ce, _ = new_cross_encoder(resolve(DEFAULT_ENCODER).folder, 1, 64)

@@ -104,7 +104,10 @@ class TuningReport:
         mrr = "mrr_at_10"
         if self.after.get(mrr, 0) <= self.before.get(mrr, 0):
             return False
-        return not self.compared or self.compared["tuned"][mrr] > self.compared["other"][mrr]
+        if not self.compared:
+            return True
+        # No fair questions to compare on counts as not beating it: activation is not undone.
+        return self.compared["tuned"].get(mrr, 0) > self.compared["other"].get(mrr, 0)
 
 
 def split_holdout(
@@ -236,9 +239,11 @@ def compare(
     held_out: Sequence[SyntheticQuestion],
     chunks: Mapping[int, Chunk],
     device: str = "cpu",
+    passages: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """The tuned encoder (`encode`) against another one, on the held-out questions whose
-    chunks the other did not train on: a fair test that a new tuning beats an older one."""
+    """The tuned encoder (`encode`; `passages`, its vectors of the chunks in id order, if at
+    hand) against another one, on the held-out questions whose chunks the other did not
+    train on: a fair test that a new tuning beats an older one."""
     from sentence_transformers import SentenceTransformer
 
     seen = trained_chunks(other_folder)
@@ -249,7 +254,7 @@ def compare(
         "its_training_chunks_known": seen is not None,
         "questions": len(fair),
         "other": retrieval_metrics(_encoder(other), fair, chunks),
-        "tuned": retrieval_metrics(encode, fair, chunks),
+        "tuned": retrieval_metrics(encode, fair, chunks, passages),
     }
 
 
@@ -387,11 +392,12 @@ def tune(
     report.steps = len(report.losses)
     report.seconds["train"] = round(time.perf_counter() - t0, 2)
     t0 = time.perf_counter()
-    report.after = retrieval_metrics(encode, held_q, chunks)
+    tuned_passages = encode([chunks[i].context_text for i in sorted(chunks)])
+    report.after = retrieval_metrics(encode, held_q, chunks, tuned_passages)
     report.seconds["measure_after"] = round(time.perf_counter() - t0, 2)
     if compare_with is not None:
         t0 = time.perf_counter()
-        report.compared = compare(compare_with, encode, held_q, chunks, device)
+        report.compared = compare(compare_with, encode, held_q, chunks, device, tuned_passages)
         report.seconds["compare"] = round(time.perf_counter() - t0, 2)
     _save(model, out, report, {"base_encoder": str(base_folder), **(meta or {})})
     return report

@@ -17,6 +17,7 @@ from retriever.train_encoder import (
     CONFIG_FILE,
     Example,
     TuningConfig,
+    TuningReport,
     batches,
     mine_examples,
     retrieval_metrics,
@@ -231,6 +232,24 @@ def test_trained_chunks_of_an_older_record_are_rebuilt_from_its_questions_file(t
     (tmp_path / "q.jsonl").unlink()
     (folder / CONFIG_FILE).write_text(json.dumps(record))
     assert trained_chunks(folder) is None
+
+
+def test_a_tuning_improves_only_if_it_beats_its_base_and_the_compared_encoder(tmp_path):
+    def report(before: float, after: float, compared: dict | None = None) -> TuningReport:
+        r = TuningReport(tmp_path, TuningConfig(), {})
+        r.before, r.after = {"mrr_at_10": before}, {"mrr_at_10": after}
+        r.compared = compared or {}
+        return r
+
+    def vs(tuned: float, other: float) -> dict:
+        return {"tuned": {"mrr_at_10": tuned}, "other": {"mrr_at_10": other}}
+
+    assert report(0.5, 0.6).improves()
+    assert not report(0.6, 0.6).improves()
+    assert report(0.5, 0.6, vs(0.62, 0.61)).improves()
+    assert not report(0.5, 0.6, vs(0.61, 0.62)).improves()
+    # No held-out question the other encoder did not train on: no evidence it is beaten.
+    assert not report(0.5, 0.6, {"questions": 0, "tuned": {}, "other": {}}).improves()
 
 
 def test_config_validates_eagerly():

@@ -14,6 +14,13 @@ train_app = typer.Typer(no_args_is_help=True, help="Train the reranker or tune t
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
+def _torch_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 @train_app.command("encoder")
 def train_encoder(
     out: Annotated[
@@ -76,10 +83,7 @@ def train_encoder(
     from retriever.corpus_tuning import CorpusTuning, tune_from_corpus, write_questions
     from retriever.train_encoder import TuningConfig
 
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+    _torch_threads(threads)
     user = Settings()
     settings = user.model_copy(
         update={"models": user.models.model_copy(update={"cpu_int8": int8})}
@@ -187,10 +191,7 @@ def train_reranker(
     from model import prepare
     from retriever.train_reranker import TrainConfig, train
 
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+    _torch_threads(threads)
     settings = Settings()
     backbone = prepare.encoder(settings, install=True)
     config = TrainConfig(

@@ -82,8 +82,9 @@ def pick_sentences(
 ) -> list[str]:
     """n distinct sentences of the chunk not in `exclude` (fewer if it has fewer), in
     passage order."""
-    pool = [s for s in sentences(chunk.text) if s not in exclude]
-    if not pool and not sentences(chunk.text):  # a list or a table row: its first words
+    found = sentences(chunk.text)
+    pool = [s for s in found if s not in exclude]
+    if not found:  # a list or a table row: its first words stand in
         words = chunk.text.split()
         first = " ".join(words[: SENTENCE_WORDS[1]])
         return [first] if len(words) >= MIN_WORDS and first not in exclude else []

@@ -186,9 +186,21 @@ def train_reranker(
         typer.Option(help="a reranker to measure on the same held-out questions; the new one "
                      "is installed only if it beats it too"),
     ] = None,
+    corpus_questions: Annotated[
+        Path | None,
+        typer.Option(help="a questions file of `lectern train encoder` for the ingested corpus: "
+                     "its kept questions train the reranker too, and installing is decided "
+                     "on those from held-out documents"),
+    ] = None,
+    corpus_val_questions: Annotated[
+        int, typer.Option(min=1, help="held-out corpus questions measured, at most")
+    ] = 500,
 ) -> None:
     """Train the cross-encoder reranker from the packaged MiniLM encoder (never on SQuAD)."""
+    from ingest.sqlite_store import SQLiteDocumentStore
     from model import prepare
+    from retriever import synthetic_questions
+    from retriever.reranker_corpus import CorpusQuestions
     from retriever.train_reranker import TrainConfig, train
 
     _torch_threads(threads)
@@ -215,8 +227,19 @@ def train_reranker(
         max_minutes=max_minutes,
         require_improvement=require_improvement,
         compare_with=compare_with.resolve() if compare_with else None,
+        corpus_val_questions=corpus_val_questions,
     )
-    result = train(config, log=lambda message: typer.echo(message, err=True))
+    corpus = None
+    if corpus_questions is not None:
+        if not corpus_questions.is_file():
+            raise typer.BadParameter(f"{corpus_questions} does not exist",
+                                     param_hint="--corpus-questions")
+        corpus = CorpusQuestions(
+            SQLiteDocumentStore(settings.store_path).all_chunks(),
+            synthetic_questions.load(corpus_questions),
+            corpus_questions.resolve(),
+        )
+    result = train(config, log=lambda message: typer.echo(message, err=True), corpus=corpus)
     typer.echo(json.dumps(result.info["validation"]["overall"], indent=2))
     if not result.installed:
         typer.echo(f"not installed (no better on held-out): {result.output_dir}")

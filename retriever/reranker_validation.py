@@ -15,14 +15,28 @@ from retriever.cross_encoder import PRIOR_WEIGHTS, CrossEncoderReranker, fuse, h
 from retriever.reranker_data import Group
 
 
-def improves(validation: dict) -> bool:
+def improves(validation: dict, source: str | None = None) -> bool:
     """Whether serving's order (logits fused with BM25's rank) beat BM25's own on held-out,
-    and the compared reranker's fused order when one was measured."""
-    rows = [validation["overall"]["bm25"]]
+    and the compared reranker's fused order when one was measured.
+
+    `source`: judge on that source's questions alone (the corpus a reranker was tuned
+    for) rather than on all of them.
+    """
+
+    def rows(report: dict) -> dict:
+        return report["overall"] if source is None else report["per_source"].get(source, {})
+
+    own = rows(validation)
+    if not own.get("questions"):
+        return False
+    rivals = [own["bm25"]]
     if "compared" in validation:
-        rows.append(validation["compared"]["overall"]["fused"])
-    mrr = validation["overall"]["fused"]["mrr_at_10"]
-    return validation["overall"]["questions"] > 0 and all(mrr > r["mrr_at_10"] for r in rows)
+        rival = rows(validation["compared"])
+        if not rival.get("questions"):
+            return False  # nothing to compare on counts as not beating it
+        rivals.append(rival["fused"])
+    mrr = own["fused"]["mrr_at_10"]
+    return all(mrr > r["mrr_at_10"] for r in rivals)
 
 
 def _ranking(ranked: list[Chunk], relevant: frozenset[int]) -> int | None:

@@ -28,6 +28,8 @@ from retriever.cross_encoder import (
     QueryFocus,
     export_onnx,
 )
+from retriever.reranker_corpus import NAME as CORPUS
+from retriever.reranker_corpus import CorpusQuestions, corpus_source
 from retriever.reranker_data import Group, build_groups
 from retriever.reranker_fit import fit, new_cross_encoder
 from retriever.reranker_validation import evaluate, improves
@@ -72,6 +74,9 @@ class TrainConfig:
     # Another reranker measured on the same held-out questions; with require_improvement
     # the new one must beat it too, so a retraining never replaces a better model.
     compare_with: Path | None = None
+    # Held-out questions of the corpus's own (see reranker_corpus), when it is given; with
+    # a corpus, installing is decided on these.
+    corpus_val_questions: int = 500
 
     def __post_init__(self) -> None:
         checks = {
@@ -87,6 +92,7 @@ class TrainConfig:
             "warmup_ratio": 0 <= self.warmup_ratio < 1,
             "val_fraction": 0 < self.val_fraction < 1,
             "val_questions": self.val_questions >= 1,
+            "corpus_val_questions": self.corpus_val_questions >= 1,
             "val_depth": self.val_depth >= 2,
             "mine_depth": self.mine_depth >= self.hard_negatives,
         }
@@ -153,13 +159,18 @@ class TrainingData:
 
 
 def prepare_data(
-    cfg: TrainConfig, tokenizer: Any, rng: random.Random, log: Callable[[str], None] = print
+    cfg: TrainConfig,
+    tokenizer: Any,
+    rng: random.Random,
+    log: Callable[[str], None] = print,
+    corpus: CorpusQuestions | None = None,
 ) -> TrainingData:
     """Training groups and held-out groups (whole documents held out).
 
     Training questions are drawn with `rng`; held-out ones with their own generator
     seeded by cfg.seed, so runs that differ in `questions` (or any training setting) are
-    measured on the same held-out questions and can be compared.
+    measured on the same held-out questions and can be compared. A corpus's questions
+    (see reranker_corpus) are all used, outside the `questions` quota.
     """
     t0 = time.perf_counter()
     focus = QueryFocus()
@@ -170,6 +181,9 @@ def prepare_data(
         sources[name] = rd.load_source(name, cfg.data_dir, split, focus.terms, next_id)
         next_id += len(sources[name].chunks)
         log(f"{name}: {sources[name].counts()}")
+    if corpus is not None:
+        sources[CORPUS] = corpus_source(corpus, next_id)
+        log(f"{CORPUS} ({corpus.path}): {sources[CORPUS].counts()}")
     train_pool = {
         s: [e for e in d.examples if not rd.is_validation(e.doc, cfg.val_fraction)]
         for s, d in sources.items()
@@ -178,13 +192,18 @@ def prepare_data(
         s: [e for e in d.examples if rd.is_validation(e.doc, cfg.val_fraction)]
         for s, d in sources.items()
     }
-    quota = _quota({s: len(v) for s, v in train_pool.items()}, cfg.questions)
+    quota = _quota({s: len(train_pool[s]) for s in cfg.sources}, cfg.questions)
     picked = {s: rng.sample(train_pool[s], quota[s]) for s in cfg.sources}
     val_rng = random.Random(f"validation-{cfg.seed}")
     val_picked = {
         s: val_rng.sample(val_pool[s], min(cfg.val_questions, len(val_pool[s])))
         for s in cfg.sources
     }
+    if corpus is not None:
+        quota[CORPUS] = len(train_pool[CORPUS])
+        picked[CORPUS] = train_pool[CORPUS]
+        held = val_pool[CORPUS]
+        val_picked[CORPUS] = val_rng.sample(held, min(cfg.corpus_val_questions, len(held)))
     groups: list[Group] = []
     val_groups: dict[str, list[Group]] = {}
     for name, data in sources.items():
@@ -200,7 +219,9 @@ def prepare_data(
     return TrainingData(sources, quota, groups, val_groups, focus, prep_seconds)
 
 
-def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
+def train(
+    cfg: TrainConfig, log: Callable[[str], None] = print, corpus: CorpusQuestions | None = None
+) -> TrainResult:
     import numpy as np
     import torch
     from transformers.utils import logging as hf_logging
@@ -218,7 +239,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     if cfg.freeze_embeddings:
         for p in ce[0].model.embeddings.parameters():
             p.requires_grad = False
-    data = prepare_data(cfg, tokenizer, rng, log)
+    data = prepare_data(cfg, tokenizer, rng, log, corpus)
     groups, val_groups, focus = data.groups, data.val_groups, data.focus
     training = fit(ce, groups, cfg, focus, rng, log)
 
@@ -239,6 +260,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             "train_questions": len(groups),
             "train_pairs_per_epoch": sum(len(g.chunks) for g in groups),
             "never_used": "SQuAD (../shared/data/squad): evaluation only",
+            "corpus_questions": str(corpus.path) if corpus is not None else None,
         },
         "training": {**training, "data_prep_seconds": round(data.seconds, 1)},
     }
@@ -256,19 +278,22 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             "model": str(cfg.compare_with),
             "prior_weight": measured["prior_weight"],
             "overall": measured["overall"],
+            "per_source": measured["per_source"],
         }
         log(f"compared with {cfg.compare_with}: {json.dumps(measured['overall'])}")
     info["validation"]["seconds"] = round(time.perf_counter() - t_val, 1)
     info["total_seconds"] = round(time.perf_counter() - started, 1)
     (staging / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n")
     overall = json.dumps(info["validation"]["overall"])
-    if cfg.require_improvement and not improves(info["validation"]):
+    judged_on = CORPUS if corpus is not None else None
+    if cfg.require_improvement and not improves(info["validation"], judged_on):
         # Serving picks up whatever sits at `out`: a reranker that reorders BM25's list
         # worse than BM25 itself would make every answer worse.
         rejected = out.with_name(out.name + ".rejected")
         _replace(staging, rejected)
         rival = "BM25's or the compared reranker's" if cfg.compare_with else "BM25's"
-        log(f"NOT installed: held-out MRR@10 is no better than {rival}; kept in {rejected}: "
+        on = "the corpus's held-out questions" if judged_on else "held-out questions"
+        log(f"NOT installed: MRR@10 on {on} is no better than {rival}; kept in {rejected}: "
             f"{overall}")
         return TrainResult(rejected, info, installed=False)
     _replace(staging, out)

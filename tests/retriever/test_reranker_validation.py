@@ -19,11 +19,32 @@ def test_a_reranker_that_loses_to_the_compared_one_is_not_installed():
     def report(bm25, fused, rival):
         return {"overall": {"questions": 10, "bm25": {"mrr_at_10": bm25},
                             "fused": {"mrr_at_10": fused}},
-                "compared": {"overall": {"fused": {"mrr_at_10": rival}}}}
+                "compared": {"overall": {"questions": 10, "fused": {"mrr_at_10": rival}}}}
 
     assert improves(report(0.6, 0.7, 0.65))
     assert not improves(report(0.6, 0.7, 0.7))
     assert not improves(report(0.6, 0.65, 0.7))
+
+
+def test_a_corpus_tuned_reranker_is_judged_on_the_corpus_questions_alone():
+    def row(bm25, fused, questions=10):
+        return {"questions": questions, "bm25": {"mrr_at_10": bm25},
+                "fused": {"mrr_at_10": fused}}
+
+    def report(overall, corpus, rival_overall, rival_corpus):
+        return {"overall": overall, "per_source": {"corpus": corpus},
+                "compared": {"overall": rival_overall, "per_source": {"corpus": rival_corpus}}}
+
+    # Worse than the compared reranker overall, better on the corpus: installed.
+    better_here = report(row(0.6, 0.62), row(0.5, 0.8), row(0.6, 0.65), row(0.5, 0.7))
+    assert improves(better_here, "corpus") and not improves(better_here)
+    worse_here = report(row(0.6, 0.7), row(0.5, 0.69), row(0.6, 0.65), row(0.5, 0.7))
+    assert improves(worse_here) and not improves(worse_here, "corpus")
+    below_bm25 = {"overall": row(0.6, 0.7), "per_source": {"corpus": row(0.5, 0.5)}}
+    assert not improves(below_bm25, "corpus")
+    no_corpus_questions = {"overall": row(0.6, 0.7), "per_source": {"corpus": row(0, 0, 0)}}
+    assert not improves(no_corpus_questions, "corpus")
+    assert not improves({"overall": row(0.6, 0.7), "per_source": {}}, "corpus")
 
 
 def test_prior_weight_is_the_heaviest_withinone_standard_error_of_the_best():

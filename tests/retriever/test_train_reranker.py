@@ -2,6 +2,7 @@
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -199,3 +200,76 @@ def test_held_out_questions_do_not_depend_on_the_training_quota(tmp_path):
     assert len(few.groups) == 4 and len(many.groups) == 12
     assert sum(map(len, few_val.values())) > 0
     assert few_val == many_val
+
+
+def corpus_questions(tmp_path):
+    """An ingested corpus (chunk ids as a store numbers them) and a questions file for it."""
+    from lectern.types import Chunk
+    from retriever.reranker_corpus import CorpusQuestions
+    from retriever.synthetic_questions import SyntheticQuestion
+
+    chunks, questions = [], []
+    for i, (title, text, question, _) in enumerate(TOPICS):
+        words = text.split()
+        first, second = " ".join(words[:8]), " ".join(words[8:])
+        for pos, part in enumerate((first, second)):
+            chunks.append(Chunk(100 + 2 * i + pos, f"doc-{i}", part, f"{title}.md", title,
+                                position=pos))
+        questions.append(SyntheticQuestion(100 + 2 * i + 1, f"doc-{i}", second, question,
+                                           question, "kept", 1))
+        questions.append(SyntheticQuestion(100 + 2 * i, f"doc-{i}", first, "A volcano.", "",
+                                           "not a question"))
+    return CorpusQuestions(chunks, questions, tmp_path / "questions.jsonl")
+
+
+def test_corpus_questions_become_a_source_whose_documents_chunks_all_count():
+    from retriever.reranker_corpus import corpus_source
+
+    corpus = corpus_questions(Path("/q"))
+    data = corpus_source(corpus, first_id=1000)
+    assert [c.id for c in data.chunks] == list(range(1000, 1012))
+    assert [c.text for c in data.chunks] == [c.text for c in corpus.chunks]
+    assert data.documents == 6 and data.read == 12 and len(data.examples) == 6
+    assert data.dropped == {"not kept: not a question": 6}
+    glacier = next(e for e in data.examples if e.question == "Where do glaciers form?")
+    by_id = {c.id: c for c in data.chunks}
+    assert by_id[glacier.positive].text.endswith("Glaciers form where snow accumulates.")
+    assert glacier.relevant == {glacier.positive - 1, glacier.positive}  # both of its chunks
+    assert glacier.doc == "doc-1" and glacier.source == "corpus"
+
+
+def test_a_questions_file_of_another_store_is_refused():
+    from retriever.reranker_corpus import CorpusQuestions
+
+    corpus = corpus_questions(Path("/q"))
+    with pytest.raises(ConfigError, match=r"chunks this store does not have \(e.g. chunk 101\)"):
+        CorpusQuestions(corpus.chunks[2:], corpus.questions, Path("/q"))
+    with pytest.raises(ConfigError, match="no kept questions"):
+        CorpusQuestions(corpus.chunks, [q for q in corpus.questions if not q.kept], Path("/q"))
+
+
+def test_a_tiny_run_with_corpus_questions_trains_and_measures_on_them(tmp_path):
+    from lectern.settings import DEFAULT_ENCODER
+    from model.registry import resolve
+
+    out = tmp_path / "models" / "reranker"
+    (tmp_path / "data").mkdir()
+    cfg = TrainConfig(
+        data_dir=write_sources(tmp_path / "data"), sources=("boolq",),
+        output_dir=out, backbone=resolve(DEFAULT_ENCODER).folder, questions=2,
+        hard_negatives=1, random_negatives=1, layers=1, max_length=48, batch_questions=4,
+        val_fraction=0.5, val_questions=2, val_depth=4, mine_depth=4, seed=3,
+        require_improvement=False, compare_with=SHIPPED_RERANKER,
+    )
+    corpus = corpus_questions(tmp_path)
+    held = [e for e in range(6) if rd.is_validation(f"doc-{e}", 0.5)]
+    assert 0 < len(held) < 6, "the fixture needs corpus documents on both sides"
+    result = train(cfg, log=lambda _: None, corpus=corpus)
+    info = result.info
+    assert info["data"]["corpus_questions"] == str(corpus.path)
+    assert info["data"]["sources"]["corpus"]["train_questions"] == 6 - len(held)
+    assert info["data"]["sources"]["corpus"]["validation_questions"] == len(held)
+    assert info["data"]["train_questions"] == 2 + 6 - len(held)
+    measured = info["validation"]["per_source"]["corpus"]
+    assert measured["questions"] == len(held)
+    assert info["validation"]["compared"]["per_source"]["corpus"]["questions"] == len(held)

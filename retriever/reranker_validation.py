@@ -75,8 +75,13 @@ def one_standard_error(reciprocal: dict[float, Any], top: float) -> float:
     return chosen
 
 
-def evaluate(reranker: CrossEncoderReranker, groups: dict[str, list[Group]]) -> dict:
+def evaluate(
+    reranker: CrossEncoderReranker, groups: dict[str, list[Group]], fit_on: str | None = None
+) -> dict:
     """Held-out metrics, and the prior weight that serving uses (see cross_encoder.fuse).
+
+    `fit_on`: fit the weight on that source's questions alone — the corpus a reranker
+    was tuned for, whose first stage and questions it will serve — not on all of them.
 
     For BM25's top list of each held-out question: BM25's own order, the reranker's
     logits alone ("reranked"), and logits fused with BM25's rank at each weight in
@@ -119,17 +124,20 @@ def evaluate(reranker: CrossEncoderReranker, groups: dict[str, list[Group]]) -> 
     def pooled(key: str) -> list:
         return [x for run in runs.values() for x in run[key]]
 
-    def pooled_ranks(weight: float) -> list[int | None]:
-        return [r for by_weight in ranked.values() for r in by_weight[weight]]
+    def pooled_ranks(weight: float, only: str | None = None) -> list[int | None]:
+        return [r for src, by_weight in ranked.items() if only in (None, src)
+                for r in by_weight[weight]]
 
+    if fit_on is not None and not ranked.get(fit_on, {}).get(0.0):
+        raise ValueError(f"no held-out questions of {fit_on!r} to fit the prior weight on")
     reciprocal = {
-        w: np.array([1 / r if r and r <= 10 else 0.0 for r in pooled_ranks(w)])
+        w: np.array([1 / r if r and r <= 10 else 0.0 for r in pooled_ranks(w, fit_on)])
         for w in PRIOR_WEIGHTS
     }
     grid = {w: round(float(rr.mean()), 4) if len(rr) else 0.0 for w, rr in reciprocal.items()}
     top = max(PRIOR_WEIGHTS, key=lambda w: (grid[w], -w))
     best = one_standard_error(reciprocal, top)
-    report: dict[str, Any] = {"per_source": {}, "prior_weight": best,
+    report: dict[str, Any] = {"per_source": {}, "prior_weight": best, "fitted_on": fit_on or "all",
                               "mrr_at_10_by_prior_weight": grid, "best_weight": top}
     for source, run in runs.items():
         report["per_source"][source] = {

@@ -268,12 +268,14 @@ def train(
     t_val = time.perf_counter()
     reranker = CrossEncoderReranker(staging, backend="onnx", max_length=cfg.max_length)
     reranker.warm_up()
-    info["validation"] = evaluate(reranker, val_groups)
+    # A corpus-tuned reranker serves that corpus: its weight is fitted on its questions.
+    fit_on = CORPUS if corpus is not None else None
+    info["validation"] = evaluate(reranker, val_groups, fit_on)
     info["prior_weight"] = info["validation"]["prior_weight"]  # read by CrossEncoderReranker
     if cfg.compare_with is not None:
         other = CrossEncoderReranker(cfg.compare_with)
         other.warm_up()
-        measured = evaluate(other, val_groups)
+        measured = evaluate(other, val_groups, fit_on)
         info["validation"]["compared"] = {
             "model": str(cfg.compare_with),
             "prior_weight": measured["prior_weight"],
@@ -285,14 +287,13 @@ def train(
     info["total_seconds"] = round(time.perf_counter() - started, 1)
     (staging / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n")
     overall = json.dumps(info["validation"]["overall"])
-    judged_on = CORPUS if corpus is not None else None
-    if cfg.require_improvement and not improves(info["validation"], judged_on):
+    if cfg.require_improvement and not improves(info["validation"], fit_on):
         # Serving picks up whatever sits at `out`: a reranker that reorders BM25's list
         # worse than BM25 itself would make every answer worse.
         rejected = out.with_name(out.name + ".rejected")
         _replace(staging, rejected)
         rival = "BM25's or the compared reranker's" if cfg.compare_with else "BM25's"
-        on = "the corpus's held-out questions" if judged_on else "held-out questions"
+        on = "the corpus's held-out questions" if fit_on else "held-out questions"
         log(f"NOT installed: MRR@10 on {on} is no better than {rival}; kept in {rejected}: "
             f"{overall}")
         return TrainResult(rejected, info, installed=False)

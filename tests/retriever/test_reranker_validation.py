@@ -1,5 +1,7 @@
 """Held-out measurement of a trained reranker: the install rule and the prior weight."""
 
+import pytest
+
 from retriever.cross_encoder import PRIOR_WEIGHTS
 from retriever.reranker_validation import improves, one_standard_error
 
@@ -63,3 +65,42 @@ def test_prior_weight_is_the_heaviest_withinone_standard_error_of_the_best():
             clear[w][:200] = 0.0  # heavy priors lose half the questions
     clear[0.5][:] = 1.0
     assert one_standard_error(clear, 0.5) == 0.5
+
+
+class LookupReranker:
+    """Scores a passage by a number written in its text."""
+
+    def score(self, question, passages):
+        import numpy as np
+
+        return np.array([float(body.split()[-1]) for _, body in passages], dtype=np.float32)
+
+
+def groups_where_the_logits_mislead_on_the_corpus():
+    from lectern.types import Chunk
+    from retriever.reranker_data import Group
+
+    def group(source, n, logits, relevant_at):
+        chunks = [Chunk(100 * n + i, f"d{n}-{i}", f"passage {v}", "s", "")
+                  for i, v in enumerate(logits)]
+        return Group(source, f"q{n}", chunks[:2], frozenset([chunks[relevant_at].id]), chunks)
+
+    # Elsewhere the reranker is right and the first stage wrong; on the corpus the reverse.
+    other = [group("coqa", n, [0, 0, 0, 0, 1], 4) for n in range(20)]
+    corpus = [group("corpus", 50 + n, [0, 1, 1, 1, 1], 0) for n in range(20)]
+    return {"coqa": other, "corpus": corpus}
+
+
+def test_the_prior_weight_can_be_fitted_on_the_corpus_questions_alone():
+    from retriever.reranker_validation import evaluate
+
+    groups = groups_where_the_logits_mislead_on_the_corpus()
+    pooled = evaluate(LookupReranker(), groups)
+    corpus = evaluate(LookupReranker(), groups, fit_on="corpus")
+    assert corpus["fitted_on"] == "corpus" and pooled["fitted_on"] == "all"
+    assert corpus["prior_weight"] == max(PRIOR_WEIGHTS) > pooled["prior_weight"]
+    on_corpus = corpus["per_source"]["corpus"]
+    assert on_corpus["fused"]["mrr_at_10"] > pooled["per_source"]["corpus"]["fused"]["mrr_at_10"]
+    assert on_corpus["reranked"]["mrr_at_10"] == 0.2  # the logits alone put it last of 5
+    with pytest.raises(ValueError, match="no held-out questions of 'quac'"):
+        evaluate(LookupReranker(), groups, fit_on="quac")

@@ -270,6 +270,7 @@ def test_a_tiny_run_with_corpus_questions_trains_and_measures_on_them(tmp_path):
     assert info["data"]["sources"]["corpus"]["train_questions"] == 6 - len(held)
     assert info["data"]["sources"]["corpus"]["validation_questions"] == len(held)
     assert info["data"]["train_questions"] == 2 + 6 - len(held)
+    assert info["validation"]["fitted_on"] == "corpus"
     measured = info["validation"]["per_source"]["corpus"]
     assert measured["questions"] == len(held)
     assert info["validation"]["compared"]["per_source"]["corpus"]["questions"] == len(held)

@@ -74,8 +74,8 @@ class TrainConfig:
     # Another reranker measured on the same held-out questions; with require_improvement
     # the new one must beat it too, so a retraining never replaces a better model.
     compare_with: Path | None = None
-    # Held-out questions of the corpus's own (see reranker_corpus), when it is given; with
-    # a corpus, installing is decided on these.
+    # With a corpus (see reranker_corpus): at most this many of its held-out questions are
+    # measured, and the prior weight and the install decision rest on them.
     corpus_val_questions: int = 500
 
     def __post_init__(self) -> None:

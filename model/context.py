@@ -72,6 +72,19 @@ def _is_heading(sentence: str, chunk: Chunk) -> bool:
     return sentence.strip().rstrip(":").strip() in {h.strip() for h in heads}
 
 
+_IDENTIFIER = re.compile(r"\b\w*\d\w*\b")
+
+
+def _naming(question: str, passages: Sequence[Chunk]) -> set[int]:
+    """Indexes of the passages whose text or headings name every identifier (a word with a
+    digit) of the question; empty when the question has none or no passage names them."""
+    wanted = {w.lower() for w in _IDENTIFIER.findall(question)}
+    if not wanted:
+        return set()
+    return {i for i, p in enumerate(passages)
+            if wanted <= {w.lower() for w in _IDENTIFIER.findall(f"{p.section} {p.context_text}")}}
+
+
 def compress(
     question: str,
     passages: Sequence[Chunk],
@@ -100,7 +113,15 @@ def compress(
     scores = embedder.embed_passages(flat) @ q
     # A question (an FAQ heading) is never the sentence that answers.
     answerable = np.array([not s.rstrip().endswith("?") for s in flat])
-    ranked = np.argsort(-np.where(answerable, scores, scores - 2.0), kind="stable")
+    penalty = np.where(answerable, 0.0, 2.0)
+    # Nor, when some passage names the question's identifiers (a course code, a year),
+    # is a sentence of a passage that names none of them: "Prerequisites: at least 120
+    # ECTS ..." under CSC 390 is close to "prerequisites for CSC 340?" by cosine, and a
+    # small model copies the closest sentence it is shown.
+    naming = _naming(question, passages)
+    if naming:
+        penalty = penalty + np.array([0.0 if o in naming else 1.0 for o in owner.tolist()])
+    ranked = np.argsort(-(scores - penalty), kind="stable")
     kept: set[int] = set()
     per: dict[int, int] = {}
     used = 0

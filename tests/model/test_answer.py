@@ -132,3 +132,23 @@ def test_quoting_the_idk_phrase_inside_an_answer_is_not_an_abstention():
     raw = 'The answer lies within the passage "I don\'t know."'
     a = assemble(raw, PASSAGES, fallback=(2, "CSC 340 Machine Learning requires CSC 210."))
     assert not a.abstained and a.citations[0].number == 2
+
+
+def test_compress_prefers_passages_that_name_the_question_s_identifiers():
+    project = Chunk(5, "b", "What are the prerequisites for CSC? At least 120 ECTS for CSC.",
+                    "/d/bsc.html", "BSc", "Courses > CSC 390 Bachelor Project")
+    course = Chunk(6, "b", "Students need MAT 220 first.", "/d/bsc.html", "BSc",
+                   "Courses > CSC 340 Machine Learning")
+    embedder = HashEmbedder(256)
+    # Without an identifier the closest sentence wins, whichever passage it is in.
+    plain = compress("What are the prerequisites for CSC?", [project, course], embedder)
+    assert plain.best == (1, "At least 120 ECTS for CSC.")
+    # "340" is named only by the second passage's heading: its sentence is the best one,
+    # though the first passage's sentence shares more words with the question.
+    named = compress("What are the prerequisites for CSC 340?", [project, course], embedder)
+    assert named.best == (2, "Students need MAT 220 first.")
+    assert [p.id for p in named.passages] == [5, 6]  # nothing is dropped for it
+    # An identifier no passage names (a year) changes nothing.
+    unnamed = compress("What are the prerequisites for CSC in 1998?", [project, course],
+                       embedder)
+    assert unnamed.best[0] == 1

@@ -82,7 +82,7 @@ def _naming(question: str, passages: Sequence[Chunk]) -> set[int]:
     if not wanted:
         return set()
     return {i for i, p in enumerate(passages)
-            if wanted <= {w.lower() for w in _IDENTIFIER.findall(f"{p.section} {p.context_text}")}}
+            if wanted <= {w.lower() for w in _IDENTIFIER.findall(p.context_text)}}
 
 
 def compress(
@@ -114,8 +114,8 @@ def compress(
     # A question (an FAQ heading) is never the sentence that answers.
     answerable = np.array([not s.rstrip().endswith("?") for s in flat])
     penalty = np.where(answerable, 0.0, 2.0)
-    # Nor, when some passage names the question's identifiers (a course code, a year),
-    # is a sentence of a passage that names none of them: "Prerequisites: at least 120
+    # Nor, when some passage names all of the question's identifiers (a course code, a
+    # year), is a sentence of a passage that does not: "Prerequisites: at least 120
     # ECTS ..." under CSC 390 is close to "prerequisites for CSC 340?" by cosine, and a
     # small model copies the closest sentence it is shown.
     naming = _naming(question, passages)

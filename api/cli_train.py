@@ -188,7 +188,8 @@ def train_reranker(
     ] = None,
     corpus_questions: Annotated[
         Path | None,
-        typer.Option(help="a questions file of `lectern train encoder` for the ingested corpus: "
+        typer.Option(exists=True, dir_okay=False,
+                     help="a questions file of `lectern train encoder` for the ingested corpus: "
                      "its kept questions train the reranker too, and installing is decided "
                      "on those from held-out documents"),
     ] = None,
@@ -197,6 +198,8 @@ def train_reranker(
     ] = 500,
 ) -> None:
     """Train the cross-encoder reranker from the packaged MiniLM encoder (never on SQuAD)."""
+    from contextlib import closing
+
     from ingest.sqlite_store import SQLiteDocumentStore
     from model import prepare
     from retriever import synthetic_questions
@@ -231,13 +234,10 @@ def train_reranker(
     )
     corpus = None
     if corpus_questions is not None:
-        if not corpus_questions.is_file():
-            raise typer.BadParameter(f"{corpus_questions} does not exist",
-                                     param_hint="--corpus-questions")
+        with closing(SQLiteDocumentStore(settings.store_path)) as store:
+            chunks = store.all_chunks()
         corpus = CorpusQuestions(
-            SQLiteDocumentStore(settings.store_path).all_chunks(),
-            synthetic_questions.load(corpus_questions),
-            corpus_questions.resolve(),
+            chunks, synthetic_questions.load(corpus_questions), corpus_questions.resolve()
         )
     result = train(config, log=lambda message: typer.echo(message, err=True), corpus=corpus)
     typer.echo(json.dumps(result.info["validation"]["overall"], indent=2))

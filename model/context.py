@@ -72,17 +72,18 @@ def _is_heading(sentence: str, chunk: Chunk) -> bool:
     return sentence.strip().rstrip(":").strip() in {h.strip() for h in heads}
 
 
-_IDENTIFIER = re.compile(r"\b\w*\d\w*\b")
+def _identifiers(text: str) -> set[str]:
+    """Its words with a digit: course codes, years, room numbers."""
+    return {w for w in content_words(text) if any(ch.isdigit() for ch in w)}
 
 
 def _naming(question: str, passages: Sequence[Chunk]) -> set[int]:
-    """Indexes of the passages whose text or headings name every identifier (a word with a
-    digit) of the question; empty when the question has none or no passage names them."""
-    wanted = {w.lower() for w in _IDENTIFIER.findall(question)}
+    """Indexes of the passages whose text or headings name every identifier of the
+    question; empty when the question has none or no passage names them."""
+    wanted = _identifiers(question)
     if not wanted:
         return set()
-    return {i for i, p in enumerate(passages)
-            if wanted <= {w.lower() for w in _IDENTIFIER.findall(p.context_text)}}
+    return {i for i, p in enumerate(passages) if wanted <= _identifiers(p.context_text)}
 
 
 def compress(

@@ -21,7 +21,7 @@ from lectern.types import Answer, Chunk, DocumentInfo, ScoredChunk
 from model import prepare
 from model.answer import IDK, assemble, build_messages
 from model.context import compress
-from retriever import reindex
+from retriever import fusion_fit, reindex
 from retriever.bm25 import BM25Retriever
 from retriever.dense import DenseRetriever
 from retriever.embedder import SentenceTransformerEmbedder
@@ -105,6 +105,7 @@ class Lectern:
         self._index: FaissIndex | None = None
         self._bm25: BM25Retriever | None = None
         self._retrievers: dict[Mode, Retriever] = {}
+        self.fusion: dict[str, float] = {}  # the hybrid's RRF settings, once warmed up
         self._write_lock = threading.Lock()
 
     @property
@@ -133,7 +134,10 @@ class Lectern:
         self.refresh()
 
     def _retrievers_for(self, dense: DenseRetriever) -> dict[Mode, Retriever]:
-        r = self.settings.retrieval
+        # A tuned encoder carries the fusion fitted for it; a fake embedder has no folder.
+        folder = getattr(dense.embedder, "folder", None)
+        r = fusion_fit.for_encoder(self.settings.retrieval, folder)
+        self.fusion = {name: getattr(r, name) for name in fusion_fit.FIELDS}
         return {
             "dense": dense,
             "bm25": self._bm25,

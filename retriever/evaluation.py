@@ -222,12 +222,22 @@ class RetrievalEvaluation:
             "cpu_during_queries": cpu,
             "index": {key: r.summary() for key, r in reports.items()},
             "encoders": {key: s.embedder.fingerprint for key, s in services.items()},
+            "fusion": {key: s.fusion for key, s in services.items()},
             "settings": base.settings.model_dump(mode="json"),
         }
 
 
 def _delta(value: float, reference: float | None) -> str:
     return "—" if reference is None else f"{value - reference:+.3f}"
+
+
+def _fusion(fusion: dict[str, dict[str, float]]) -> str:
+    if not fusion:
+        return ""
+    return "Hybrid fusion: " + "; ".join(
+        f"{key} RRF k {f['rrf_k']}, weights BM25 {f['bm25_weight']:g}, dense {f['dense_weight']:g}"
+        for key, f in fusion.items()
+    ) + ". "
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -278,6 +288,7 @@ def markdown(result: dict[str, Any]) -> str:
         + (f"`+rerank`: the top {m['rerank_candidates']} chunks reordered by {m['reranker']}, "
            "the rest after them. " if reranked else "")
         + ("`tuned`: hybrid with the tuned encoder. " if "tuned" in result["encoders"] else "")
+        + _fusion(result.get("fusion", {}))
         + f"Latency: one query at a time after {m['warmup_queries']} warm-up queries, query "
         "embedding" + (" and reranking" if reranked else "") + " included"
         + (f"; other processes took {share:.0%} of the machine's CPU meanwhile" if share

@@ -28,11 +28,11 @@ import numpy as np
 
 from lectern.protocols import Retriever
 from lectern.types import Chunk
-from retriever import synthetic_questions
+from retriever import fusion_fit, synthetic_questions
 from retriever.synthetic_questions import SyntheticQuestion
 
 log = logging.getLogger(__name__)
-CONFIG_FILE = "lectern-tuning.json"
+CONFIG_FILE = fusion_fit.RECORD_FILE
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +98,8 @@ class TuningReport:
     trained_chunks: list[int] = field(default_factory=list)
     # Another encoder against the tuned one, on held-out questions neither trained on.
     compared: dict[str, Any] = field(default_factory=dict)
+    # The hybrid's RRF settings fitted on the held-out questions (see fusion_fit).
+    fusion: dict[str, Any] = field(default_factory=dict)
 
     def improves(self) -> bool:
         """Whether the tuned encoder beats its base and, if one was measured, the compared one."""
@@ -395,6 +397,11 @@ def tune(
     tuned_passages = encode([chunks[i].context_text for i in sorted(chunks)])
     report.after = retrieval_metrics(encode, held_q, chunks, tuned_passages)
     report.seconds["measure_after"] = round(time.perf_counter() - t0, 2)
+    if held_q:
+        t0 = time.perf_counter()
+        ranked = fusion_fit.rank_held_out(held_q, chunks, retriever, encode, tuned_passages)
+        report.fusion = asdict(fusion_fit.fit(ranked))
+        report.seconds["fit_fusion"] = round(time.perf_counter() - t0, 2)
     if compare_with is not None:
         t0 = time.perf_counter()
         report.compared = compare(compare_with, encode, held_q, chunks, device, tuned_passages)
@@ -412,6 +419,7 @@ def describe(report: TuningReport, meta: Mapping[str, Any]) -> dict[str, Any]:
         "held_out_before": report.before,
         "held_out_after": report.after,
         "compared": report.compared,
+        "fusion": report.fusion,
         "steps": report.steps,
         "seconds": report.seconds,
         "loss_first_last": [report.losses[0], report.losses[-1]] if report.losses else [],

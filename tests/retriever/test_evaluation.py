@@ -238,8 +238,13 @@ def test_rerank_only_reorders_the_candidates(squad, settings):
     assert res["configs"]["bm25+rerank"]["mrr@10"] == res["configs"]["bm25"]["mrr@10"] == 0.875
 
 
-def test_tuned_encoder_gets_its_own_index(squad, settings):
-    tuned = open_service(tuned_settings(settings, "tuned-model"), HashEmbedder(128, "tuned-hash"))
+def test_tuned_encoder_gets_its_own_index(squad, settings, tmp_path):
+    emb = HashEmbedder(128, "tuned-hash")
+    emb.folder = tmp_path / "tuned-model"  # with the fusion fitted for it
+    emb.folder.mkdir()
+    fitted = {"rrf_k": 20, "bm25_weight": 1.0, "dense_weight": 0.75}
+    (emb.folder / "lectern-tuning.json").write_text(json.dumps({"fusion": fitted}))
+    tuned = open_service(tuned_settings(settings, "tuned-model"), emb)
     try:
         res = run_squad(squad, settings, ["bm25", "tuned", "tuned+rerank"], tuned=tuned)
     finally:
@@ -250,6 +255,10 @@ def test_tuned_encoder_gets_its_own_index(squad, settings):
     assert res["index"]["tuned"]["statuses"] == {"added": 5, "duplicate": 1}
     assert res["configs"]["tuned+rerank"]["recall@1"] == 1.0
     assert "`tuned`: hybrid with the tuned encoder" in markdown(res)
+    assert res["fusion"] == {
+        "base": {"rrf_k": 60, "bm25_weight": 1.0, "dense_weight": 1.0}, "tuned": fitted
+    }
+    assert "tuned RRF k 20, weights BM25 1, dense 0.75" in markdown(res)
 
 
 def test_a_data_dir_is_reused_but_must_hold_only_the_dataset(squad, settings):

@@ -132,6 +132,11 @@ def train_encoder(
     typer.echo(f"tuned encoder: {out} ({report.steps} steps, {report.seconds['train']:.0f} s)")
     typer.echo(f"held-out before: {report.before}")
     typer.echo(f"held-out after:  {report.after}")
+    if report.fusion:
+        f = report.fusion
+        typer.echo(f"fusion fitted on {f['questions']} held-out questions: RRF k {f['rrf_k']}, "
+                   f"dense weight {f['dense_weight']:g} (MRR@10 {f['mrr_at_10']}; the default "
+                   f"{f['default_mrr_at_10']}, standard error {f['standard_error']})")
     if report.compared:
         c = report.compared
         typer.echo(f"on {c['questions']} held-out questions {c['encoder']} did not train on: "

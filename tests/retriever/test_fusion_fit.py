@@ -107,9 +107,12 @@ def test_the_service_fuses_with_its_encoder_s_recorded_fusion(settings, tmp_path
     emb.folder = _record(tmp_path / "enc", {"rrf_k": 10, "bm25_weight": 1.0, "dense_weight": 2.0})
     svc = Lectern(settings, embedder=emb)
     svc.warm_up()
+    assert svc.fusion == {"rrf_k": 10, "bm25_weight": 1.0, "dense_weight": 2.0}
     hybrid = svc._retrievers["hybrid"]
     assert hybrid.rrf_k == 10
     assert [w for _, w in hybrid.retrievers] == [1.0, 2.0]
     plain = Lectern(settings.model_copy(update={"data_dir": tmp_path / "other"}), HashEmbedder(32))
     plain.warm_up()
-    assert plain._retrievers["hybrid"].rrf_k == 60
+    assert plain._retrievers["hybrid"].rrf_k == 60 and plain.fusion["dense_weight"] == 1.0
+    svc.store.close()
+    plain.store.close()

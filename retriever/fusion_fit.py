@@ -28,6 +28,7 @@ from lectern.protocols import Retriever
 from lectern.settings import RetrievalSettings
 from lectern.types import Chunk, ScoredChunk
 from retriever.hybrid import HybridRetriever
+from retriever.metrics import mrr_at_k
 from retriever.synthetic_questions import SyntheticQuestion
 
 RECORD_FILE = "lectern-tuning.json"  # the tuned encoder's record (train_encoder.CONFIG_FILE)
@@ -56,9 +57,6 @@ class FusionFit:
     standard_error: float  # of the paired differences, best grid point minus the default
     grid: list[dict[str, float]] = field(default_factory=list)
 
-    def settings(self) -> dict[str, float]:
-        return {name: getattr(self, name) for name in FIELDS}
-
 
 class _Fixed:
     """A retriever that returns a list computed beforehand."""
@@ -71,10 +69,7 @@ class _Fixed:
 
 
 def _mrr_at_10(hits: Sequence[ScoredChunk], chunk_id: int) -> float:
-    for rank, hit in enumerate(hits[:10], start=1):
-        if hit.chunk.id == chunk_id:
-            return 1.0 / rank
-    return 0.0
+    return mrr_at_k([str(h.chunk.id) for h in hits], {str(chunk_id): 1.0}, 10)
 
 
 def fit(ranked: Sequence[Ranked], default: RetrievalSettings | None = None) -> FusionFit:
@@ -84,7 +79,7 @@ def fit(ranked: Sequence[Ranked], default: RetrievalSettings | None = None) -> F
     default = default or RetrievalSettings()
     base = (default.rrf_k, default.bm25_weight, default.dense_weight)
     points = sorted({base, *((k, 1.0, w) for k in RRF_KS for w in DENSE_WEIGHTS)})
-    depth = max(len(r.bm25) + len(r.dense) for r in ranked)
+    depth = max(max(len(r.bm25), len(r.dense)) for r in ranked)  # every hit is fused
     per_point: dict[tuple[int, float, float], np.ndarray] = {}
     for k, wb, wd in points:
         per_point[(k, wb, wd)] = np.array([

@@ -7,13 +7,16 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from api.cli_train import train_app
 from lectern.errors import LecternError
 from lectern.settings import Settings
+
+if TYPE_CHECKING:
+    from retriever.corpus import Corpus
 
 app = typer.Typer(
     add_completion=False,
@@ -214,11 +217,12 @@ def eval_retrieval(
     import shlex
     import tempfile
 
+    from api.service import open_corpus
     from lectern.errors import ConfigError
     from lectern.reporting import RESULTS_DIR, environment, write_results
-    from retriever.eval_data import load_beir, load_squad, sample_queries
-    from retriever.eval_index import open_service, tuned_settings
-    from retriever.evaluation import RetrievalEvaluation, default_configs, markdown
+    from retriever.eval.datasets import load_beir, load_squad, sample_queries
+    from retriever.eval.indexing import QueryMemo, plain, tuned_settings
+    from retriever.eval.harness import RetrievalEvaluation, default_configs, markdown
 
     source = squad or beir
     if source is None or (squad and beir):
@@ -252,16 +256,23 @@ def eval_retrieval(
 
             rerank = CrossEncoderReranker(Path(reranker))
             rerank.warm_up()
-        base = open_service(settings)
+        def corpus_for(s: Settings) -> Corpus:
+            # Each query is embedded once across the configurations that share an encoder.
+            from api.service import build_embedder, device_plan
+
+            embedder = QueryMemo(build_embedder(s, device_plan(s).device))
+            return open_corpus(plain(s), embedder=embedder)
+
+        base = corpus_for(settings)
         tuned = None
         if tuned_encoder is not None and evaluation.needs_tuned:
-            tuned = open_service(tuned_settings(settings, tuned_encoder))
+            tuned = corpus_for(tuned_settings(settings, tuned_encoder))
         try:
             result = evaluation.run(dataset, base, tuned, rerank, log)
         finally:
-            for service in (base, tuned):
-                if service is not None:
-                    service.store.close()
+            for corpus in (base, tuned):
+                if corpus is not None:
+                    corpus.store.close()
     result["run"] = {
         "command": shlex.join(["lectern", *sys.argv[1:]]),
         "reranker": reranker,

@@ -80,8 +80,8 @@ def train_encoder(
     from lectern.errors import ConfigError
     from model import prepare
     from retriever import reindex
-    from retriever.corpus_tuning import CorpusTuning, tune_from_corpus, write_questions
-    from retriever.train_encoder import TuningConfig
+    from retriever.train.corpus_tuning import CorpusTuning, tune_from_corpus, write_questions
+    from retriever.train.encoder import TuningConfig
 
     _torch_threads(threads)
     user = Settings()
@@ -118,14 +118,14 @@ def train_encoder(
         typer.echo(message, err=True)
 
     if questions_only:
-        _, stats = write_questions(service, generator, plan, log)
+        _, stats = write_questions(service.corpus, generator, plan, log)
         typer.echo(json.dumps(stats, indent=2))
         typer.echo(f"questions: {plan.questions}")
         return
     m = settings.models
     where = device.plan(device.probe(), m.device, m.dtype).device
     report = tune_from_corpus(
-        service, generator, base.folder, plan,
+        service.corpus, generator, base.folder, plan,
         meta={"base_encoder_ref": base.ref, "base_fingerprint": base.fingerprint},
         log=log, device=where, base_fingerprint=base.fingerprint,
     )
@@ -207,9 +207,9 @@ def train_reranker(
 
     from ingest.sqlite_store import SQLiteDocumentStore
     from model import prepare
-    from retriever import synthetic_questions
-    from retriever.reranker_corpus import CorpusQuestions
-    from retriever.train_reranker import TrainConfig, train
+    from retriever.train import questions as synthetic_questions
+    from retriever.train.reranker_corpus import CorpusQuestions
+    from retriever.train.reranker import TrainConfig, train
 
     _torch_threads(threads)
     settings = Settings()

@@ -1,51 +1,48 @@
-"""The composition root: builds every component from Settings and keeps them consistent."""
+"""The composition root: builds the components from Settings and answers with them.
+
+`Lectern` composes a `Corpus` (store + indexes + reranker) and a generator. Which store,
+encoder, reranker and generator backend serve is decided here and nowhere below.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from ingest.pipeline import FileResult, Ingestor, IngestReport, document_id
 from ingest.sqlite_store import SQLiteDocumentStore
 from lectern import device
+from lectern.device import DevicePlan
 from lectern.errors import DocumentNotFoundError, InvalidRequestError, NotReadyError
-from lectern.protocols import Embedder, Generator, Reranker, Retriever
+from lectern.protocols import DocumentStore, Embedder, Generator, Reranker
 from lectern.settings import Settings
-from lectern.types import Answer, Chunk, DocumentInfo, ScoredChunk
-from model import prepare
+from lectern.types import (
+    Answer,
+    AnswerEvent,
+    AskResult,
+    Chunk,
+    DocumentInfo,
+    ScoredChunk,
+    StreamEvent,
+    Timings,
+    TokenEvent,
+)
+from model import generators, prepare
 from model.answer import IDK, assemble, build_messages
-from model.context import compress
-from retriever import fusion_fit, reindex
-from retriever.bm25 import BM25Retriever
-from retriever.dense import DenseRetriever
+from model.context import Compressed, compress
+from retriever import reindex
+from retriever.corpus import Corpus, Counts, Mode
 from retriever.embedder import SentenceTransformerEmbedder
-from retriever.faiss_index import FaissIndex
-from retriever.hybrid import HybridRetriever
 
-Mode = Literal["hybrid", "dense", "bm25"]
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class Timings:
-    retrieve_ms: float = 0.0
-    rerank_ms: float = 0.0  # 0 when no reranker is configured or trained
-    generate_ms: float = 0.0
-    total_ms: float = 0.0
-    first_token_ms: float | None = None
-
-
-@dataclass(slots=True)
-class AskResult:
-    answer: Answer
-    passages: list[Chunk]
-    timings: Timings = field(default_factory=Timings)
+def device_plan(settings: Settings) -> DevicePlan:
+    m = settings.models
+    return device.plan(device.probe(), m.device, m.dtype, cpu_int8=m.cpu_int8)
 
 
 def build_embedder(settings: Settings, device_name: str) -> SentenceTransformerEmbedder:
@@ -61,6 +58,43 @@ def build_embedder(settings: Settings, device_name: str) -> SentenceTransformerE
     )
 
 
+def build_reranker(settings: Settings) -> Reranker | None:
+    """The configured, trained or shipped reranker; None when reranking is off or none exists."""
+    if not settings.retrieval.rerank:
+        return None
+    from retriever.cross_encoder import SHIPPED_RERANKER, CrossEncoderReranker
+
+    folder = prepare.reranker(settings, shipped=SHIPPED_RERANKER)
+    if folder is None:
+        log.info(
+            "no reranker at %s (train one with `lectern train reranker`); "
+            "search results are not reranked",
+            prepare.default_reranker_dir(settings),
+        )
+        return None
+    log.info("reranker: %s (%s)", folder, settings.models.reranker_backend)
+    return CrossEncoderReranker(folder, backend=settings.models.reranker_backend)
+
+
+def open_corpus(
+    settings: Settings,
+    store: DocumentStore | None = None,
+    embedder: Embedder | None = None,
+    reranker: Reranker | None = None,
+) -> Corpus:
+    """A warmed-up Corpus on settings.data_dir (what the CLI's harnesses are handed)."""
+    plan = device.plan(device.probe(), settings.models.device, settings.models.dtype)
+    corpus = Corpus(
+        settings,
+        store or SQLiteDocumentStore(settings.store_path),
+        embedder or build_embedder(settings, plan.device),
+        reranker,
+        use_gpu=plan.faiss_gpu,
+    )
+    corpus.warm_up()
+    return corpus
+
+
 def _safe_name(filename: str) -> str:
     name = Path(filename.replace("\\", "/")).name.strip()
     name = "".join(ch if ch.isalnum() or ch in "._- " else "_" for ch in name).strip(" .")
@@ -73,19 +107,12 @@ def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 2)
 
 
-@dataclass(frozen=True, slots=True)
-class Counts:
-    documents: int
-    chunks: int
-    vectors: int
-    indexed: int
-    bm25: int
-
-
 class Lectern:
-    """Store, embedder, indexes and retrievers for one data directory.
+    """Everything one data directory serves: search, answers, documents and uploads.
 
-    Cheap to construct; `warm_up()` loads the encoder and the indexes (idempotent).
+    Cheap to construct; `warm_up()` loads the encoder, indexes and reranker, and
+    `warm_up_generator()` the generator (both idempotent). Components handed in are used
+    as they are (tests, evaluation); the rest are built from the settings.
     """
 
     def __init__(
@@ -94,85 +121,60 @@ class Lectern:
         embedder: Embedder | None = None,
         generator: Generator | None = None,
         reranker: Reranker | None = None,
+        store: DocumentStore | None = None,
     ) -> None:
         self.settings = settings
-        self.store = SQLiteDocumentStore(settings.store_path)
+        self.store = store or SQLiteDocumentStore(settings.store_path)
         self._embedder = embedder
         self._generator = generator
         self._reranker = reranker
-        self._reranker_looked_up = reranker is not None
+        self._corpus: Corpus | None = None
         self._generator_ready = False
-        self._index: FaissIndex | None = None
-        self._bm25: BM25Retriever | None = None
-        self._retrievers: dict[Mode, Retriever] = {}
-        self.fusion: dict[str, float] = {}  # the hybrid's RRF settings, once warmed up
-        self._write_lock = threading.Lock()
+
+    @property
+    def corpus(self) -> Corpus:
+        if self._corpus is None:
+            raise NotReadyError("Lectern used before warm_up()")
+        return self._corpus
 
     @property
     def embedder(self) -> Embedder:
+        if self._corpus is not None:
+            return self._corpus.embedder
         if self._embedder is None:
             raise NotReadyError("Lectern used before warm_up()")
         return self._embedder
 
+    @property
+    def reranker(self) -> Reranker | None:
+        return self._corpus.reranker if self._corpus is not None else self._reranker
+
+    @property
+    def fusion(self) -> dict[str, float]:
+        return self.corpus.fusion
+
     def warm_up(self) -> None:
-        if self._retrievers:
+        if self._corpus is not None and self._corpus.ready:
             return
         plan = device.plan(device.probe(), self.settings.models.device, self.settings.models.dtype)
-        if self._embedder is None:
-            self._embedder = build_embedder(self.settings, plan.device)
-        self.embedder.warm_up()
-        r = self.settings.retrieval
-        self._index = FaissIndex.from_settings(
-            self.embedder.dimension, self.embedder.fingerprint, r, use_gpu=plan.faiss_gpu
-        )
-        self._index.load(self._index_dir())
-        self._bm25 = BM25Retriever(self.store)
-        self._retrievers = self._retrievers_for(
-            DenseRetriever(self.embedder, self._index, self.store)
-        )
-        self._warm_up_reranker()
-        self.refresh()
-
-    def _retrievers_for(self, dense: DenseRetriever) -> dict[Mode, Retriever]:
-        # A tuned encoder carries the fusion fitted for it; a fake embedder has no folder.
-        folder = getattr(dense.embedder, "folder", None)
-        r = fusion_fit.for_encoder(self.settings.retrieval, folder)
-        self.fusion = {name: getattr(r, name) for name in fusion_fit.FIELDS}
-        return {
-            "dense": dense,
-            "bm25": self._bm25,
-            "hybrid": HybridRetriever(
-                [(self._bm25, r.bm25_weight), (dense, r.dense_weight)],
-                rrf_k=r.rrf_k,
-                candidates=r.candidates,
-            ),
-        }
+        embedder = self._embedder or build_embedder(self.settings, plan.device)
+        reranker = self._reranker or build_reranker(self.settings)
+        corpus = Corpus(self.settings, self.store, embedder, reranker, use_gpu=plan.faiss_gpu)
+        corpus.warm_up()
+        self._corpus = corpus
 
     def warm_up_generator(self) -> None:
         """Load the generator (converting a GGUF once if needed); idempotent."""
         if self._generator_ready:
             return
         if self._generator is None:
-            from model.generator import Sampling, TransformersGenerator
-
-            g = self.settings.generation
-            m = self.settings.models
-            plan = device.plan(device.probe(), m.device, m.dtype, cpu_int8=m.cpu_int8)
-            prepared = prepare.generator(self.settings, convert_gguf=True)
-            self._generator = TransformersGenerator(
-                prepared.load_from,
-                plan,
-                Sampling(
-                    g.max_new_tokens, g.do_sample, g.temperature, g.top_p, g.repetition_penalty
-                ),
-                max_input_tokens=g.max_input_tokens,
-            )
+            self._generator = generators.build(self.settings, device_plan(self.settings))
         self._generator.warm_up()
         self._generator_ready = True
 
     @property
     def ready(self) -> bool:
-        return bool(self._retrievers) and self._generator_ready
+        return self._corpus is not None and self._corpus.ready and self._generator_ready
 
     def require_ready(self) -> None:
         if not self.ready:
@@ -184,70 +186,83 @@ class Lectern:
             raise NotReadyError("generator used before warm_up_generator()")
         return self._generator
 
-    def _passages(self, question: str, top_k: int | None, timings: Timings) -> list[Chunk]:
-        start = time.perf_counter()
+    # -- answering -------------------------------------------------------------------
+
+    def _context(
+        self, question: str, top_k: int | None, timings: Timings, start: float
+    ) -> AskResult | Compressed:
+        """The compressed passages to answer from, or the abstention when there are none."""
         g = self.settings.generation
-        hits, rerank_ms = self._search(
+        self.warm_up()
+        hits, rerank_ms = self.corpus.search_timed(
             question, top_k or g.passages, "hybrid", None, g.rerank_candidates
         )
         timings.rerank_ms = rerank_ms
         timings.retrieve_ms = round(_ms(start) - rerank_ms, 2)
-        return [h.chunk for h in hits]
-
-    def ask(self, question: str, top_k: int | None = None) -> AskResult:
-        """Answer from the top passages, citing them; abstain when there is nothing to cite."""
-        events = list(self.ask_stream(question, top_k))
-        return events[-1][1]
-
-    def ask_stream(
-        self, question: str, top_k: int | None = None
-    ) -> Iterator[tuple[str, str | AskResult]]:
-        """("token", text) pieces as they are generated, then ("answer", AskResult)."""
-        start = time.perf_counter()
-        timings = Timings()
-        passages = self._passages(question, top_k, timings)
+        passages = [h.chunk for h in hits]
         if not passages:  # nothing retrieved: no model call, an honest abstention
             timings.total_ms = _ms(start)
-            yield "answer", AskResult(Answer(IDK, [], True), [], timings)
-            return
-        generator = self.generator
-        g = self.settings.generation
+            return AskResult(Answer(IDK, [], True), [], timings)
+        self.generator  # noqa: B018 - fail before compressing when the generator is not ready
         context = compress(question, passages, self.embedder, g.context_tokens)
         if context.relevance < g.min_relevance:  # off-topic: nothing here answers it
             timings.total_ms = _ms(start)
-            yield "answer", AskResult(Answer(IDK, [], True), context.passages, timings)
+            return AskResult(Answer(IDK, [], True), context.passages, timings)
+        return context
+
+    def _result(
+        self, reply: str, context: Compressed, timings: Timings, start: float
+    ) -> AskResult:
+        g = self.settings.generation
+        answer = assemble(reply, context.passages, g.min_support, context.best)
+        timings.total_ms = _ms(start)
+        return AskResult(answer, context.passages, timings)
+
+    def ask(self, question: str, top_k: int | None = None) -> AskResult:
+        """Answer from the top passages, citing them; abstain when there is nothing to cite."""
+        start = time.perf_counter()
+        timings = Timings()
+        context = self._context(question, top_k, timings, start)
+        if isinstance(context, AskResult):
+            return context
+        gen_start = time.perf_counter()
+        reply = self.generator.generate(build_messages(question, context.passages))
+        timings.generate_ms = _ms(gen_start)  # no first token to time: the reply comes whole
+        return self._result(reply, context, timings, start)
+
+    def ask_stream(self, question: str, top_k: int | None = None) -> Iterator[StreamEvent]:
+        """TokenEvents as the answer is generated, then one AnswerEvent with the checked answer."""
+        start = time.perf_counter()
+        timings = Timings()
+        context = self._context(question, top_k, timings, start)
+        if isinstance(context, AskResult):
+            yield AnswerEvent(context)
             return
         gen_start = time.perf_counter()
         pieces: list[str] = []
-        for piece in generator.stream(build_messages(question, context.passages)):
+        for piece in self.generator.stream(build_messages(question, context.passages)):
             if timings.first_token_ms is None:
                 timings.first_token_ms = _ms(start)
             pieces.append(piece)
-            yield "token", piece
+            yield TokenEvent(piece)
         timings.generate_ms = _ms(gen_start)
-        answer = assemble("".join(pieces), context.passages, g.min_support, context.best)
-        timings.total_ms = _ms(start)
-        yield "answer", AskResult(answer, context.passages, timings)
+        yield AnswerEvent(self._result("".join(pieces), context, timings, start))
+
+    # -- search and the corpus -------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        top_k: int | None = None,
+        mode: Mode = "hybrid",
+        rerank: bool | None = None,
+    ) -> list[ScoredChunk]:
+        """The best chunks for `query` (see Corpus.search)."""
+        self.warm_up()
+        return self.corpus.search(query, top_k, mode, rerank)
 
     def refresh(self) -> None:
-        """Bring the indexes in line with the store (after writes, or a crash)."""
-        if self._index is None or self._bm25 is None:
-            raise NotReadyError("Lectern used before warm_up()")
-        with self._write_lock:
-            missing = self.store.ids_without_vectors(self.embedder.fingerprint)
-            if len(missing):  # chunks written by another encoder: embed them for this one
-                texts = [c.context_text for c in self.store.get_chunks(missing.tolist())]
-                self.store.add_vectors(
-                    missing, self.embedder.embed_passages(texts), self.embedder.fingerprint
-                )
-            added, removed = self._index.sync(self.store)
-            folder = self._index_dir()
-            if added or removed or not (folder / "vectors.faiss").exists():
-                self._index.save(folder)
-            self._bm25.sync()
-
-    def _index_dir(self) -> Path:
-        return reindex.index_dir(self.settings, self.embedder.fingerprint)
+        self.corpus.refresh()
 
     def switch_encoder(
         self,
@@ -255,28 +270,17 @@ class Lectern:
         ref: str | None = None,
         on_progress: Callable[[int, int], None] | None = None,
     ) -> int:
-        """Serve `embedder` instead of the current encoder; return the chunks embedded.
-
-        Every chunk is embedded and a new index built and saved in its own folder while
-        searches (and ingests) go on with the old one; then the switch is recorded (a
-        restart serves `ref`, the new encoder's model reference) and the old objects are
-        swapped out. Any failure before that leaves the old encoder serving. The old
-        encoder's vectors stay in the store, so switching back needs no re-embedding.
-        """
+        """Serve `embedder` from now on (see Corpus.switch_encoder)."""
         self.warm_up()
-        embedder.warm_up()
-        batch = 8 * self.settings.ingest.embed_batch_size
-        # The bulk of the work, without the write lock: ingests go on meanwhile.
-        done = reindex.embed_missing(self.store, embedder, batch, on_progress)
-        with self._write_lock:
-            done += reindex.embed_missing(self.store, embedder, batch)  # written meanwhile
-            folder = reindex.versioned_dir(self.settings, embedder.fingerprint)
-            index = reindex.build_index(self.store, embedder, self._index, folder)
-            active = reindex.record(self.settings, embedder, folder, ref)
-            reindex.write_active(self.settings, active)  # the commit point
-            retrievers = self._retrievers_for(DenseRetriever(embedder, index, self.store))
-            self._embedder, self._index, self._retrievers = embedder, index, retrievers
-        return done
+        return self.corpus.switch_encoder(embedder, ref, on_progress)
+
+    def counts(self) -> Counts:
+        if self._corpus is None:
+            return Counts(len(self.store.list_documents()), self.store.chunk_count(),
+                          self.store.vector_count(), 0, 0)
+        return self._corpus.counts()
+
+    # -- documents ---------------------------------------------------------------------
 
     def ingestor(self) -> Ingestor:
         return Ingestor(self.store, self.embedder, self.settings.ingest)
@@ -328,8 +332,7 @@ class Lectern:
     def delete(self, key: str) -> DocumentInfo:
         self.warm_up()
         info = self.resolve_document(key)
-        self.store.delete_document(info.id)
-        self.refresh()
+        self.corpus.delete(info.id)
         source = Path(info.source)
         if source.parent == self.settings.upload_dir.resolve():
             source.unlink(missing_ok=True)  # an upload has no other copy to keep
@@ -347,76 +350,5 @@ class Lectern:
     def documents(self) -> list[DocumentInfo]:
         return self.store.list_documents()
 
-    def search(
-        self,
-        query: str,
-        top_k: int | None = None,
-        mode: Mode = "hybrid",
-        rerank: bool | None = None,
-    ) -> list[ScoredChunk]:
-        """The best chunks for `query`, reranked when a reranker is loaded.
 
-        rerank=None follows settings.retrieval.rerank. The reranker reorders the top
-        `rerank_candidates`; beyond them (top_k larger) the fused order follows.
-        """
-        return self._search(query, top_k, mode, rerank)[0]
-
-    @property
-    def reranker(self) -> Reranker | None:
-        return self._reranker
-
-    def _warm_up_reranker(self) -> None:
-        """Load the configured or trained reranker; without one, search is not reranked."""
-        if not self._reranker_looked_up and self.settings.retrieval.rerank:
-            self._reranker_looked_up = True
-            from retriever.cross_encoder import SHIPPED_RERANKER, CrossEncoderReranker
-
-            folder = prepare.reranker(self.settings, shipped=SHIPPED_RERANKER)
-            if folder is None:
-                log.info(
-                    "no reranker at %s (train one with `lectern train reranker`); "
-                    "search results are not reranked",
-                    prepare.default_reranker_dir(self.settings),
-                )
-            else:
-                self._reranker = CrossEncoderReranker(
-                    folder, backend=self.settings.models.reranker_backend
-                )
-                log.info("reranker: %s (%s)", folder, self.settings.models.reranker_backend)
-        warm = getattr(self._reranker, "warm_up", None)
-        if warm is not None:
-            warm()
-
-    def _search(
-        self,
-        query: str,
-        top_k: int | None,
-        mode: Mode,
-        rerank: bool | None,
-        candidates: int | None = None,
-    ) -> tuple[list[ScoredChunk], float]:
-        """The hits and the milliseconds spent reranking them.
-
-        candidates: how many fused hits the reranker scores (default: the retrieval setting).
-        """
-        self.warm_up()
-        if mode not in self._retrievers:
-            raise ValueError(f"unknown search mode {mode!r}; use hybrid, dense or bm25")
-        k = top_k or self.settings.retrieval.top_k
-        use = self.settings.retrieval.rerank if rerank is None else rerank
-        if not use or self._reranker is None:
-            return self._retrievers[mode].retrieve(query, k), 0.0
-        n = candidates or self.settings.retrieval.rerank_candidates
-        hits = self._retrievers[mode].retrieve(query, max(k, n))
-        start = time.perf_counter()
-        best = self._reranker.rerank(query, hits[:n], min(k, n))
-        return [*best, *hits[n:]][:k], _ms(start)
-
-    def counts(self) -> Counts:
-        return Counts(
-            documents=len(self.store.list_documents()),
-            chunks=self.store.chunk_count(),
-            vectors=self.store.vector_count(),
-            indexed=len(self._index) if self._index is not None else 0,
-            bm25=len(self._bm25) if self._bm25 is not None else 0,
-        )
+__all__ = ["AskResult", "Chunk", "Lectern", "Timings", "build_embedder", "open_corpus"]

@@ -21,7 +21,7 @@ from _common import CpuMonitor, environment, latency_ms, table, write_results
 
 from api.service import Lectern
 from lectern.settings import Settings
-from lectern.types import Answer
+from lectern.types import Answer, TokenEvent
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -77,12 +77,12 @@ def main() -> None:
                 q = record["query"]
                 start = time.perf_counter()
                 first_at, text = None, []
-                for kind, value in svc.ask_stream(q):
-                    if kind == "token":
+                for event in svc.ask_stream(q):
+                    if isinstance(event, TokenEvent):
                         first_at = first_at or time.perf_counter()
-                        text.append(value)
+                        text.append(event.text)
                     else:
-                        result = value
+                        result = event.result
                 end = time.perf_counter()
                 total.append(end - start)
                 first.append((first_at or end) - start)

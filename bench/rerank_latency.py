@@ -33,7 +33,7 @@ from retriever.cross_encoder import (
     has_torch_weights,
     head_and_body,
 )
-from retriever.reranker_data import NegativeMiner
+from retriever.train.reranker_data import NegativeMiner
 
 SQUAD = Path("/work/shared/data/squad/squaddev_v1.1.json")
 GOAL_MS = 150.0

@@ -127,8 +127,8 @@ def profile_hybrid(service: Lectern, timed: TimedEmbedder, queries: list[str],
 
     inner = timed.inner
     model = inner.model
-    index, bm25, store = service._index, service._bm25, service.store
-    hybrid = service._retrievers["hybrid"]
+    index, bm25, store = service.corpus.index, service.corpus.bm25, service.store
+    hybrid = service.corpus.retriever("hybrid")
     depth = max(hybrid.candidates, top_k)
     onnx = getattr(inner, "_onnx", None)  # the onnxruntime backend, when it is in use
     stages: dict[str, list[float]] = {k: [] for k in (

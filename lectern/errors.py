@@ -73,3 +73,12 @@ class CorruptFileError(IngestError):
 
 class FileTooLargeError(IngestError):
     pass
+
+
+class MissingExtraError(LecternError, ImportError):
+    """An optional dependency is not installed; the message names what to install."""
+
+    def __init__(self, module: str, install: str) -> None:
+        self.module = module
+        self.install = install
+        super().__init__(f"{module} is not installed; install it with: {install}")

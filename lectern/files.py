@@ -1,10 +1,13 @@
-"""Writing a file so a reader (or a crash) sees the old content or the new, never half."""
+"""Writing a file or a folder so a reader (or a crash) sees the old content or the new,
+never half."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,3 +24,40 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def staging_folder(target: Path) -> Iterator[Path]:
+    """A new, empty folder beside `target` in which to build what will replace it.
+
+    Beside, so that replace_folder is a rename within one file system. The block moves it
+    into place with replace_folder; if the block raises, the folder is removed.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.part-", dir=target.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def replace_folder(staging: Path, target: Path) -> None:
+    """Rename the complete folder `staging` to `target`.
+
+    An existing `target` is renamed aside first and removed only once the new one is in
+    place; if putting the new one in place fails, the old one is renamed back, so `target`
+    is at every moment the old folder or the new one (or, between two renames, absent).
+    """
+    if not target.exists():
+        staging.rename(target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    old.rmdir()  # a unique name to rename the old folder to
+    target.rename(old)
+    try:
+        staging.rename(target)
+    except BaseException:
+        old.rename(target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

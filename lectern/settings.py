@@ -6,7 +6,6 @@ Lectern this way.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -85,6 +84,9 @@ class RetrievalSettings(BaseModel):
 class ModelSettings(BaseModel):
     encoder: str = Field(DEFAULT_ENCODER, description="local path, hub id or pypi: reference")
     generator: str = Field(DEFAULT_GENERATOR)
+    generator_backend: Literal["transformers"] = Field(
+        "transformers", description="the library that runs the generator (model.generators)"
+    )
     encoder_backend: Literal["onnx", "torch"] = Field(
         "onnx", description="on CPU, run the encoder with onnxruntime (same vectors, faster)"
     )
@@ -180,8 +182,3 @@ class Settings(BaseSettings):
     @property
     def model_cache_dir(self) -> Path:
         return self.models.cache_dir or self.data_dir / "models"
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()

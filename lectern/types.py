@@ -72,3 +72,38 @@ class Answer:
     text: str
     citations: list[Citation] = field(default_factory=list)
     abstained: bool = False
+
+
+@dataclass(slots=True)
+class Timings:
+    """Where an answer's time went, in milliseconds."""
+
+    retrieve_ms: float = 0.0
+    rerank_ms: float = 0.0  # 0 when no reranker is configured or trained
+    generate_ms: float = 0.0
+    total_ms: float = 0.0
+    first_token_ms: float | None = None
+
+
+@dataclass(slots=True)
+class AskResult:
+    answer: Answer
+    passages: list[Chunk]
+    timings: Timings = field(default_factory=Timings)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEvent:
+    """A piece of the answer as the generator writes it."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerEvent:
+    """The last event of a stream: the checked answer, its citations and timings."""
+
+    result: AskResult
+
+
+StreamEvent = TokenEvent | AnswerEvent

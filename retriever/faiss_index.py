@@ -6,6 +6,11 @@ the index type cannot delete in place (HNSW), when a trained index (IVF, IVF-PQ)
 trained on less than half of the corpus, or when the kind to use changes with the corpus
 size (`auto`, or IVF/IVF-PQ that fall back to flat until there is enough to train on).
 A crash between a store commit and an index save is repaired by the next `sync()`.
+
+A save is one file, `vectors.faiss`: a header naming what it holds (the meta), then the
+FAISS index and, for IVF-PQ, its refine store. One rename commits it, so a crash leaves the
+previous save or the new one. Saves from before the header keep their meta in
+`vectors.json` beside a bare FAISS file; they still load, and the next save replaces both.
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, get_args
+from typing import BinaryIO, Literal, get_args
 
 import numpy as np
 
@@ -30,7 +36,11 @@ log = logging.getLogger(__name__)
 IndexType = Literal["auto", "flat", "hnsw", "ivf", "ivfpq"]
 Refine = Literal["flat", "sq8", "none"]
 _INDEX_FILE = "vectors.faiss"
-_META_FILE = "vectors.json"
+_LEGACY_META_FILE = "vectors.json"  # the meta of a save from before the header
+# Starts a saved file with a header. A bare FAISS file starts with its index type's
+# fourcc ("IxM2", "IwPQ", ...), never with this.
+_MAGIC = b"LECTERN-FAISS/1\n"
+_HEADER_SIZE_BYTES = 4  # the meta's length, little-endian, after the magic
 
 # k-means wants this many training points per centroid (faiss warns below it).
 _POINTS_PER_CENTROID = 39
@@ -360,27 +370,77 @@ class FaissIndex:
                 _write_indexes(self._parts(), lambda chunk: sizes.append(len(chunk)))
         return sum(sizes)
 
+    @staticmethod
+    def saved(folder: Path) -> bool:
+        """Whether `folder` holds a save, of any configuration (`load` tells if it fits)."""
+        try:
+            with (folder / _INDEX_FILE).open("rb") as f:
+                headed = f.read(len(_MAGIC)) == _MAGIC
+        except FileNotFoundError:
+            return False
+        return headed or (folder / _LEGACY_META_FILE).exists()
+
     def save(self, folder: Path) -> None:
-        """Write the index so that a crash at any point leaves the previous one readable."""
+        """Write the index so that a crash at any point leaves the previous one readable.
+
+        The meta and the index go in one file committed by one rename: two files renamed
+        one after the other could pair a new index with the previous meta, which `load`
+        refuses.
+        """
         folder.mkdir(parents=True, exist_ok=True)
         with self._lock:
             if self._index is None:
                 return
             parts = self._parts()
-            atomic_write(folder / _INDEX_FILE, lambda f: _write_indexes(parts, f.write))
-            # The meta file is written last and names the count, so a reader can tell an
-            # index file from a previous save that the meta does not describe.
             meta = json.dumps(self._meta()).encode()
-            atomic_write(folder / _META_FILE, lambda f: f.write(meta))
+            header = _MAGIC + len(meta).to_bytes(_HEADER_SIZE_BYTES, "little") + meta
+
+            def write(f: BinaryIO) -> None:
+                f.write(header)
+                _write_indexes(parts, f.write)
+
+            atomic_write(folder / _INDEX_FILE, write)
+            _drop_legacy_meta(folder)
 
     def load(self, folder: Path) -> bool:
-        """Load a saved index if it matches this encoder and type; False when there is none."""
+        """Load a saved index if it matches this encoder and type; False when there is none.
+
+        False, too, for a save that is unreadable or disagrees with its meta: the store holds
+        every vector, so the caller rebuilds the index from it rather than failing.
+        """
+        try:
+            with (folder / _INDEX_FILE).open("rb") as f:
+                meta = _read_header(f)
+                if meta is None:
+                    meta = _read_legacy_meta(folder)
+                    f.seek(0)  # a bare FAISS file: no header to skip
+                read = self._read(f, meta) if meta is not None else None
+        except FileNotFoundError:
+            return False
+        # faiss raises RuntimeError on bad data; _read raises ValueError on a disagreement.
+        except (RuntimeError, ValueError) as e:
+            log.warning("FAISS index in %s not loaded (%s): rebuilt from the store", folder, e)
+            return False
+        if read is None:
+            return False
+        index, refine, active = read
+        ids = _stored_ids(index)
+        with self._lock:
+            self._index, self._refine = self._on_device(index, active), refine
+            self._active, self._on_gpu = active, self._gpu_for(active)
+            self._ids = np.sort(ids)
+            self._apply_search_params()
+        log.info("FAISS index %s: loaded %d vectors as %s", self.kind, len(ids), active)
+        return True
+
+    def _read(self, f: BinaryIO, meta: dict) -> tuple | None:
+        """(index, refine store or None, kind) read from `f` as `meta` describes them.
+
+        None when the meta is for another configuration; ValueError when the data disagrees
+        with the meta.
+        """
         import faiss
 
-        index_file, meta_file = folder / _INDEX_FILE, folder / _META_FILE
-        if not index_file.exists() or not meta_file.exists():
-            return False
-        meta = json.loads(meta_file.read_text())
         # Saves from before `auto` name neither the kind built nor its structure.
         active = meta.get("active", meta.get("kind"))
         if (
@@ -389,24 +449,91 @@ class FaissIndex:
             or active not in get_args(IndexKind)
             or meta.get("structure", self._structure(active)) != self._structure(active)
         ):
-            return False
-        with index_file.open("rb") as f:
-            reader = faiss.PyCallbackIOReader(f.read)
-            index = faiss.read_index(reader)
-            has_refine = active == "ivfpq" and self.pq_refine != "none"
-            refine = faiss.read_index(reader) if has_refine else None
-        ids = _stored_ids(index)
-        if index.ntotal != meta["count"] or (
-            refine is not None and not np.array_equal(np.sort(_stored_ids(refine)), np.sort(ids))
-        ):
-            return False
-        with self._lock:
-            self._index, self._refine = self._on_device(index, active), refine
-            self._active, self._on_gpu = active, self._gpu_for(active)
-            self._ids = np.sort(ids)
-            self._apply_search_params()
-        log.info("FAISS index %s: loaded %d vectors as %s", self.kind, len(ids), active)
-        return True
+            return None
+        reader = faiss.PyCallbackIOReader(f.read)
+        index = faiss.read_index(reader)
+        has_refine = active == "ivfpq" and self.pq_refine != "none"
+        refine = faiss.read_index(reader) if has_refine else None
+        # The reader takes only the bytes each index needs, so anything left over is a
+        # part the meta does not name (a refine store saved under another setting).
+        trailing = bool(f.read(1))
+        problem = _disagreement(index, refine, self.pq_refine, meta.get("count"), trailing)
+        if problem:
+            raise ValueError(f"the data disagrees with its meta: {problem}")
+        return index, refine, active
+
+
+def _read_header(f: BinaryIO) -> dict | None:
+    """The meta at the start of a saved file; None for a bare FAISS file (an older save)."""
+    if f.read(len(_MAGIC)) != _MAGIC:
+        return None
+    size = int.from_bytes(f.read(_HEADER_SIZE_BYTES), "little")
+    raw = f.read(size)
+    if len(raw) != size:
+        raise ValueError("the header is cut short")
+    return _as_meta(raw)
+
+
+def _read_legacy_meta(folder: Path) -> dict | None:
+    try:
+        return _as_meta((folder / _LEGACY_META_FILE).read_bytes())
+    except FileNotFoundError:
+        return None
+
+
+def _as_meta(raw: bytes) -> dict:
+    meta = json.loads(raw)  # json.JSONDecodeError is a ValueError
+    if not isinstance(meta, dict):
+        raise ValueError(f"the meta is a {type(meta).__name__}, not an object")
+    return meta
+
+
+def _disagreement(
+    index,  # noqa: ANN001
+    refine,  # noqa: ANN001
+    refine_kind: Refine,
+    count: object,
+    trailing: bool,
+) -> str | None:
+    """What makes the data read differ from its meta, or None when they agree."""
+    import faiss
+
+    if index.ntotal != count:
+        return f"{index.ntotal} vectors, the meta says {count}"
+    if refine is not None:
+        by_id = isinstance(refine, faiss.IndexIDMap2)
+        store = faiss.downcast_index(refine.index) if by_id else refine
+        expected = faiss.IndexFlat if refine_kind == "flat" else faiss.IndexScalarQuantizer
+        if not by_id or not isinstance(store, expected):
+            return f"a refine store of type {type(store).__name__}, not {refine_kind}"
+        if not np.array_equal(np.sort(_stored_ids(refine)), np.sort(_stored_ids(index))):
+            return "a refine store holding other ids than the index"
+    if trailing:
+        return "data beyond the parts the meta names"
+    return None
+
+
+def _drop_legacy_meta(folder: Path) -> None:
+    """Remove an older save's meta file once the save that replaces it is committed.
+
+    Left in place it would describe nothing, and an older Lectern would read the new file
+    as bare FAISS and fail; without it, that version just rebuilds. Best effort: `load`
+    ignores the file beside a headed save.
+    """
+    legacy = folder / _LEGACY_META_FILE
+    if not legacy.exists():
+        return
+    try:
+        # The rename must reach the disk before the unlink: after a power cut, the old
+        # bare file without its meta would not load.
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        legacy.unlink(missing_ok=True)
+    except OSError as e:
+        log.warning("could not remove %s (%s); it is ignored", legacy, e)
 
 
 def _sample(vectors: np.ndarray, size: int) -> np.ndarray:

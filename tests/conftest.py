@@ -10,7 +10,7 @@ os.environ.setdefault("SCARF_NO_ANALYTICS", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
 
 from lectern.settings import IngestSettings, Settings
-from lectern.testing import HashEmbedder
+from tests.fakes import HashEmbedder
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples" / "corpus"

@@ -12,8 +12,8 @@ from fastapi.responses import StreamingResponse
 from api import errors
 from api.deps import ServiceDep
 from api.schemas import AskRequest, AskResponse, CitationOut, ErrorOut, TimingsOut
-from api.service import AskResult
 from lectern.errors import InvalidRequestError, LecternError
+from lectern.types import AskResult, TokenEvent
 
 router = APIRouter(prefix="/api/v1", tags=["ask"])
 _ERRORS = {code: {"model": ErrorOut} for code in (422, 429, 503)}
@@ -93,20 +93,20 @@ def ask_stream(body: CheckedAsk, svc: ServiceDep) -> StreamingResponse:
 
     def events() -> Iterator[str]:
         try:
-            for kind, value in svc.ask_stream(body.question, body.top_k):
-                if kind == "token":
-                    yield _sse("token", {"text": value})
-                else:
-                    final = to_response(value)  # type: ignore[arg-type]
-                    yield _sse(
-                        "citations",
-                        {
-                            "answer": final.answer,
-                            "abstained": final.abstained,
-                            "citations": [c.model_dump() for c in final.citations],
-                        },
-                    )
-                    yield _sse("done", {"timings": final.timings.model_dump()})
+            for event in svc.ask_stream(body.question, body.top_k):
+                if isinstance(event, TokenEvent):
+                    yield _sse("token", {"text": event.text})
+                    continue
+                final = to_response(event.result)
+                yield _sse(
+                    "citations",
+                    {
+                        "answer": final.answer,
+                        "abstained": final.abstained,
+                        "citations": [c.model_dump() for c in final.citations],
+                    },
+                )
+                yield _sse("done", {"timings": final.timings.model_dump()})
         except LecternError as exc:  # headers are sent: report in-band
             yield _sse("error", {"error": {"code": errors.code_of(exc), "message": str(exc)}})
 

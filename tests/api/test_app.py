@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.service import Lectern
 from lectern.settings import ApiSettings, IngestSettings, Settings
-from lectern.testing import EchoGenerator, HashEmbedder
+from tests.fakes import EchoGenerator, HashEmbedder
 from tests.conftest import SAMPLES
 
 TOKEN = "test-admin-token-0123456789"

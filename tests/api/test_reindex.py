@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from api.service import Lectern
-from lectern.testing import HashEmbedder
+from tests.fakes import HashEmbedder
 from retriever import reindex
 
 DOCS = {
@@ -28,7 +28,7 @@ def assert_consistent(svc: Lectern) -> None:
     c = svc.counts()
     assert c.chunks == c.indexed == c.bm25
     assert len(svc.store.ids_without_vectors(svc.embedder.fingerprint)) == 0
-    np.testing.assert_array_equal(np.sort(svc._index.ids), svc.store.chunk_ids())
+    np.testing.assert_array_equal(np.sort(svc.corpus.index.ids), svc.store.chunk_ids())
 
 
 class GatedEmbedder(HashEmbedder):
@@ -82,7 +82,7 @@ def test_old_index_serves_during_rebuild_then_new_one(corpus, settings):
     for mode in ("dense", "hybrid", "bm25"):
         assert "16,800" in corpus.search("MSc Data Science fee", top_k=1, mode=mode)[0].chunk.text
     assert corpus.embedder.fingerprint == "hash-embedder"
-    assert corpus._index.encoder == "hash-embedder"
+    assert corpus.corpus.index.encoder == "hash-embedder"
     # ...and an upload is ingested and indexed as usual.
     corpus.ingestor().ingest_text("docs/canteen", "Canteen", "The canteen serves lunch at noon.")
     corpus.refresh()
@@ -94,7 +94,7 @@ def test_old_index_serves_during_rebuild_then_new_one(corpus, settings):
     new.gate.set()
     thread.join(timeout=30)
     assert not errors and not thread.is_alive()
-    assert corpus.embedder is new and corpus._index.encoder == "hash-v2"
+    assert corpus.embedder is new and corpus.corpus.index.encoder == "hash-v2"
     assert_consistent(corpus)
     assert corpus.store.encoders() == {"hash-embedder", "hash-v2"}  # old kept for rollback
     assert "canteen" in corpus.search("canteen lunch", top_k=1, mode="dense")[0].chunk.text
@@ -130,7 +130,7 @@ def test_restart_serves_the_switched_encoder(corpus, settings):
     again = Lectern(settings, embedder=HashEmbedder(dimension=32, fingerprint="hash-v2"))
     again.warm_up()
     try:
-        assert len(again._index) == again.counts().chunks == len(DOCS)
+        assert len(again.corpus.index) == again.counts().chunks == len(DOCS)
         assert index_file.stat().st_mtime_ns == saved, "loaded from its folder, not rebuilt"
         assert again.embedder.calls == 0
         assert "16,800" in again.search("MSc Data Science fee", top_k=1, mode="dense")[0].chunk.text
@@ -145,7 +145,7 @@ def test_failure_mid_rebuild_leaves_the_old_encoder_serving(corpus, settings):
     thread.join(timeout=30)
     assert isinstance(errors[0], RuntimeError)
     assert (
-        corpus._index.encoder == "hash-embedder" and corpus.embedder.fingerprint == "hash-embedder"
+        corpus.corpus.index.encoder == "hash-embedder" and corpus.embedder.fingerprint == "hash-embedder"
     )
     assert reindex.read_active(settings) is None
     assert "16,800" in corpus.search("MSc Data Science fee", top_k=1, mode="dense")[0].chunk.text
@@ -157,12 +157,12 @@ def test_failure_mid_rebuild_leaves_the_old_encoder_serving(corpus, settings):
     retry = GatedEmbedder()
     retry.gate.set()
     assert corpus.switch_encoder(retry) == len(left)
-    assert corpus._index.encoder == "hash-v2"
-    np.testing.assert_array_equal(np.sort(corpus._index.ids), corpus.store.chunk_ids())
+    assert corpus.corpus.index.encoder == "hash-v2"
+    np.testing.assert_array_equal(np.sort(corpus.corpus.index.ids), corpus.store.chunk_ids())
 
 
 def test_empty_like_copies_the_index_configuration(corpus):
-    old = corpus._index
+    old = corpus.corpus.index
     new = reindex.empty_like(old, 32, "hash-v2")
     assert (new.dimension, new.encoder, new.kind) == (32, "hash-v2", old.kind)
     assert len(new) == 0

@@ -12,7 +12,7 @@ def assert_consistent(svc: Lectern) -> None:
     c = svc.counts()
     assert c.chunks == c.vectors == c.indexed == c.bm25
     assert c.chunks == sum(d.chunk_count for d in svc.documents())
-    np.testing.assert_array_equal(np.sort(svc._index.ids), svc.store.chunk_ids())
+    np.testing.assert_array_equal(np.sort(svc.corpus.index.ids), svc.store.chunk_ids())
 
 
 def test_ingest_dedup_replace_delete(service, tmp_path):
@@ -111,7 +111,7 @@ def test_restart_and_crash_recovery(settings, embedder, tmp_path):
 
 
 def test_switching_encoder_reembeds(settings, tmp_path):
-    from lectern.testing import HashEmbedder
+    from tests.fakes import HashEmbedder
 
     first = Lectern(settings, embedder=HashEmbedder(64, "enc-a"))
     first.ingest([SAMPLES / "txt"])

@@ -4,7 +4,7 @@ import pytest
 
 from ingest.chunker import Chunker
 from ingest.partition import Block
-from lectern.testing import word_count
+from tests.fakes import word_count
 
 
 def words(n: int, stem: str = "w") -> str:

@@ -1,6 +1,6 @@
 import pytest
 
-from lectern.testing import HashEmbedder
+from tests.fakes import HashEmbedder
 from lectern.types import Chunk
 from model.answer import IDK, assemble, build_messages, unsupported_facts
 from model.context import compress, sentences

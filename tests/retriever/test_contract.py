@@ -5,7 +5,7 @@ from collections.abc import Callable
 import pytest
 
 from lectern.protocols import Retriever
-from lectern.testing import HashEmbedder
+from tests.fakes import HashEmbedder
 from retriever.bm25 import BM25Retriever
 from retriever.dense import DenseRetriever
 from retriever.faiss_index import FaissIndex

@@ -11,7 +11,7 @@ import pytest
 from api.service import Lectern
 from lectern.errors import ModelNotFoundError, NotReadyError
 from lectern.protocols import Reranker
-from lectern.testing import EchoGenerator, OverlapReranker
+from tests.fakes import EchoGenerator, OverlapReranker
 from lectern.types import Chunk, ScoredChunk
 from retriever.cross_encoder import (
     CONFIG_FILE,
@@ -43,7 +43,7 @@ def fresh_model(tmp_path_factory):
     """The packaged MiniLM, cut to one layer, with a freshly initialised scoring head."""
     from lectern.settings import DEFAULT_ENCODER
     from model.registry import resolve
-    from retriever.reranker_fit import new_cross_encoder
+    from retriever.train.reranker_fit import new_cross_encoder
 
     folder = tmp_path_factory.mktemp("reranker")
     ce, _ = new_cross_encoder(resolve(DEFAULT_ENCODER).folder, 1, 64)

@@ -12,7 +12,7 @@ from typing import Any
 
 from lectern.types import Chunk
 from retriever.cross_encoder import PRIOR_WEIGHTS, CrossEncoderReranker, fuse, head_and_body
-from retriever.reranker_data import Group
+from retriever.train.reranker_data import Group
 
 
 def improves(validation: dict, source: str | None = None) -> bool:

@@ -3,7 +3,7 @@
 import pytest
 
 from lectern.device import DeviceCaps, plan
-from model.generator import Sampling, TransformersGenerator
+from model.generators.transformers import Sampling, TransformersGenerator
 
 
 def test_cpu_load_uses_sdpa_and_the_planned_dtype():

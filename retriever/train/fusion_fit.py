@@ -15,12 +15,9 @@ standard error of the paired per-question differences (then the best point is ta
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -28,13 +25,11 @@ from lectern.protocols import Retriever
 from lectern.settings import RetrievalSettings
 from lectern.types import Chunk, ScoredChunk
 from retriever.hybrid import HybridRetriever
-from retriever.metrics import mrr_at_k
-from retriever.synthetic_questions import SyntheticQuestion
+from retriever.eval.metrics import mrr_at_k
+from retriever.train.questions import SyntheticQuestion
 
-RECORD_FILE = "lectern-tuning.json"  # the tuned encoder's record (train_encoder.CONFIG_FILE)
 RRF_KS = (10, 20, 60)
 DENSE_WEIGHTS = (0.5, 0.75, 1.0, 1.5, 2.0)  # BM25's weight stays 1
-FIELDS = ("rrf_k", "bm25_weight", "dense_weight")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,21 +127,3 @@ def rank_held_out(
         dense = [ScoredChunk(chunks[int(ids[i])], float(row[i])) for i in top]
         out.append(Ranked(q.chunk_id, bm25.retrieve(q.question, depth), dense))
     return out
-
-
-def recorded(folder: Path | None) -> dict[str, Any] | None:
-    """The fusion recorded for the encoder in `folder`, if it has one."""
-    if folder is None or not (folder / RECORD_FILE).is_file():
-        return None
-    fitted = json.loads((folder / RECORD_FILE).read_text()).get("fusion")
-    return fitted if isinstance(fitted, dict) and all(f in fitted for f in FIELDS) else None
-
-
-def for_encoder(retrieval: RetrievalSettings, folder: Path | None) -> RetrievalSettings:
-    """`retrieval` with the fusion fitted for the encoder in `folder`, for each of its
-    settings the operator left at the default (one set by hand or environment wins)."""
-    fitted = recorded(folder)
-    if fitted is None:
-        return retrieval
-    update = {f: fitted[f] for f in FIELDS if f not in retrieval.model_fields_set}
-    return retrieval.model_copy(update=update) if update else retrieval

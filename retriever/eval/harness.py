@@ -12,18 +12,16 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lectern.errors import ConfigError
 from lectern.protocols import Reranker
 from lectern.reporting import CpuMonitor, latency_ms, table
 from lectern.types import ScoredChunk
-from retriever.eval_data import Dataset, DatasetError
-from retriever.eval_index import Log, QueryMemo, index_dataset, quiet
-from retriever.metrics import mean_scores, ranked_items, score_ranking
-
-if TYPE_CHECKING:
-    from api.service import Lectern, Mode
+from retriever.corpus import Corpus, Mode, rerank_top
+from retriever.eval.datasets import Dataset, DatasetError
+from retriever.eval.indexing import Log, QueryMemo, index_dataset, quiet
+from retriever.eval.metrics import mean_scores, ranked_items, score_ranking
 
 # name -> (which encoder's index, search mode); "+rerank" may follow any of them.
 RETRIEVALS: dict[str, tuple[str, Mode]] = {
@@ -126,41 +124,40 @@ class RetrievalEvaluation:
     def _search(
         self,
         spec: ConfigSpec,
-        service: Lectern,
+        corpus: Corpus,
         reranker: Reranker | None,
         text: str,
         depth: int,
     ) -> tuple[list[ScoredChunk], float]:
         """The configuration's ranking and its latency, query embedding included."""
-        memo = service.embedder if isinstance(service.embedder, QueryMemo) else None
+        memo = corpus.embedder if isinstance(corpus.embedder, QueryMemo) else None
         replayed = memo.replayed if memo else 0.0
         start = time.perf_counter()
-        hits = service.search(text, depth, spec.mode, rerank=False)  # reranked below, once
+        hits = corpus.search(text, depth, spec.mode, rerank=False)  # reranked below, once
         if spec.rerank and reranker is not None:
-            n = self.rerank_candidates
-            hits = [*reranker.rerank(text, hits[:n], n), *hits[n:]]
+            hits = rerank_top(reranker, text, hits, self.rerank_candidates, depth)
         seconds = time.perf_counter() - start
         return hits, seconds + ((memo.replayed - replayed) if memo else 0.0)
 
     def run(
         self,
         dataset: Dataset,
-        base: Lectern,
-        tuned: Lectern | None = None,
+        base: Corpus,
+        tuned: Corpus | None = None,
         reranker: Reranker | None = None,
         log: Log = quiet,
     ) -> dict[str, Any]:
-        """Index the dataset on each service needed, then evaluate every configuration."""
+        """Index the dataset on each corpus needed, then evaluate every configuration."""
         self.require(reranker is not None, tuned is not None)
         if not dataset.queries:
             raise DatasetError(f"{dataset.name} has no queries to evaluate")
-        services = {"base": base}
+        corpora = {"base": base}
         if self.needs_tuned and tuned is not None:
-            services["tuned"] = tuned
+            corpora["tuned"] = tuned
         reports = {}
-        for key, service in services.items():
+        for key, corpus in corpora.items():
             log(f"indexing {len(dataset.items)} items ({key} encoder)")
-            reports[key] = index_dataset(service, dataset, log)
+            reports[key] = index_dataset(corpus, dataset, log)
         # Hybrid fuses max(candidates, top_k) hits per retriever, so a depth of at least
         # `candidates` keeps its top chunks the same as a search for fewer would give.
         depth = self.depth or max(
@@ -168,7 +165,7 @@ class RetrievalEvaluation:
         )
         for q in dataset.queries[: self.warmup]:
             for spec in self.specs:
-                self._search(spec, services[spec.encoder], reranker, q.text, depth)
+                self._search(spec, corpora[spec.encoder], reranker, q.text, depth)
 
         scores: dict[str, list[dict[str, float]]] = {s.name: [] for s in self.specs}
         seconds: dict[str, list[float]] = {s.name: [] for s in self.specs}
@@ -182,7 +179,7 @@ class RetrievalEvaluation:
             shift = n % len(self.specs)
             for spec in self.specs[shift:] + self.specs[:shift]:
                 hits, secs = self._search(
-                    spec, services[spec.encoder], reranker, query.text, depth
+                    spec, corpora[spec.encoder], reranker, query.text, depth
                 )
                 ranked = ranked_items(hits, lambda h: dataset.item_id(h.chunk.source))
                 ranked = ranked[: self.max_k]
@@ -221,8 +218,8 @@ class RetrievalEvaluation:
             "configs": configs,
             "cpu_during_queries": cpu,
             "index": {key: r.summary() for key, r in reports.items()},
-            "encoders": {key: s.embedder.fingerprint for key, s in services.items()},
-            "fusion": {key: s.fusion for key, s in services.items()},
+            "encoders": {key: s.embedder.fingerprint for key, s in corpora.items()},
+            "fusion": {key: s.fusion for key, s in corpora.items()},
             "settings": base.settings.model_dump(mode="json"),
         }
 

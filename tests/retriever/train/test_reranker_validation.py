@@ -3,7 +3,7 @@
 import pytest
 
 from retriever.cross_encoder import PRIOR_WEIGHTS
-from retriever.reranker_validation import improves, one_standard_error
+from retriever.train.reranker_validation import improves, one_standard_error
 
 
 def test_a_reranker_that_loses_to_bm25_is_not_installed():
@@ -78,7 +78,7 @@ class LookupReranker:
 
 def groups_where_the_logits_mislead_on_the_corpus():
     from lectern.types import Chunk
-    from retriever.reranker_data import Group
+    from retriever.train.reranker_data import Group
 
     def group(source, n, logits, relevant_at):
         chunks = [Chunk(100 * n + i, f"d{n}-{i}", f"passage {v}", "s", "")
@@ -92,7 +92,7 @@ def groups_where_the_logits_mislead_on_the_corpus():
 
 
 def test_the_prior_weight_can_be_fitted_on_the_corpus_questions_alone():
-    from retriever.reranker_validation import evaluate
+    from retriever.train.reranker_validation import evaluate
 
     groups = groups_where_the_logits_mislead_on_the_corpus()
     pooled = evaluate(LookupReranker(), groups)

@@ -4,7 +4,7 @@ prefix cache do not change what greedy decoding writes."""
 import pytest
 
 from lectern.device import DeviceCaps, plan
-from model.generator import Sampling, TransformersGenerator
+from model.generators.transformers import Sampling, TransformersGenerator
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lectern.errors import ConfigError
-from retriever import reranker_data as rd
+from retriever.train import reranker_data as rd
 from retriever.cross_encoder import (
     CONFIG_FILE,
     ONNX_FILE,
@@ -16,7 +16,7 @@ from retriever.cross_encoder import (
     CrossEncoderReranker,
     QueryFocus,
 )
-from retriever.train_reranker import TrainConfig, _quota, prepare_data, train
+from retriever.train.reranker import TrainConfig, _quota, prepare_data, train
 
 TOPICS = [
     ("Volcano", "A volcano is a rupture in the crust of a planet. Lava flows from it when it "
@@ -205,8 +205,8 @@ def test_held_out_questions_do_not_depend_on_the_training_quota(tmp_path):
 def corpus_questions(tmp_path):
     """An ingested corpus (chunk ids as a store numbers them) and a questions file for it."""
     from lectern.types import Chunk
-    from retriever.reranker_corpus import CorpusQuestions
-    from retriever.synthetic_questions import SyntheticQuestion
+    from retriever.train.reranker_corpus import CorpusQuestions
+    from retriever.train.questions import SyntheticQuestion
 
     chunks, questions = [], []
     for i, (title, text, question, _) in enumerate(TOPICS):
@@ -223,7 +223,7 @@ def corpus_questions(tmp_path):
 
 
 def test_corpus_questions_become_a_source_whose_documents_chunks_all_count():
-    from retriever.reranker_corpus import corpus_source
+    from retriever.train.reranker_corpus import corpus_source
 
     corpus = corpus_questions(Path("/q"))
     data = corpus_source(corpus, first_id=1000)
@@ -239,7 +239,7 @@ def test_corpus_questions_become_a_source_whose_documents_chunks_all_count():
 
 
 def test_a_questions_file_of_another_store_is_refused():
-    from retriever.reranker_corpus import CorpusQuestions
+    from retriever.train.reranker_corpus import CorpusQuestions
 
     corpus = corpus_questions(Path("/q"))
     with pytest.raises(ConfigError, match=r"chunks this store does not have \(e.g. chunk 101\)"):

@@ -28,11 +28,13 @@ import numpy as np
 
 from lectern.protocols import Retriever
 from lectern.types import Chunk
-from retriever import fusion_fit, synthetic_questions
-from retriever.synthetic_questions import SyntheticQuestion
+from retriever import fusion
+from retriever.train import fusion_fit
+from retriever.train import questions as synthetic_questions
+from retriever.train.questions import SyntheticQuestion
 
 log = logging.getLogger(__name__)
-CONFIG_FILE = fusion_fit.RECORD_FILE
+CONFIG_FILE = fusion.RECORD_FILE
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,11 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from lectern.errors import ConfigError
-from lectern.testing import HashEmbedder, OverlapReranker
-from retriever import eval_index
-from retriever.eval_data import DatasetError, load_beir, load_squad, sample_queries
-from retriever.eval_index import QueryMemo, open_service, tuned_settings
-from retriever.evaluation import RetrievalEvaluation, default_configs, markdown, parse_configs
+from tests.fakes import HashEmbedder, OverlapReranker
+from ingest.pipeline import Ingestor
+from retriever.eval.datasets import DatasetError, load_beir, load_squad, sample_queries
+from retriever.eval.indexing import QueryMemo, plain, tuned_settings
+from retriever.eval.harness import RetrievalEvaluation, default_configs, markdown, parse_configs
 
 LONG = (
     "Glassblowers in the valley worked in small family shops for centuries. "
@@ -192,6 +192,13 @@ def test_query_memo_embeds_a_query_once_and_replays_its_time():
     assert memo.fingerprint == inner.fingerprint and memo.dimension == 32
 
 
+def open_service(settings, embedder):
+    """A corpus as `lectern eval retrieval` opens one: no reranker, queries embedded once."""
+    from api.service import open_corpus
+
+    return open_corpus(plain(settings), embedder=QueryMemo(embedder))
+
+
 def run_squad(squad, settings, configs, rerank_candidates=20, tuned=None):
     base = open_service(settings, HashEmbedder(64))
     try:
@@ -267,7 +274,9 @@ def test_a_data_dir_is_reused_but_must_hold_only_the_dataset(squad, settings):
     assert again["index"]["base"]["statuses"] == {"unchanged": 5, "duplicate": 1}
     assert again["configs"]["bm25"]["mrr@10"] == first["configs"]["bm25"]["mrr@10"]
     service = open_service(settings, HashEmbedder(64))
-    service.ingestor().ingest_text("elsewhere/1", "Other", "A document of another corpus.")
+    Ingestor(service.store, service.embedder, settings.ingest).ingest_text(
+        "elsewhere/1", "Other", "A document of another corpus."
+    )
     service.store.close()
     with pytest.raises(DatasetError, match="1 documents that are not part of"):
         run_squad(squad, settings, ["bm25"])
@@ -299,13 +308,11 @@ class FakeCrossEncoder(OverlapReranker):
 
 
 def test_cli_writes_json_and_markdown(tmp_path, settings, monkeypatch):
+    from api import service
     from api.cli import app
     from retriever import cross_encoder
 
-    def fake_open_service(s, embedder=None):
-        return open_service(s, HashEmbedder(64))
-
-    monkeypatch.setattr(eval_index, "open_service", fake_open_service)
+    monkeypatch.setattr(service, "build_embedder", lambda s, device: HashEmbedder(64))
     monkeypatch.setattr(cross_encoder, "CrossEncoderReranker", FakeCrossEncoder)
     folder = write_beir(tmp_path / "tiny")
     out = tmp_path / "out"
@@ -340,12 +347,14 @@ def test_cli_writes_json_and_markdown(tmp_path, settings, monkeypatch):
     (["--configs", "bm25,nope"], "unknown configuration 'nope'"),
 ])
 def test_cli_refuses_bad_options_before_loading_models(tmp_path, monkeypatch, args, message):
+    from api import service
     from api.cli import app
 
     def no_models(*_args, **_kwargs):
         raise AssertionError("models loaded before the options were checked")
 
-    monkeypatch.setattr(eval_index, "open_service", no_models)
+    monkeypatch.setattr(service, "open_corpus", no_models)
+    monkeypatch.setattr(service, "build_embedder", no_models)
     folder = write_beir(tmp_path / "tiny")
     source = ["--beir", str(folder)] if args else []
     result = CliRunner().invoke(app, ["eval", "retrieval", *source, *args])

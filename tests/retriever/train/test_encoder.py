@@ -8,12 +8,12 @@ import re
 import numpy as np
 import pytest
 
-from lectern.testing import EchoGenerator
+from tests.fakes import EchoGenerator
 from lectern.types import Chunk
-from retriever import synthetic_questions as sq
-from retriever.corpus_tuning import CorpusTuning, tune_from_corpus
+from retriever.train import questions as sq
+from retriever.train.corpus_tuning import CorpusTuning, tune_from_corpus
 from retriever.embedder import SentenceTransformerEmbedder
-from retriever.train_encoder import (
+from retriever.train.encoder import (
     CONFIG_FILE,
     Example,
     TuningConfig,
@@ -144,7 +144,7 @@ def test_filter_keeps_questions_whose_chunk_bm25_finds(service):
         sq.SyntheticQuestion(fees.id, fees.document_id, "", "", "Who grades the thesis?", "kept"),
         sq.SyntheticQuestion(fees.id, fees.document_id, "", "", "", "not a question"),
     ]
-    out = list(sq.check_retrievable(questions, service._bm25, top_k=1))
+    out = list(sq.check_retrievable(questions, service.corpus.bm25, top_k=1))
     assert [(q.status, q.rank) for q in out] == [
         ("kept", 1),
         ("not retrievable", None),
@@ -159,7 +159,7 @@ def test_a_larger_per_chunk_asks_only_for_the_missing_questions(service, tmp_pat
     chunks = service.store.all_chunks()
     path = tmp_path / "questions.jsonl"
     first = KeywordQuestions()
-    one = sq.generate(sq.QuestionWriter(first, batch_size=2), chunks, service._bm25, 20, path)
+    one = sq.generate(sq.QuestionWriter(first, batch_size=2), chunks, service.corpus.bm25, 20, path)
     assert len(one) == len(first.seen) == len(chunks)
 
     second = KeywordQuestions()
@@ -168,7 +168,7 @@ def test_a_larger_per_chunk_asks_only_for_the_missing_questions(service, tmp_pat
     two = sq.generate(
         sq.QuestionWriter(second, batch_size=2, per_chunk=2),
         chunks,
-        service._bm25,
+        service.corpus.bm25,
         20,
         path,
         lambda done, wanted: progress.append((done, wanted)),
@@ -183,7 +183,7 @@ def test_a_larger_per_chunk_asks_only_for_the_missing_questions(service, tmp_pat
     assert len(path.read_text().splitlines()) == 2 * len(chunks)
     # Asking again with the same per_chunk writes nothing new.
     third = KeywordQuestions()
-    sq.generate(sq.QuestionWriter(third, per_chunk=2), chunks, service._bm25, 20, path)
+    sq.generate(sq.QuestionWriter(third, per_chunk=2), chunks, service.corpus.bm25, 20, path)
     assert third.seen == []
 
 

@@ -1,7 +1,7 @@
 """The reranker's model and training loop: a truncated MiniLM with a one-logit head,
 fitted per question to put the answering chunk above its negatives.
 
-`retriever.train_reranker` prepares the data, calls `fit`, then validates and installs.
+`retriever.train.reranker` prepares the data, calls `fit`, then validates and installs.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from lectern.errors import ConfigError
 from retriever.cross_encoder import QueryFocus, head_and_body, model_inputs
-from retriever.reranker_data import Group
+from retriever.train.reranker_data import Group
 
 if TYPE_CHECKING:
-    from retriever.train_reranker import Loss, TrainConfig
+    from retriever.train.reranker import Loss, TrainConfig
 
 
 def new_cross_encoder(backbone: Path | str, layers: int, max_length: int) -> tuple[Any, int]:

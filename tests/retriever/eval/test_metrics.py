@@ -5,7 +5,7 @@ import math
 import pytest
 
 from lectern.types import Chunk, ScoredChunk
-from retriever.metrics import (
+from retriever.eval.metrics import (
     distinct,
     mean_scores,
     mrr_at_k,

@@ -10,16 +10,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from ingest.pipeline import Ingestor
 from lectern.protocols import Embedder
 from lectern.settings import Settings
-from retriever.eval_data import Dataset, DatasetError, Query
-
-if TYPE_CHECKING:
-    from api.service import Lectern
+from retriever.corpus import Corpus
+from retriever.eval.datasets import Dataset, DatasetError, Query
 
 Log = Callable[[str], None]
 
@@ -58,24 +57,6 @@ class QueryMemo:
         return vector
 
 
-def open_service(settings: Settings, embedder: Embedder | None = None) -> Lectern:
-    """A warmed-up Lectern on settings.data_dir whose encoder is wrapped in a QueryMemo."""
-    from api.service import Lectern, build_embedder
-    from lectern import device
-
-    if embedder is None:
-        m = settings.models
-        embedder = build_embedder(settings, device.plan(device.probe(), m.device, m.dtype).device)
-    # The harness reranks by itself (the +rerank configurations, with --reranker), so the
-    # service loads no reranker of its own.
-    plain = settings.model_copy(
-        update={"retrieval": settings.retrieval.model_copy(update={"rerank": False})}
-    )
-    service = Lectern(plain, embedder=QueryMemo(embedder))
-    service.warm_up()
-    return service
-
-
 def tuned_settings(settings: Settings, encoder: str) -> Settings:
     """The same settings with another encoder, on a data dir of its own."""
     models = settings.models.model_copy(update={"encoder": encoder})
@@ -103,9 +84,17 @@ class IndexReport:
                 "chunks": self.chunks, "seconds": round(self.seconds, 2)}
 
 
-def index_dataset(service: Lectern, dataset: Dataset, log: Log = quiet) -> IndexReport:
+def plain(settings: Settings) -> Settings:
+    """The settings of a corpus the harness searches: it reranks by itself (the +rerank
+    configurations, with --reranker), so the corpus loads no reranker of its own."""
+    return settings.model_copy(
+        update={"retrieval": settings.retrieval.model_copy(update={"rerank": False})}
+    )
+
+
+def index_dataset(corpus: Corpus, dataset: Dataset, log: Log = quiet) -> IndexReport:
     """Ingest every item as text; a data dir that already holds them is reused as is."""
-    ingestor = service.ingestor()
+    ingestor = Ingestor(corpus.store, corpus.embedder, corpus.settings.ingest)
     stored_as: dict[str, str] = {}
     statuses: Counter[str] = Counter()
     failures: list[dict[str, str]] = []
@@ -116,20 +105,20 @@ def index_dataset(service: Lectern, dataset: Dataset, log: Log = quiet) -> Index
         if res.status == "failed":
             failures.append({"item": item.id, "detail": res.detail})
         elif res.status == "duplicate":
-            twin = service.store.get_document(res.document_id or "")
+            twin = corpus.store.get_document(res.document_id or "")
             stored_as[item.id] = dataset.item_id(twin.source) if twin else item.id
         else:
             stored_as[item.id] = item.id
         if n % 500 == 0:
             log(f"  indexed {n}/{len(dataset.items)} items ({time.perf_counter() - start:.0f} s)")
-    service.refresh()
+    corpus.refresh()
     # Documents of anything else in the store would compete in every ranking.
-    stored = len(service.store.list_documents())
+    stored = len(corpus.store.list_documents())
     own = sum(statuses[s] for s in ("added", "updated", "unchanged"))
     if stored != own:
         raise DatasetError(
-            f"{service.settings.data_dir} holds {stored - own} documents that are not part of "
+            f"{corpus.settings.data_dir} holds {stored - own} documents that are not part of "
             f"{dataset.name}; give an empty or dedicated data dir"
         )
-    return IndexReport(stored_as, statuses, failures, service.store.chunk_count(),
+    return IndexReport(stored_as, statuses, failures, corpus.store.chunk_count(),
                        time.perf_counter() - start)

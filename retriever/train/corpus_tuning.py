@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lectern.protocols import Generator
-from retriever import synthetic_questions
+from retriever.train import questions as synthetic_questions
 from retriever.bm25 import BM25Retriever
-from retriever.synthetic_questions import QuestionWriter
-from retriever.train_encoder import TuningConfig, TuningReport, tune
+from retriever.train.questions import QuestionWriter
+from retriever.train.encoder import TuningConfig, TuningReport, tune
 
 if TYPE_CHECKING:
-    from api.service import Lectern
+    from retriever.corpus import Corpus
 
 Log = Callable[[str], None]
 
@@ -54,18 +54,18 @@ def _quiet(_: str) -> None:
 
 
 def write_questions(
-    service: Lectern, generator: Generator | None, plan: CorpusTuning, log: Log = _quiet
+    corpus: Corpus, generator: Generator | None, plan: CorpusTuning, log: Log = _quiet
 ) -> tuple[list[synthetic_questions.SyntheticQuestion], dict[str, Any]]:
     """Questions for the plan's chunks (resuming its JSONL) and what it took to write them."""
-    service.warm_up()
-    chunks = service.store.all_chunks()
+    corpus.warm_up()
+    chunks = corpus.store.all_chunks()
     if not plan.generate:
         saved = synthetic_questions.load(plan.questions) if plan.questions.exists() else []
         have = {q.chunk_id for q in saved}
         chunks = [c for c in chunks if c.id in have]
     if plan.limit is not None and plan.limit < len(chunks):
         chunks = sorted(random.Random(plan.seed).sample(chunks, plan.limit), key=lambda c: c.id)
-    bm25 = BM25Retriever(service.store)
+    bm25 = BM25Retriever(corpus.store)
     bm25.sync()
     writer = QuestionWriter(
         generator, plan.generation_batch, plan.max_new_tokens, plan.per_chunk, plan.seed
@@ -95,7 +95,7 @@ def write_questions(
 
 
 def tune_from_corpus(
-    service: Lectern,
+    corpus: Corpus,
     generator: Generator | None,
     base_folder: Path,
     plan: CorpusTuning,
@@ -109,16 +109,16 @@ def tune_from_corpus(
     When `base_fingerprint` is the serving encoder's, the store's vectors stand in for
     embedding the corpus with the base model before tuning.
     """
-    questions, stats = write_questions(service, generator, plan, log)
+    questions, stats = write_questions(corpus, generator, plan, log)
     log(
         f"{stats['statuses'].get('kept', 0)} of {stats['questions']} questions kept "
         f"({stats['statuses']})"
     )
-    chunks = {c.id: c for c in service.store.all_chunks()}
+    chunks = {c.id: c for c in corpus.store.all_chunks()}
     stored = None
-    if base_fingerprint is not None and base_fingerprint == service.embedder.fingerprint:
-        stored = service.store.vectors(sorted(chunks), base_fingerprint)
-    bm25 = BM25Retriever(service.store)
+    if base_fingerprint is not None and base_fingerprint == corpus.embedder.fingerprint:
+        stored = corpus.store.vectors(sorted(chunks), base_fingerprint)
+    bm25 = BM25Retriever(corpus.store)
     bm25.sync()
 
     def step(n: int, total: int, loss: float) -> None:

@@ -1,13 +1,9 @@
-import json
-
 import pytest
 
-from lectern.settings import RetrievalSettings, Settings
-from lectern.testing import HashEmbedder
+from tests.fakes import HashEmbedder
 from lectern.types import Chunk, ScoredChunk
-from retriever import fusion_fit
-from retriever.fusion_fit import Ranked, fit, for_encoder, rank_held_out
-from retriever.synthetic_questions import SyntheticQuestion
+from retriever.train.fusion_fit import Ranked, fit, rank_held_out
+from retriever.train.questions import SyntheticQuestion
 
 
 def _chunk(i: int) -> Chunk:
@@ -74,42 +70,3 @@ def test_rank_held_out_gives_both_lists_and_checks_the_vectors():
     assert ranked.dense[0].chunk.id == 5 and len(ranked.dense) == 2
     with pytest.raises(ValueError, match="2 passage vectors for 3 chunks"):
         rank_held_out([q], chunks, Bm25(), emb.embed_passages, passages[:2])
-
-
-def _record(folder, fusion):
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / fusion_fit.RECORD_FILE).write_text(json.dumps({"fusion": fusion}))
-    return folder
-
-
-def test_a_recorded_fusion_applies_unless_the_operator_set_it(tmp_path, monkeypatch):
-    folder = _record(tmp_path / "enc", {"rrf_k": 20, "bm25_weight": 1.0, "dense_weight": 0.75})
-    applied = for_encoder(RetrievalSettings(), folder)
-    assert (applied.rrf_k, applied.bm25_weight, applied.dense_weight) == (20, 1.0, 0.75)
-    assert for_encoder(RetrievalSettings(), None) == RetrievalSettings()
-    assert for_encoder(RetrievalSettings(), tmp_path / "no-record") == RetrievalSettings()
-    # A setting from the environment wins over the record; the others still apply.
-    monkeypatch.setenv("LECTERN_RETRIEVAL__RRF_K", "60")
-    mixed = for_encoder(Settings().retrieval, folder)
-    assert (mixed.rrf_k, mixed.dense_weight) == (60, 0.75)
-    # An incomplete record is ignored rather than half applied.
-    partial = _record(tmp_path / "partial", {"rrf_k": 20})
-    assert for_encoder(RetrievalSettings(), partial) == RetrievalSettings()
-
-
-def test_the_service_fuses_with_its_encoder_s_recorded_fusion(settings, tmp_path):
-    from api.service import Lectern
-
-    emb = HashEmbedder(32)
-    emb.folder = _record(tmp_path / "enc", {"rrf_k": 10, "bm25_weight": 1.0, "dense_weight": 2.0})
-    svc = Lectern(settings, embedder=emb)
-    svc.warm_up()
-    assert svc.fusion == {"rrf_k": 10, "bm25_weight": 1.0, "dense_weight": 2.0}
-    hybrid = svc._retrievers["hybrid"]
-    assert hybrid.rrf_k == 10
-    assert [w for _, w in hybrid.retrievers] == [1.0, 2.0]
-    plain = Lectern(settings.model_copy(update={"data_dir": tmp_path / "other"}), HashEmbedder(32))
-    plain.warm_up()
-    assert plain._retrievers["hybrid"].rrf_k == 60 and plain.fusion["dense_weight"] == 1.0
-    svc.store.close()
-    plain.store.close()

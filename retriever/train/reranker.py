@@ -21,18 +21,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lectern.errors import ConfigError
-from retriever import reranker_data as rd
+from retriever.train import reranker_data as rd
 from retriever.cross_encoder import (
     CONFIG_FILE,
     CrossEncoderReranker,
     QueryFocus,
     export_onnx,
 )
-from retriever.reranker_corpus import NAME as CORPUS
-from retriever.reranker_corpus import CorpusQuestions, corpus_source
-from retriever.reranker_data import Group, build_groups
-from retriever.reranker_fit import fit, new_cross_encoder
-from retriever.reranker_validation import evaluate, improves
+from retriever.train.reranker_corpus import NAME as CORPUS
+from retriever.train.reranker_corpus import CorpusQuestions, corpus_source
+from retriever.train.reranker_data import Group, build_groups
+from retriever.train.reranker_fit import fit, new_cross_encoder
+from retriever.train.reranker_validation import evaluate, improves
 
 Loss = Literal["listwise", "bce"]
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from lectern.errors import ConfigError
 from lectern.types import Chunk
-from retriever.reranker_data import Example, SourceData
-from retriever.synthetic_questions import SyntheticQuestion
+from retriever.train.reranker_data import Example, SourceData
+from retriever.train.questions import SyntheticQuestion
 
 NAME = "corpus"
 

@@ -1,0 +1,33 @@
+"""Generator backends behind the Generator protocol; `build` picks one from the settings.
+
+Each backend lives in its own module and is imported only when chosen, so serving on
+one library never needs the others installed.
+"""
+
+from __future__ import annotations
+
+from lectern.device import DevicePlan
+from lectern.errors import ConfigError
+from lectern.protocols import Generator
+from lectern.settings import Settings
+from model import prepare
+
+
+def build(settings: Settings, plan: DevicePlan) -> Generator:
+    """The generator the settings name, constructed (cheap) but not warmed up.
+
+    A GGUF generator is converted once into a safetensors folder under the model cache.
+    """
+    backend = settings.models.generator_backend
+    if backend == "transformers":
+        from model.generators.transformers import Sampling, TransformersGenerator
+
+        g = settings.generation
+        prepared = prepare.generator(settings, convert_gguf=True)
+        return TransformersGenerator(
+            prepared.load_from,
+            plan,
+            Sampling(g.max_new_tokens, g.do_sample, g.temperature, g.top_p, g.repetition_penalty),
+            max_input_tokens=g.max_input_tokens,
+        )
+    raise ConfigError(f"unknown generator backend {backend!r}; use transformers")

@@ -1,1 +1,1 @@
-"""Lectern's entry points: the service that wires components, the CLI and (later) REST."""
+"""The composition root: the service that wires the components, the REST API, the CLI."""

@@ -139,7 +139,9 @@ def serve(
     """Serve the REST API, the chat widget demo page (/) and the admin page (/admin)."""
     import logging
 
-    import uvicorn
+    from lectern.optional import require
+
+    uvicorn = require("uvicorn", "api")
 
     from api.app import create_app
     from api.security import admin_token
@@ -221,8 +223,8 @@ def eval_retrieval(
     from lectern.errors import ConfigError
     from lectern.reporting import RESULTS_DIR, environment, write_results
     from retriever.eval.datasets import load_beir, load_squad, sample_queries
-    from retriever.eval.indexing import QueryMemo, plain, tuned_settings
     from retriever.eval.harness import RetrievalEvaluation, default_configs, markdown
+    from retriever.eval.indexing import QueryMemo, plain, tuned_settings
 
     source = squad or beir
     if source is None or (squad and beir):

@@ -1,1 +1,1 @@
-"""Documents in: partition with unstructured, chunk, embed, store."""
+"""Documents in: check the format, partition with unstructured, chunk, embed, store."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from ingest.formats import Format
 from lectern.errors import CorruptFileError, EmptyFileError
+from lectern.optional import require
 
 # Page furniture and non-text elements carry nothing worth retrieving.
 _SKIP = {"Header", "Footer", "PageBreak", "PageNumber", "Image", "Figure", "FigureCaption"}
@@ -43,24 +44,19 @@ def _elements(path: Path, fmt: Format, pdf_strategy: str) -> list[Any]:
     _quiet_unstructured()
     name = str(path)
     if fmt.name == "pdf":
-        from unstructured.partition.pdf import partition_pdf
-
-        return partition_pdf(filename=name, strategy=pdf_strategy, languages=["eng"])
+        pdf = require("unstructured.partition.pdf", "ingest")
+        return pdf.partition_pdf(filename=name, strategy=pdf_strategy, languages=["eng"])
     if fmt.name == "docx":
-        from unstructured.partition.docx import partition_docx
-
-        return partition_docx(filename=name)
+        docx = require("unstructured.partition.docx", "ingest")
+        return docx.partition_docx(filename=name)
     if fmt.name == "html":
-        from unstructured.partition.html import partition_html
-
-        return partition_html(filename=name)
+        html = require("unstructured.partition.html", "ingest")
+        return html.partition_html(filename=name)
     if fmt.name == "markdown":
-        from unstructured.partition.md import partition_md
-
-        return partition_md(filename=name)
-    from unstructured.partition.text import partition_text
-
-    return partition_text(filename=name)
+        md = require("unstructured.partition.md", "ingest")
+        return md.partition_md(filename=name)
+    text = require("unstructured.partition.text", "ingest")
+    return text.partition_text(filename=name)
 
 
 def _html_title(path: Path) -> str | None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from lectern.errors import ConfigError
+from lectern.optional import require
 
 DType = Literal["float32", "bfloat16", "float16"]
 
@@ -36,7 +37,7 @@ class DevicePlan:
 
 
 def probe() -> DeviceCaps:
-    import torch  # heavy: only when the plan is needed
+    torch = require("torch", "torch")  # heavy: only when the plan is needed
 
     cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
     try:

@@ -52,8 +52,8 @@ def replace_folder(staging: Path, target: Path) -> None:
     if not target.exists():
         staging.rename(target)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    old.rmdir()  # a unique name to rename the old folder to
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)  # left by a crashed process of the same id
     target.rename(old)
     try:
         staging.rename(target)

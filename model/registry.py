@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lectern.errors import ChecksumMismatchError, ConfigError, ModelNotFoundError
+from lectern.optional import require
 
 _PYPI = re.compile(
     r"^pypi:(?P<dist>[A-Za-z0-9._-]+)==(?P<version>[A-Za-z0-9.+!_-]+)"
@@ -140,9 +141,8 @@ def resolve(ref: str, *, allow_download: bool = False, install: bool = False) ->
         tried.append("hub id: not of the form 'org/name'")
         raise ModelNotFoundError(ref, tried)
     try:
-        from huggingface_hub import snapshot_download
-
-        folder = snapshot_download(ref, local_files_only=not allow_download)
+        hub = require("huggingface_hub", "model")
+        folder = hub.snapshot_download(ref, local_files_only=not allow_download)
     except Exception as exc:  # the hub client raises many types for offline/missing
         how = "download" if allow_download else "local hub cache (downloads disabled)"
         tried.append(f"hub id {ref} via {how}: {type(exc).__name__}: {exc}".splitlines()[0])

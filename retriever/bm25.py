@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lectern.optional import require
 from lectern.protocols import DocumentStore
 from lectern.types import Chunk, ScoredChunk
 
@@ -31,17 +32,15 @@ class BM25Retriever:
         self._lock = threading.Lock()
 
     def _tokenizer(self):  # noqa: ANN202 - bm25s.tokenization.Tokenizer
-        import Stemmer
-        from bm25s.tokenization import Tokenizer
-
-        return Tokenizer(stopwords="en", stemmer=Stemmer.Stemmer("english").stemWord)
+        stemmer = require("Stemmer", "retrieval").Stemmer("english")
+        tokenization = require("bm25s.tokenization", "retrieval")
+        return tokenization.Tokenizer(stopwords="en", stemmer=stemmer.stemWord)
 
     def sync(self) -> None:
         self.build(self.store.all_chunks())
 
     def build(self, chunks: Sequence[Chunk]) -> None:
-        import bm25s
-
+        bm25s = require("bm25s", "retrieval")
         chunks = list(chunks)
         index, tokenizer, vocab = None, None, {}
         if chunks:

@@ -10,6 +10,7 @@ from typing import Any
 
 from lectern.device import DevicePlan
 from lectern.errors import NotReadyError
+from lectern.optional import require
 from lectern.protocols import Message
 
 
@@ -57,7 +58,7 @@ class TransformersGenerator:
 
     def load_kwargs(self) -> dict[str, Any]:
         """What from_pretrained gets on this device plan (unit-tested without a GPU)."""
-        import torch
+        torch = require("torch", "torch")
 
         kw: dict[str, Any] = {
             "dtype": getattr(torch, self.plan.dtype),
@@ -66,7 +67,7 @@ class TransformersGenerator:
         if self.plan.device == "cuda":
             kw["device_map"] = "auto"
             if self.plan.load_in_8bit:
-                from transformers import BitsAndBytesConfig
+                BitsAndBytesConfig = require("transformers", "model").BitsAndBytesConfig
 
                 kw["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
         return kw
@@ -74,8 +75,11 @@ class TransformersGenerator:
     def warm_up(self) -> None:
         if self._model is not None:
             return
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
+        transformers = require("transformers", "model")
+        AutoModelForCausalLM, AutoTokenizer = (
+            transformers.AutoModelForCausalLM, transformers.AutoTokenizer
+        )
+        hf_logging = require("transformers.utils.logging", "model")
 
         hf_logging.disable_progress_bar()
         tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
@@ -130,7 +134,7 @@ class TransformersGenerator:
         """
         import copy
 
-        import torch
+        torch = require("torch", "torch")
 
         if not self.prefix_caching or not self.tokenizer.chat_template:
             return None
@@ -162,8 +166,8 @@ class TransformersGenerator:
         return "".join(self.stream(messages))
 
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
-        import torch
-        from transformers import StoppingCriteriaList
+        torch = require("torch", "torch")
+        StoppingCriteriaList = require("transformers", "model").StoppingCriteriaList
 
         inputs = self._inputs(messages)
         streamer = _DeltaStreamer(self.tokenizer, prompt_length=inputs["input_ids"].shape[1])
@@ -221,7 +225,7 @@ class TransformersGenerator:
         prefix is put in the assistant's mouth and returned as the start of its reply;
         a reply ends at its first stop string.
         """
-        import torch
+        torch = require("torch", "torch")
 
         prefixes = [""] * len(conversations) if reply_prefixes is None else list(reply_prefixes)
         if len(prefixes) != len(conversations):
@@ -273,7 +277,7 @@ class TransformersGenerator:
 def _quantize_dynamic(model: Any) -> Any:
     import warnings
 
-    import torch
+    torch = require("torch", "torch")
 
     with warnings.catch_warnings():
         # torch.ao.quantization is deprecated in favour of torchao, which has no CPU

@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.service import Lectern
 from lectern.settings import ApiSettings, IngestSettings, Settings
-from tests.fakes import EchoGenerator, HashEmbedder
 from tests.conftest import SAMPLES
+from tests.fakes import EchoGenerator, HashEmbedder
 
 TOKEN = "test-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

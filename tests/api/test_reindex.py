@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from api.service import Lectern
-from tests.fakes import HashEmbedder
 from retriever import reindex
+from tests.fakes import HashEmbedder
 
 DOCS = {
     "fees": "Tuition fees for the MSc Data Science are EUR 16,800 per year.",
@@ -144,9 +144,8 @@ def test_failure_mid_rebuild_leaves_the_old_encoder_serving(corpus, settings):
     broken.gate.set()
     thread.join(timeout=30)
     assert isinstance(errors[0], RuntimeError)
-    assert (
-        corpus.corpus.index.encoder == "hash-embedder" and corpus.embedder.fingerprint == "hash-embedder"
-    )
+    assert corpus.corpus.index.encoder == "hash-embedder"
+    assert corpus.embedder.fingerprint == "hash-embedder"
     assert reindex.read_active(settings) is None
     assert "16,800" in corpus.search("MSc Data Science fee", top_k=1, mode="dense")[0].chunk.text
     assert_consistent(corpus)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from lectern.errors import ConfigError
-from tests.fakes import HashEmbedder, OverlapReranker
 from ingest.pipeline import Ingestor
+from lectern.errors import ConfigError
 from retriever.eval.datasets import DatasetError, load_beir, load_squad, sample_queries
-from retriever.eval.indexing import QueryMemo, plain, tuned_settings
 from retriever.eval.harness import RetrievalEvaluation, default_configs, markdown, parse_configs
+from retriever.eval.indexing import QueryMemo, plain, tuned_settings
+from tests.fakes import HashEmbedder, OverlapReranker
 
 LONG = (
     "Glassblowers in the valley worked in small family shops for centuries. "

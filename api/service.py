@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -130,6 +131,8 @@ class Lectern:
         self._reranker = reranker
         self._corpus: Corpus | None = None
         self._generator_ready = False
+        # Request threads and the start-up loader may warm up at once: one of them loads.
+        self._warm_lock = threading.Lock()
 
     @property
     def corpus(self) -> Corpus:
@@ -154,27 +157,34 @@ class Lectern:
         return self.corpus.fusion
 
     def warm_up(self) -> None:
-        if self._corpus is not None and self._corpus.ready:
+        if self._corpus is not None:
             return
-        plan = device.plan(device.probe(), self.settings.models.device, self.settings.models.dtype)
-        embedder = self._embedder or build_embedder(self.settings, plan.device)
-        reranker = self._reranker or build_reranker(self.settings)
-        corpus = Corpus(self.settings, self.store, embedder, reranker, use_gpu=plan.faiss_gpu)
-        corpus.warm_up()
-        self._corpus = corpus
+        with self._warm_lock:
+            if self._corpus is not None:
+                return
+            m = self.settings.models
+            plan = device.plan(device.probe(), m.device, m.dtype)
+            embedder = self._embedder or build_embedder(self.settings, plan.device)
+            reranker = self._reranker or build_reranker(self.settings)
+            corpus = Corpus(self.settings, self.store, embedder, reranker, use_gpu=plan.faiss_gpu)
+            corpus.warm_up()
+            self._corpus = corpus  # published only once it is ready to search
 
     def warm_up_generator(self) -> None:
         """Load the generator (converting a GGUF once if needed); idempotent."""
         if self._generator_ready:
             return
-        if self._generator is None:
-            self._generator = generators.build(self.settings, device_plan(self.settings))
-        self._generator.warm_up()
-        self._generator_ready = True
+        with self._warm_lock:
+            if self._generator_ready:
+                return
+            if self._generator is None:
+                self._generator = generators.build(self.settings, device_plan(self.settings))
+            self._generator.warm_up()
+            self._generator_ready = True
 
     @property
     def ready(self) -> bool:
-        return self._corpus is not None and self._corpus.ready and self._generator_ready
+        return self._corpus is not None and self._generator_ready
 
     def require_ready(self) -> None:
         if not self.ready:

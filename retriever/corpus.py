@@ -78,6 +78,7 @@ class Corpus:
         self._retrievers: dict[Mode, Retriever] = {}
         self.fusion: dict[str, float] = {}  # the hybrid's RRF settings, once warmed up
         self._write_lock = threading.Lock()
+        self._warm_lock = threading.Lock()
 
     @property
     def embedder(self) -> Embedder:
@@ -114,6 +115,11 @@ class Corpus:
     def warm_up(self) -> None:
         if self._retrievers:
             return
+        with self._warm_lock:
+            if not self._retrievers:
+                self._load()
+
+    def _load(self) -> None:
         self._embedder.warm_up()
         self._index = FaissIndex.from_settings(
             self._embedder.dimension, self._embedder.fingerprint, self.settings.retrieval,
@@ -124,10 +130,9 @@ class Corpus:
         warm = getattr(self._reranker, "warm_up", None)
         if warm is not None:
             warm()
-        self._retrievers = self._retrievers_for(
-            DenseRetriever(self._embedder, self._index, self.store)
-        )
+        retrievers = self._retrievers_for(DenseRetriever(self._embedder, self._index, self.store))
         self.refresh()
+        self._retrievers = retrievers  # published last: `ready` means searchable
 
     def _retrievers_for(self, dense: DenseRetriever) -> dict[Mode, Retriever]:
         if self._bm25 is None:

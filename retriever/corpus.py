@@ -164,7 +164,7 @@ class Corpus:
                 )
             added, removed = self._index.sync(self.store)
             folder = self._index_dir()
-            if added or removed or not (folder / "vectors.faiss").exists():
+            if added or removed or not FaissIndex.saved(folder):
                 self._index.save(folder)
             self._bm25.sync()
 

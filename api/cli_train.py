@@ -1,24 +1,43 @@
-"""`lectern train`: tune the encoder on the corpus, train the reranker."""
+"""`lectern train`: tune the encoder on the corpus, train the reranker.
+
+Each option's default is its config field's (retriever.train.encoder_config and
+reranker_config, which import nothing heavy, so `lectern --help` stays fast).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from lectern.optional import require
 from lectern.settings import Settings
+from retriever.train.encoder_config import CorpusTuning, TuningConfig
+from retriever.train.reranker_config import TrainConfig
 
 train_app = typer.Typer(no_args_is_help=True, help="Train the reranker or tune the encoder.")
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
+def default(config: type[Any], name: str) -> Any:
+    """The default of the dataclass `config`'s field `name`."""
+    for f in dataclasses.fields(config):
+        if f.name != name:
+            continue
+        if f.default is not dataclasses.MISSING:
+            return f.default
+        if f.default_factory is not dataclasses.MISSING:
+            return f.default_factory()
+        raise ValueError(f"{config.__name__}.{name} has no default")
+    raise ValueError(f"{config.__name__} has no field {name!r}")
+
+
 def _torch_threads(threads: int | None) -> None:
     if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+        require("torch", "torch").set_num_threads(threads)
 
 
 @train_app.command("encoder")
@@ -35,21 +54,33 @@ def train_encoder(
     ] = None,
     limit: Annotated[
         int | None, typer.Option(min=1, help="write questions for a seeded sample of N chunks")
-    ] = None,
-    per_chunk: Annotated[int, typer.Option(min=1, help="questions per chunk")] = 1,
-    batch_size: Annotated[int, typer.Option(min=1, help="prompts per generate() call")] = 16,
+    ] = default(CorpusTuning, "limit"),
+    per_chunk: Annotated[
+        int, typer.Option(min=1, help="questions per chunk")
+    ] = default(CorpusTuning, "per_chunk"),
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="prompts per generate() call")
+    ] = default(CorpusTuning, "generation_batch"),
     filter_top_k: Annotated[
         int, typer.Option(min=1, help="keep a question if BM25 ranks its chunk this high")
-    ] = 20,
-    negatives: Annotated[int, typer.Option(min=0, help="BM25 hard negatives per question")] = 1,
-    epochs: Annotated[int, typer.Option(min=1)] = 1,
-    train_batch_size: Annotated[int, typer.Option(min=2)] = 32,
-    learning_rate: Annotated[float, typer.Option(min=0)] = 2e-5,
-    max_steps: Annotated[int | None, typer.Option(min=1)] = None,
+    ] = default(CorpusTuning, "filter_top_k"),
+    negatives: Annotated[
+        int, typer.Option(min=0, help="BM25 hard negatives per question")
+    ] = default(TuningConfig, "negatives"),
+    epochs: Annotated[int, typer.Option(min=1)] = default(TuningConfig, "epochs"),
+    train_batch_size: Annotated[
+        int, typer.Option(min=2)
+    ] = default(TuningConfig, "batch_size"),
+    learning_rate: Annotated[
+        float, typer.Option(min=0)
+    ] = default(TuningConfig, "learning_rate"),
+    max_steps: Annotated[int | None, typer.Option(min=1)] = default(TuningConfig, "max_steps"),
     holdout: Annotated[
         float, typer.Option(min=0, max=0.9, help="share of chunks whose questions only measure")
-    ] = 0.1,
-    seed: Annotated[int, typer.Option()] = 0,
+    ] = default(TuningConfig, "holdout_share"),
+    seed: Annotated[
+        int, typer.Option(help="seeds the chunk sample, the hold-out split and training")
+    ] = default(TuningConfig, "seed"),
     int8: Annotated[
         bool,
         typer.Option(help="generator in int8: faster, but its questions were far worse here"),
@@ -62,7 +93,7 @@ def train_encoder(
     ] = False,
     generate: Annotated[
         bool, typer.Option(help="--no-generate: train on the questions file as it is")
-    ] = True,
+    ] = default(CorpusTuning, "generate"),
     questions_only: Annotated[
         bool, typer.Option(help="write the questions file, then stop")
     ] = False,
@@ -70,7 +101,7 @@ def train_encoder(
         Path | None,
         typer.Option(help="another encoder folder to measure on the same held-out questions; "
                      "--activate then requires beating it too"),
-    ] = None,
+    ] = default(CorpusTuning, "compare_with"),  # noqa: B008 - read once, at import
 ) -> None:
     """Tune the encoder on questions the generator writes for the ingested chunks."""
     from datetime import UTC, datetime
@@ -80,8 +111,7 @@ def train_encoder(
     from lectern.errors import ConfigError
     from model import prepare
     from retriever import reindex
-    from retriever.train.corpus_tuning import CorpusTuning, tune_from_corpus, write_questions
-    from retriever.train.encoder import TuningConfig
+    from retriever.train.corpus_tuning import tune_from_corpus, write_questions
 
     _torch_threads(threads)
     user = Settings()
@@ -135,8 +165,8 @@ def train_encoder(
     if report.fusion:
         f = report.fusion
         typer.echo(f"fusion fitted on {f['questions']} held-out questions: RRF k {f['rrf_k']}, "
-                   f"dense weight {f['dense_weight']:g} (MRR@10 {f['mrr_at_10']}; the default "
-                   f"{f['default_mrr_at_10']}, standard error {f['standard_error']})")
+                   f"dense weight {f['dense_weight']:g} (MRR@10 {f['mrr@10']}; the default "
+                   f"{f['default_mrr@10']}, standard error {f['standard_error']})")
     if report.compared:
         c = report.compared
         typer.echo(f"on {c['questions']} held-out questions {c['encoder']} did not train on: "
@@ -164,33 +194,53 @@ def train_reranker(
     out: Annotated[
         Path | None, typer.Option(help="default: <model cache>/reranker, where serving looks")
     ] = None,
-    sources: Annotated[str, typer.Option(help="comma-separated")] = "coqa,boolq,narrativeqa,quac",
+    sources: Annotated[
+        str, typer.Option(help="comma-separated")
+    ] = ",".join(default(TrainConfig, "sources")),
     questions: Annotated[
         int, typer.Option(min=1, help="training questions, shared evenly over the sources")
-    ] = 20000,
-    hard_negatives: Annotated[int, typer.Option(min=0, help="BM25 negatives per question")] = 4,
-    random_negatives: Annotated[int, typer.Option(min=0)] = 1,
-    loss: Annotated[str, typer.Option(help="listwise (softmax per question) or bce")] = "listwise",
-    layers: Annotated[int, typer.Option(min=1, help="bottom encoder layers kept")] = 3,
-    max_length: Annotated[int, typer.Option(min=32, max=512, help="tokens per pair")] = 64,
-    batch_questions: Annotated[int, typer.Option(min=1, help="questions per step")] = 8,
-    epochs: Annotated[int, typer.Option(min=1)] = 1,
-    lr: Annotated[float, typer.Option(min=0)] = 3e-4,
-    head_lr: Annotated[float, typer.Option(min=0, help="the new scoring head's rate")] = 2e-3,
-    val_questions: Annotated[int, typer.Option(min=1, help="held-out questions per source")] = 100,
-    seed: Annotated[int, typer.Option()] = 13,
+    ] = default(TrainConfig, "questions"),
+    hard_negatives: Annotated[
+        int, typer.Option(min=0, help="BM25 negatives per question")
+    ] = default(TrainConfig, "hard_negatives"),
+    random_negatives: Annotated[
+        int, typer.Option(min=0)
+    ] = default(TrainConfig, "random_negatives"),
+    loss: Annotated[
+        str, typer.Option(help="listwise (softmax per question) or bce")
+    ] = default(TrainConfig, "loss"),
+    layers: Annotated[
+        int, typer.Option(min=1, help="bottom encoder layers kept")
+    ] = default(TrainConfig, "layers"),
+    max_length: Annotated[
+        int, typer.Option(min=32, max=512, help="tokens per pair")
+    ] = default(TrainConfig, "max_length"),
+    batch_questions: Annotated[
+        int, typer.Option(min=1, help="questions per step")
+    ] = default(TrainConfig, "batch_questions"),
+    epochs: Annotated[int, typer.Option(min=1)] = default(TrainConfig, "epochs"),
+    learning_rate: Annotated[
+        float, typer.Option("--learning-rate", "--lr", min=0)
+    ] = default(TrainConfig, "learning_rate"),
+    head_lr: Annotated[
+        float, typer.Option(min=0, help="the new scoring head's rate")
+    ] = default(TrainConfig, "head_lr"),
+    val_questions: Annotated[
+        int, typer.Option(min=1, help="held-out questions per source")
+    ] = default(TrainConfig, "val_questions"),
+    seed: Annotated[int, typer.Option()] = default(TrainConfig, "seed"),
     max_minutes: Annotated[
         float | None, typer.Option(min=0, help="stop training early after this long")
-    ] = None,
+    ] = default(TrainConfig, "max_minutes"),
     threads: Annotated[int | None, typer.Option(min=1, help="torch threads")] = None,
     require_improvement: Annotated[
         bool, typer.Option(help="install only if held-out MRR@10 beats BM25's order")
-    ] = True,
+    ] = default(TrainConfig, "require_improvement"),
     compare_with: Annotated[
         Path | None,
         typer.Option(help="a reranker to measure on the same held-out questions; the new one "
                      "is installed only if it beats it too"),
-    ] = None,
+    ] = default(TrainConfig, "compare_with"),  # noqa: B008 - read once, at import
     corpus_questions: Annotated[
         Path | None,
         typer.Option(exists=True, dir_okay=False,
@@ -200,16 +250,16 @@ def train_reranker(
     ] = None,
     corpus_val_questions: Annotated[
         int, typer.Option(min=1, help="held-out corpus questions measured, at most")
-    ] = 500,
+    ] = default(TrainConfig, "corpus_val_questions"),
 ) -> None:
     """Train the cross-encoder reranker from the packaged MiniLM encoder (never on SQuAD)."""
     from contextlib import closing
 
     from ingest.sqlite_store import SQLiteDocumentStore
     from model import prepare
-    from retriever.train import questions as synthetic_questions
+    from retriever.train.questions import load as load_questions
+    from retriever.train.reranker import train
     from retriever.train.reranker_corpus import CorpusQuestions
-    from retriever.train.reranker import TrainConfig, train
 
     _torch_threads(threads)
     settings = Settings()
@@ -228,7 +278,7 @@ def train_reranker(
         max_length=max_length,
         batch_questions=batch_questions,
         epochs=epochs,
-        lr=lr,
+        learning_rate=learning_rate,
         head_lr=head_lr,
         val_questions=val_questions,
         seed=seed,
@@ -242,7 +292,7 @@ def train_reranker(
         with closing(SQLiteDocumentStore(settings.store_path)) as store:
             chunks = store.all_chunks()
         corpus = CorpusQuestions(
-            chunks, synthetic_questions.load(corpus_questions), corpus_questions.resolve()
+            chunks, load_questions(corpus_questions), corpus_questions.resolve()
         )
     result = train(config, log=lambda message: typer.echo(message, err=True), corpus=corpus)
     typer.echo(json.dumps(result.info["validation"]["overall"], indent=2))

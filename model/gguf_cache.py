@@ -2,17 +2,17 @@
 
 transformers dequantizes a GGUF file on every load (about 20 s for SmolLM2-135M on two
 cores); the converted folder loads in about 2 s. The cache is keyed by the file's sha256,
-so a changed file is converted again, and written to a temporary folder then renamed, so
-an interrupted conversion never leaves a half-written cache behind.
+so a changed file is converted again, and written to a folder beside it then renamed into
+place, so an interrupted conversion never leaves a half-written cache behind.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
+from lectern.files import replace_folder, staging_folder
+from lectern.optional import require
 from model.registry import ResolvedModel, sha256_file
 
 _MARKER = "lectern-gguf.json"
@@ -34,25 +34,21 @@ def convert(model: ResolvedModel, cache_dir: Path) -> Path:
     target = cache_folder(model, cache_dir)
     if is_converted(target):
         return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    transformers = require("transformers", "model")
+    require("gguf", "model")  # what transformers reads the file with
 
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(model.folder, gguf_file=model.file)
-    lm = AutoModelForCausalLM.from_pretrained(model.folder, gguf_file=model.file)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model.folder, gguf_file=model.file)
+    lm = transformers.AutoModelForCausalLM.from_pretrained(model.folder, gguf_file=model.file)
     # The weights are already dequantized in memory; left in place, these make
     # save_pretrained write a config that claims a GGUF quantization it no longer has.
     lm.hf_quantizer = None
     if hasattr(lm.config, "quantization_config"):
         del lm.config.quantization_config
-    tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=cache_dir))
-    try:
-        lm.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        (tmp / _MARKER).write_text(json.dumps({"source": model.ref, "file": model.file}))
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    # A folder at `target` without the marker is an older conversion's leftover: replaced.
+    with staging_folder(target) as staging:
+        lm.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        (staging / _MARKER).write_text(json.dumps({"source": model.ref, "file": model.file}))
+        replace_folder(staging, target)
     return target

@@ -11,7 +11,6 @@ sharing most words with the question, 64 tokens in all) and runs as int8 ONNX.
 from __future__ import annotations
 
 import bisect
-import json
 import logging
 import os
 import re
@@ -23,22 +22,25 @@ from typing import Any, Literal
 import numpy as np
 
 from lectern.errors import ModelNotFoundError, NotReadyError
+from lectern.optional import require
+from lectern.text import words
 from lectern.types import Chunk, ScoredChunk
 from retriever.onnx_encoder import cpu_session
+from retriever.records import RerankerRecord
 
 log = logging.getLogger(__name__)
 
 # Trained by `lectern train reranker` and committed as int8 ONNX only (no torch weights),
 # so search is reranked out of the box; a reranker trained locally takes precedence.
 SHIPPED_RERANKER = Path(__file__).resolve().parent / "weights" / "reranker"
-CONFIG_FILE = "reranker.json"  # training config and metrics, written next to the weights
+CONFIG_FILE = RerankerRecord.FILE  # training config and metrics, written next to the weights
 ONNX_FILE = "model.int8.onnx"
 Backend = Literal["torch", "onnx"]
 # The weights of the incoming rank tried when a reranker is calibrated (see fuse()).
 PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 TORCH_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
-_WORD = re.compile(r"\w+")
+DEFAULT_MAX_LENGTH = 256  # for a model whose record does not say what it was trained on
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
 
 
@@ -57,15 +59,14 @@ class QueryFocus:
     """
 
     def __init__(self) -> None:
-        import Stemmer
-        from bm25s.stopwords import STOPWORDS_EN
+        stemmer = require("Stemmer", "retrieval")
+        stopwords = require("bm25s.stopwords", "retrieval")
 
-        self._stem = Stemmer.Stemmer("english").stemWords
-        self._stop = set(STOPWORDS_EN)
+        self._stem = stemmer.Stemmer("english").stemWords
+        self._stop = set(stopwords.STOPWORDS_EN)
 
     def terms(self, text: str) -> set[str]:
-        words = [w for w in _WORD.findall(text.lower()) if w not in self._stop]
-        return set(self._stem(words))
+        return set(self._stem([w for w in words(text) if w not in self._stop]))
 
     def apply(
         self,
@@ -157,15 +158,12 @@ class CrossEncoderReranker:
         self.backend: Backend = backend
         self.threads = threads
         self.use_focus = focus
-        self.info: dict[str, Any] = {}
-        info_file = self.model_dir / CONFIG_FILE
-        if info_file.is_file():
-            self.info = json.loads(info_file.read_text())
-        self.max_length = max_length or int(self.info.get("config", {}).get("max_length", 256))
+        self.record = RerankerRecord.load(self.model_dir)
+        record = self.record or RerankerRecord()
+        self.info: dict[str, Any] = self.record.as_dict() if self.record else {}  # for reports
+        self.max_length = max_length or record.config.max_length or DEFAULT_MAX_LENGTH
         # Fitted at training time on held-out questions (never on evaluation data).
-        self.prior_weight = (
-            float(self.info.get("prior_weight", 0.0)) if prior_weight is None else prior_weight
-        )
+        self.prior_weight = record.prior_weight if prior_weight is None else prior_weight
         self._tokenizer: Any = None
         self._session: Any = None
         self._model: Any = None
@@ -174,9 +172,9 @@ class CrossEncoderReranker:
     def warm_up(self) -> None:
         if self._tokenizer is not None:
             return
-        from transformers import AutoTokenizer
+        transformers = require("transformers", "model")
 
-        tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(self.model_dir))
         if self.backend == "onnx":
             path = self.model_dir / ONNX_FILE
             if not path.is_file():
@@ -223,7 +221,7 @@ class CrossEncoderReranker:
             names = [i.name for i in self._session.get_inputs()]
             feeds = {n: enc[n].astype(np.int64) for n in names}
             return self._session.run(None, feeds)[0].reshape(-1)
-        import torch
+        torch = require("torch", "torch")
 
         with torch.inference_mode():
             feeds = {k: torch.from_numpy(v) for k, v in enc.items() if k in _INPUTS}
@@ -298,9 +296,9 @@ def has_torch_weights(model_dir: Path) -> bool:
 
 def load_cross_encoder(model_dir: Path) -> Any:
     """The saved sentence-transformers CrossEncoder, in eval mode (its modules give "scores")."""
-    from sentence_transformers import CrossEncoder
+    st = require("sentence_transformers", "retrieval")
 
-    return CrossEncoder(str(model_dir), device="cpu", local_files_only=True).eval()
+    return st.CrossEncoder(str(model_dir), device="cpu", local_files_only=True).eval()
 
 
 def export_onnx(model_dir: Path) -> Path:
@@ -311,8 +309,8 @@ def export_onnx(model_dir: Path) -> Path:
     """
     import warnings
 
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    torch = require("torch", "torch")
+    quantization = require("onnxruntime.quantization", "retrieval")
 
     model = load_cross_encoder(model_dir)
     tokenizer = model.tokenizer
@@ -344,6 +342,8 @@ def export_onnx(model_dir: Path) -> Path:
                 dynamo=False,
             )
         out = Path(tmp) / ONNX_FILE
-        quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8)
+        quantization.quantize_dynamic(
+            str(fp32), str(out), weight_type=quantization.QuantType.QInt8
+        )
         os.replace(out, target)
     return target

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from lectern.errors import NotReadyError
+from lectern.optional import require
 from retriever import onnx_encoder
 from retriever.onnx_encoder import OnnxEncoder
 
@@ -55,11 +56,11 @@ class SentenceTransformerEmbedder:
     def warm_up(self) -> None:
         if self._model is not None:
             return
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
+        st = require("sentence_transformers", "retrieval")
+        hf_logging = require("transformers.utils.logging", "model")
 
         hf_logging.disable_progress_bar()
-        model = SentenceTransformer(str(self.folder), device=self.device, local_files_only=True)
+        model = st.SentenceTransformer(str(self.folder), device=self.device, local_files_only=True)
         if self.onnx_path is not None and self.device == "cpu":
             self._onnx = self._onnx_for(model)
         self._model = model

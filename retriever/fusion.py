@@ -1,28 +1,28 @@
 """The hybrid's fusion settings for the encoder being served.
 
-A tuned encoder's folder records the reciprocal-rank fusion fitted for it (see
-`retriever.train.fusion_fit`); serving and evaluation fuse with that record, except for
-the settings the operator set themselves.
+A tuned encoder's record (retriever.records.EncoderTuningRecord) holds the
+reciprocal-rank fusion fitted for it by `lectern train encoder`; serving and evaluation
+fuse with it, except for the settings the operator set themselves.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from lectern.settings import RetrievalSettings
+from retriever.records import FUSION_FIELDS, EncoderTuningRecord
 
-RECORD_FILE = "lectern-tuning.json"  # the tuned encoder's record
-FIELDS = ("rrf_k", "bm25_weight", "dense_weight")
+RECORD_FILE = EncoderTuningRecord.FILE  # the tuned encoder's record
+FIELDS = FUSION_FIELDS
 
 
 def recorded(folder: Path | None) -> dict[str, Any] | None:
-    """The fusion recorded for the encoder in `folder`, if it has one."""
-    if folder is None or not (folder / RECORD_FILE).is_file():
+    """The fusion recorded for the encoder in `folder`, if it has one (and all of it)."""
+    record = EncoderTuningRecord.load(folder) if folder is not None else None
+    if record is None or record.fusion is None:
         return None
-    fitted = json.loads((folder / RECORD_FILE).read_text()).get("fusion")
-    return fitted if isinstance(fitted, dict) and all(f in fitted for f in FIELDS) else None
+    return record.fusion.model_dump()
 
 
 def for_encoder(retrieval: RetrievalSettings, folder: Path | None) -> RetrievalSettings:

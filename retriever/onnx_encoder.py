@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from lectern.optional import require
+
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -37,7 +39,7 @@ def export(st_model: Any, path: Path) -> None:
     """Write the transformer of `st_model` as ONNX to `path` (atomically)."""
     import warnings
 
-    import torch
+    torch = require("torch", "torch")
 
     backbone = st_model[0].auto_model.eval()
     names = [n for n in _INPUTS if n in st_model.tokenizer.model_input_names]
@@ -91,7 +93,7 @@ def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
 
 def cpu_session(path: Path, threads: int = 0) -> Any:
     """An onnxruntime CPU session for the encoder or the reranker (threads 0: every core)."""
-    import onnxruntime as ort
+    ort = require("onnxruntime", "retrieval")
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or (os.cpu_count() or 1)

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from lectern.text import words
 from lectern.types import ScoredChunk
-
-_WORD = re.compile(r"\w+")
 
 
 def word_count(text: str) -> int:
     """A token counter that needs no tokenizer: one token per word."""
-    return len(_WORD.findall(text))
+    return len(words(text))
 
 
 class HashEmbedder:
@@ -47,7 +45,7 @@ class HashEmbedder:
 
     def _vector(self, text: str) -> np.ndarray:
         v = np.zeros(self._dimension, dtype=np.float32)
-        for word in _WORD.findall(text.lower()):
+        for word in words(text):
             h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
             v[h % self._dimension] += 1.0 if (h >> 32) & 1 else -1.0
         norm = np.linalg.norm(v)
@@ -87,9 +85,9 @@ class EchoGenerator:
         return text.splitlines()[-1] if text else ""
 
     def stream(self, messages: Sequence[dict[str, str]]) -> Iterator[str]:
-        words = self.generate(messages).split(" ")
-        for i, word in enumerate(words):
-            yield word if i == len(words) - 1 else word + " "
+        parts = self.generate(messages).split(" ")
+        for i, part in enumerate(parts):
+            yield part if i == len(parts) - 1 else part + " "
 
 
 class OverlapReranker:
@@ -113,12 +111,11 @@ class OverlapReranker:
         self.candidates.append(len(chunks))
         if top_k < 1 or not chunks:
             return []
-        words = set(_WORD.findall(query.lower()))
+        wanted = set(words(query))
         scored = [
             ScoredChunk(
                 hit.chunk,
-                len(words & set(_WORD.findall(hit.chunk.context_text.lower())))
-                / max(len(words), 1),
+                len(wanted & set(words(hit.chunk.context_text))) / max(len(wanted), 1),
             )
             for hit in chunks
         ]

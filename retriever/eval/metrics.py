@@ -1,10 +1,12 @@
-"""Ranking metrics for retrieval evaluation: Recall@k, MRR@k and nDCG@k.
+"""Ranking metrics: Recall@k, MRR@k and nDCG@k, for retrieval evaluation and for the
+held-out measurements of training (retriever.train), which use no other.
 
 Every metric takes a ranked list of distinct item ids (best first) and the query's
 relevance judgements {item id: grade}. A grade of 0 or less means "judged, not relevant"
 (BEIR qrels carry such rows); binary judgements are simply all grade 1. nDCG uses the
 linear gain of trec_eval and BEIR (gain = grade, discount = log2(rank + 1)), so the numbers
-are comparable with published BEIR tables.
+are comparable with published BEIR tables. Scores are keyed "recall@5", "mrr@10",
+"ndcg@10".
 """
 
 from __future__ import annotations
@@ -83,6 +85,28 @@ def score_ranking(
     scores = {f"recall@{k}": recall_at_k(ranked, qrels, k) for k in recall_ks}
     scores[f"mrr@{cutoff}"] = mrr_at_k(ranked, qrels, cutoff)
     scores[f"ndcg@{cutoff}"] = ndcg_at_k(ranked, qrels, cutoff)
+    return scores
+
+
+_HIT, _MISS = "relevant", ""
+_ONE_RELEVANT = {_HIT: 1.0}
+
+
+def score_rank(rank: int | None, recall_ks: Sequence[int], cutoff: int) -> dict[str, float]:
+    """Recall@k and MRR@cutoff of a query with one relevant item, found at `rank` (1 is
+    first; None: not found), keyed as score_ranking keys them.
+
+    For when the rank is known without the ranked list: dense retrieval over a whole
+    corpus ranks the relevant chunk by counting the chunks that outscore it, which costs
+    far less than sorting every chunk for every question. The numbers are
+    recall_at_k's and mrr_at_k's of the equivalent list.
+    """
+    if rank is not None and rank < 1:
+        raise ValueError(f"rank must be at least 1, got {rank}")
+    depth = max([*recall_ks, cutoff])
+    ranked = [_MISS] * (rank - 1) + [_HIT] if rank is not None and rank <= depth else []
+    scores = {f"recall@{k}": recall_at_k(ranked, _ONE_RELEVANT, k) for k in recall_ks}
+    scores[f"mrr@{cutoff}"] = mrr_at_k(ranked, _ONE_RELEVANT, cutoff)
     return scores
 
 

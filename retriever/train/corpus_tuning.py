@@ -10,43 +10,19 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lectern.protocols import Generator
-from retriever.train import questions as synthetic_questions
 from retriever.bm25 import BM25Retriever
-from retriever.train.questions import QuestionWriter
-from retriever.train.encoder import TuningConfig, TuningReport, tune
+from retriever.train.encoder import TuningReport, tune
+from retriever.train.encoder_config import CorpusTuning
+from retriever.train.questions import QuestionWriter, SyntheticQuestion, generate, load
 
 if TYPE_CHECKING:
     from retriever.corpus import Corpus
 
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class CorpusTuning:
-    out: Path  # the tuned encoder's new folder
-    questions: Path  # JSONL of every generated question; resumed when it exists
-    limit: int | None = None  # chunks to write questions for (a seeded sample)
-    per_chunk: int = 1
-    generation_batch: int = 16
-    max_new_tokens: int = 32
-    filter_top_k: int = 20
-    seed: int = 0
-    generate: bool = True  # False: only the questions already in the file
-    config: TuningConfig = field(default_factory=TuningConfig)
-    compare_with: Path | None = None  # an encoder folder the tuned one must beat
-
-    def __post_init__(self) -> None:
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be positive, got {self.limit}")
-        if self.filter_top_k < 1:
-            raise ValueError(f"filter_top_k must be positive, got {self.filter_top_k}")
-        if self.compare_with is not None and not (self.compare_with / "config.json").is_file():
-            raise ValueError(f"compare_with {self.compare_with} is not a model folder")
 
 
 def _quiet(_: str) -> None:
@@ -55,12 +31,12 @@ def _quiet(_: str) -> None:
 
 def write_questions(
     corpus: Corpus, generator: Generator | None, plan: CorpusTuning, log: Log = _quiet
-) -> tuple[list[synthetic_questions.SyntheticQuestion], dict[str, Any]]:
+) -> tuple[list[SyntheticQuestion], dict[str, Any]]:
     """Questions for the plan's chunks (resuming its JSONL) and what it took to write them."""
     corpus.warm_up()
     chunks = corpus.store.all_chunks()
     if not plan.generate:
-        saved = synthetic_questions.load(plan.questions) if plan.questions.exists() else []
+        saved = load(plan.questions) if plan.questions.exists() else []
         have = {q.chunk_id for q in saved}
         chunks = [c for c in chunks if c.id in have]
     if plan.limit is not None and plan.limit < len(chunks):
@@ -76,7 +52,7 @@ def write_questions(
         secs = time.perf_counter() - start
         log(f"  questions {done}/{total} ({secs:.0f} s)")
 
-    questions = synthetic_questions.generate(
+    questions = generate(
         writer, chunks, bm25, plan.filter_top_k, plan.questions, progress
     )
     seconds = time.perf_counter() - start

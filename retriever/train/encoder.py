@@ -9,15 +9,15 @@ one (same dimension, same query/passage handling).
 The training loop is plain PyTorch: sentence-transformers' trainer needs the `datasets`
 package, which Lectern does not otherwise install, and a loop of a few hundred steps
 needs nothing it offers.
+
+The settings are in encoder_config, the training data in encoder_data, and what is
+written beside the weights is retriever.records.EncoderTuningRecord.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import random
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,65 +26,21 @@ from typing import Any
 
 import numpy as np
 
+from lectern.files import replace_folder, staging_folder
+from lectern.optional import require
 from lectern.protocols import Retriever
 from lectern.types import Chunk
-from retriever import fusion
+from retriever.eval.metrics import mean_scores, score_rank
+from retriever.records import EncoderTuningRecord
 from retriever.train import fusion_fit
-from retriever.train import questions as synthetic_questions
+from retriever.train.encoder_config import TuningConfig
+from retriever.train.encoder_data import Example, batches, mine_examples, split_holdout
 from retriever.train.questions import SyntheticQuestion
+from retriever.train.questions import load as load_questions
 
 log = logging.getLogger(__name__)
-CONFIG_FILE = fusion.RECORD_FILE
-
-
-@dataclass(frozen=True, slots=True)
-class TuningConfig:
-    epochs: int = 1
-    batch_size: int = 32
-    learning_rate: float = 2e-5
-    warmup_share: float = 0.1
-    weight_decay: float = 0.01
-    scale: float = 20.0  # MNRL's inverse temperature (cosine similarities x 20)
-    negatives: int = 1  # BM25 hard negatives per question
-    negative_depth: int = 20  # how deep in the BM25 list to look for them
-    holdout_share: float = 0.1  # of the source chunks: their questions are only measured
-    max_steps: int | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        problems = [
-            f"{name} must be positive, got {value}"
-            for name, value in (
-                ("epochs", self.epochs),
-                ("learning_rate", self.learning_rate),
-                ("scale", self.scale),
-                ("negative_depth", self.negative_depth),
-            )
-            if value <= 0
-        ]
-        if self.batch_size < 2:
-            problems.append(
-                f"batch_size must be at least 2 (in-batch negatives), got {self.batch_size}"
-            )
-        if self.negatives < 0:
-            problems.append(f"negatives must be >= 0, got {self.negatives}")
-        if not 0 <= self.holdout_share < 1 or not 0 <= self.warmup_share < 1:
-            problems.append(
-                f"holdout_share and warmup_share must be in [0, 1), got "
-                f"{self.holdout_share}, {self.warmup_share}"
-            )
-        if self.max_steps is not None and self.max_steps < 1:
-            problems.append(f"max_steps must be positive, got {self.max_steps}")
-        if problems:
-            raise ValueError("; ".join(problems))
-
-
-@dataclass(frozen=True, slots=True)
-class Example:
-    question: str
-    chunk_id: int
-    positive: str
-    negatives: tuple[str, ...]
+CONFIG_FILE = EncoderTuningRecord.FILE
+MRR = "mrr@10"  # what a tuning must improve
 
 
 @dataclass(slots=True)
@@ -105,86 +61,12 @@ class TuningReport:
 
     def improves(self) -> bool:
         """Whether the tuned encoder beats its base and, if one was measured, the compared one."""
-        mrr = "mrr_at_10"
-        if self.after.get(mrr, 0) <= self.before.get(mrr, 0):
+        if self.after.get(MRR, 0) <= self.before.get(MRR, 0):
             return False
         if not self.compared:
             return True
         # No fair questions to compare on counts as not beating it: activation is not undone.
-        return self.compared["tuned"].get(mrr, 0) > self.compared["other"].get(mrr, 0)
-
-
-def split_holdout(
-    questions: Sequence[SyntheticQuestion], share: float, seed: int
-) -> tuple[list[SyntheticQuestion], list[SyntheticQuestion]]:
-    """(train, held out), split by source chunk so held-out chunks are never trained on."""
-    chunk_ids = sorted({q.chunk_id for q in questions})
-    held = set(random.Random(seed).sample(chunk_ids, round(len(chunk_ids) * share)))
-    return (
-        [q for q in questions if q.chunk_id not in held],
-        [q for q in questions if q.chunk_id in held],
-    )
-
-
-def mine_examples(
-    questions: Sequence[SyntheticQuestion],
-    chunks: Mapping[int, Chunk],
-    retriever: Retriever,
-    negatives: int,
-    depth: int,
-    seed: int = 0,
-) -> list[Example]:
-    """Each question with its chunk and its hardest BM25 negatives.
-
-    A negative is never from the question's own document: a neighbouring chunk of the
-    same paragraph often answers the question too, and training it away would teach the
-    encoder the wrong thing. Questions with too few BM25 negatives get random chunks
-    from other documents, so every example has the same number of columns.
-    """
-    rng = random.Random(seed)
-    pool = list(chunks.values())
-    out = []
-    for q in questions:
-        own = chunks[q.chunk_id]
-        picked: list[str] = []
-        for hit in retriever.retrieve(q.question, depth):
-            if len(picked) == negatives:
-                break
-            if hit.chunk.document_id != own.document_id:
-                picked.append(hit.chunk.context_text)
-        for _ in range(100 * negatives):
-            if len(picked) == negatives:
-                break
-            other = rng.choice(pool)
-            if other.document_id != own.document_id and other.context_text not in picked:
-                picked.append(other.context_text)
-        if len(picked) == negatives:
-            out.append(Example(q.question, q.chunk_id, own.context_text, tuple(picked)))
-    return out
-
-
-def batches(examples: Sequence[Example], size: int, rng: random.Random) -> list[list[Example]]:
-    """Shuffled batches in which no chunk appears twice as a positive.
-
-    Two questions about one chunk in a batch would each count the other's positive (their
-    own chunk) as a negative.
-    """
-    pending = list(examples)
-    rng.shuffle(pending)
-    out: list[list[Example]] = []
-    while pending:
-        batch, seen, rest = [], set(), []
-        for ex in pending:
-            if len(batch) < size and ex.chunk_id not in seen:
-                batch.append(ex)
-                seen.add(ex.chunk_id)
-            else:
-                rest.append(ex)
-        if len(batch) < 2:
-            break  # a lone question has no in-batch negatives to learn from
-        out.append(batch)
-        pending = rest
-    return out
+        return self.compared["tuned"].get(MRR, 0) > self.compared["other"].get(MRR, 0)
 
 
 def retrieval_metrics(
@@ -205,14 +87,10 @@ def retrieval_metrics(
     queries = encode([q.question for q in questions])
     scores = queries @ passages.T
     own = scores[np.arange(len(questions)), np.searchsorted(ids, [q.chunk_id for q in questions])]
+    # Ties go to the question's own chunk.
     ranks = 1 + (scores > own[:, None]).sum(axis=1)
-    return {
-        "questions": len(questions),
-        "recall_at_1": round(float(np.mean(ranks <= 1)), 4),
-        "recall_at_5": round(float(np.mean(ranks <= 5)), 4),
-        "recall_at_10": round(float(np.mean(ranks <= 10)), 4),
-        "mrr_at_10": round(float(np.mean(np.where(ranks <= 10, 1.0 / ranks, 0.0))), 4),
-    }
+    mean = mean_scores([score_rank(int(r), (1, 5, 10), 10) for r in ranks])
+    return {"questions": len(questions), **{k: round(v, 4) for k, v in mean.items()}}
 
 
 def trained_chunks(folder: Path) -> set[int] | None:
@@ -222,18 +100,22 @@ def trained_chunks(folder: Path) -> set[int] | None:
     file, hold-out share and seed. None when it has no record or the file is gone, as for
     an encoder tuned elsewhere.
     """
-    info = folder / CONFIG_FILE
-    if not info.is_file():
+    record = EncoderTuningRecord.load(folder)
+    if record is None:
         return None
-    meta = json.loads(info.read_text())
-    if "trained_chunks" in meta:
-        return set(meta["trained_chunks"])
-    questions = Path(meta.get("questions_file", ""))
+    if record.trained_chunks is not None:
+        return set(record.trained_chunks)
+    questions = Path(record.questions_file or "")
     if not questions.is_file():
         return None
-    config = meta.get("config", {})
-    kept = [q for q in synthetic_questions.load(questions) if q.kept]
-    train, _ = split_holdout(kept, config.get("holdout_share", 0.1), config.get("seed", 0))
+    default = TuningConfig()
+    share, seed = record.config.holdout_share, record.config.seed
+    kept = [q for q in load_questions(questions) if q.kept]
+    train, _ = split_holdout(
+        kept,
+        default.holdout_share if share is None else share,
+        default.seed if seed is None else seed,
+    )
     return {q.chunk_id for q in train}
 
 
@@ -248,11 +130,11 @@ def compare(
     """The tuned encoder (`encode`; `passages`, its vectors of the chunks in id order, if at
     hand) against another one, on the held-out questions whose chunks the other did not
     train on: a fair test that a new tuning beats an older one."""
-    from sentence_transformers import SentenceTransformer
+    st = require("sentence_transformers", "retrieval")
 
     seen = trained_chunks(other_folder)
     fair = [q for q in held_out if seen is None or q.chunk_id not in seen]
-    other = SentenceTransformer(str(other_folder), device=device, local_files_only=True)
+    other = st.SentenceTransformer(str(other_folder), device=device, local_files_only=True)
     return {
         "encoder": str(other_folder),
         "its_training_chunks_known": seen is not None,
@@ -284,20 +166,17 @@ def _train(
     config: TuningConfig,
     on_step: Callable[[int, int, float], None] | None,
 ) -> list[float]:
-    import torch
-
+    torch = require("torch", "torch")
     try:
-        from sentence_transformers.sentence_transformer.losses import (
-            MultipleNegativesRankingLoss,
-        )
-    except ImportError:  # sentence-transformers < 6
-        from sentence_transformers.losses import MultipleNegativesRankingLoss
+        losses = require("sentence_transformers.sentence_transformer.losses", "retrieval")
+    except ImportError:  # sentence-transformers < 6 keeps them at the top level
+        losses = require("sentence_transformers.losses", "retrieval")
 
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     plan = [b for _ in range(config.epochs) for b in batches(examples, config.batch_size, rng)]
     plan = plan[: config.max_steps] if config.max_steps is not None else plan
-    loss_fn = MultipleNegativesRankingLoss(model, scale=config.scale)
+    loss_fn = losses.MultipleNegativesRankingLoss(model, scale=config.scale)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -353,7 +232,7 @@ def tune(
     because an index built from it is named by its folder. The folder appears complete
     or not at all (written beside it, then renamed).
     """
-    from sentence_transformers import SentenceTransformer
+    st = require("sentence_transformers", "retrieval")
 
     if out.exists():
         raise FileExistsError(f"{out} exists; tuned encoders are versioned, pick a new folder")
@@ -386,7 +265,7 @@ def tune(
         raise ValueError(f"{len(examples)} training examples; at least 2 are needed")
     report.trained_chunks = sorted({ex.chunk_id for ex in examples})
     report.seconds["mine_negatives"] = round(time.perf_counter() - t0, 2)
-    model = SentenceTransformer(str(base_folder), device=device, local_files_only=True)
+    model = st.SentenceTransformer(str(base_folder), device=device, local_files_only=True)
     encode = _encoder(model)
     t0 = time.perf_counter()
     report.before = retrieval_metrics(encode, held_q, chunks, base_passages)
@@ -402,7 +281,7 @@ def tune(
     if held_q:
         t0 = time.perf_counter()
         ranked = fusion_fit.rank_held_out(held_q, chunks, retriever, encode, tuned_passages)
-        report.fusion = asdict(fusion_fit.fit(ranked))
+        report.fusion = fusion_fit.fit(ranked).as_record()
         report.seconds["fit_fusion"] = round(time.perf_counter() - t0, 2)
     if compare_with is not None:
         t0 = time.perf_counter()
@@ -412,9 +291,10 @@ def tune(
     return report
 
 
-def describe(report: TuningReport, meta: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "kind": "lectern-tuned-encoder",
+def describe(report: TuningReport, meta: Mapping[str, Any]) -> EncoderTuningRecord:
+    """The tuned encoder's record: `meta` (where its base and questions came from) and
+    the report."""
+    return EncoderTuningRecord.model_validate({
         **meta,
         "config": asdict(report.config),
         "counts": report.counts,
@@ -428,17 +308,12 @@ def describe(report: TuningReport, meta: Mapping[str, Any]) -> dict[str, Any]:
         "losses": report.losses,
         # The questions file is re-judged by later runs; this says what trained the model.
         "trained_chunks": report.trained_chunks,
-    }
+    })
 
 
 def _save(model: Any, out: Path, report: TuningReport, meta: Mapping[str, Any]) -> None:
-    tmp = out.with_name(f".{out.name}.part-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        model.save(str(tmp))
-        (tmp / CONFIG_FILE).write_text(json.dumps(describe(report, meta), indent=2) + "\n")
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with staging_folder(out) as staging:
+        model.save(str(staging))
+        describe(report, meta).save(staging)
+        replace_folder(staging, out)
     log.info("tuned encoder saved to %s", out)

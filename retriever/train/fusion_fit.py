@@ -6,7 +6,8 @@ corpus and the encoder (Bruch et al., 2023, "An Analysis of Fusion Functions for
 Retrieval"), and a tuned encoder shifts the balance. So `lectern train encoder` measures
 a small grid on its held-out synthetic questions, which neither the encoder nor anything
 else trained on, and records the choice beside the weights; whatever serves or evaluates
-that encoder fuses with it, unless the operator set the fusion settings themselves.
+that encoder fuses with it (retriever.fusion), unless the operator set the fusion
+settings themselves.
 
 The synthetic questions were kept only where BM25 ranks their chunk in its top 20, which
 flatters BM25; so the default is left only when a grid point beats it by more than one
@@ -17,15 +18,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
 from lectern.protocols import Retriever
 from lectern.settings import RetrievalSettings
 from lectern.types import Chunk, ScoredChunk
-from retriever.hybrid import HybridRetriever
 from retriever.eval.metrics import mrr_at_k
+from retriever.hybrid import HybridRetriever
+from retriever.records import metric_keys
 from retriever.train.questions import SyntheticQuestion
 
 RRF_KS = (10, 20, 60)
@@ -50,7 +53,11 @@ class FusionFit:
     mrr_at_10: float
     default_mrr_at_10: float
     standard_error: float  # of the paired differences, best grid point minus the default
-    grid: list[dict[str, float]] = field(default_factory=list)
+    grid: list[dict[str, float]] = field(default_factory=list)  # each point's "mrr@10"
+
+    def as_record(self) -> dict[str, Any]:
+        """As the tuned encoder's record holds it, metrics keyed like metrics.score_ranking's."""
+        return metric_keys(asdict(self))
 
 
 class _Fixed:
@@ -100,7 +107,7 @@ def fit(ranked: Sequence[Ranked], default: RetrievalSettings | None = None) -> F
         standard_error=round(se, 4),
         grid=[
             {"rrf_k": k, "bm25_weight": wb, "dense_weight": wd,
-             "mrr_at_10": round(float(per_point[(k, wb, wd)].mean()), 4)}
+             "mrr@10": round(float(per_point[(k, wb, wd)].mean()), 4)}
             for k, wb, wd in points
         ],
     )

@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lectern.protocols import Generator, Message, Retriever
+from lectern.text import words
 from lectern.types import Chunk
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
-_WORD = re.compile(r"\w+")
 _YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b")
 # Questions about the prompt rather than the world: "What's wrong with this sentence?"
 _VAGUE = re.compile(
@@ -71,9 +71,9 @@ def sentences(text: str) -> list[str]:
     lo, hi = SENTENCE_WORDS
     out = []
     for part in _SENTENCE_END.split(" ".join(text.split())):
-        words = part.split()
-        if len(words) >= lo:
-            out.append(" ".join(words[:hi]))
+        tokens = part.split()
+        if len(tokens) >= lo:
+            out.append(" ".join(tokens[:hi]))
     return out
 
 
@@ -85,9 +85,9 @@ def pick_sentences(
     found = sentences(chunk.text)
     pool = [s for s in found if s not in exclude]
     if not found:  # a list or a table row: its first words stand in
-        words = chunk.text.split()
-        first = " ".join(words[: SENTENCE_WORDS[1]])
-        return [first] if len(words) >= MIN_WORDS and first not in exclude else []
+        tokens = chunk.text.split()
+        first = " ".join(tokens[: SENTENCE_WORDS[1]])
+        return [first] if len(tokens) >= MIN_WORDS and first not in exclude else []
     keep = sorted(rng.sample(range(len(pool)), min(n, len(pool))))
     return [pool[i] for i in keep]
 
@@ -110,10 +110,6 @@ def reply_prefix(sentence: str) -> str:
     return "In what year" if _YEAR.search(sentence) else ""
 
 
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
 def _longest_common_run(a: Sequence[str], b: Sequence[str]) -> int:
     best, prev = 0, [0] * (len(b) + 1)
     for x in a:
@@ -133,15 +129,15 @@ def clean(raw: str, passage: str) -> tuple[str, str]:
     if "?" not in text:
         return "", "not a question"
     text = " ".join(text[: text.index("?")].split()).rstrip(" ,;:") + "?"
-    words = _words(text)
-    if len(words) < MIN_WORDS:
+    found = words(text)
+    if len(found) < MIN_WORDS:
         return "", "too short"
-    if len(words) > MAX_WORDS:
+    if len(found) > MAX_WORDS:
         return "", "too long"
     if _VAGUE.search(text):
         return "", "vague"
-    run = _longest_common_run(words, _words(passage))
-    if run >= 12 or (run >= 6 and run >= 0.8 * len(words)):
+    run = _longest_common_run(found, words(passage))
+    if run >= 12 or (run >= 6 and run >= 0.8 * len(found)):
         return "", "copies the passage"
     return text[0].upper() + text[1:], "kept"
 
@@ -192,7 +188,7 @@ class QuestionWriter:
     def judge(self, chunk: Chunk, sentence: str, raw: str) -> SyntheticQuestion:
         """The reply cleaned, or rejected with the reason (a repeat of one seen before)."""
         question, status = clean(raw, chunk.text)
-        key = " ".join(_words(question))
+        key = " ".join(words(question))
         if status == "kept" and key in self._seen:
             question, status = "", "duplicate"
         self._seen.add(key)

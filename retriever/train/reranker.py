@@ -1,11 +1,11 @@
 """Train the cross-encoder reranker from the packaged MiniLM encoder (`lectern train reranker`).
 
 The backbone's bottom `layers` layers, mean-pooled, get a fresh one-logit head (a
-sentence-transformers CrossEncoder built from modules) and learn, per question, to put
-the chunk holding the answer above BM25 hard negatives from the same corpus and a
-random chunk. The result — weights, an int8
-ONNX copy and reranker.json (data counts, hyperparameters, seed, time, held-out metrics)
-— replaces the output folder only once it is complete.
+sentence-transformers CrossEncoder built from modules, see reranker_fit) and learn, per
+question, to put the chunk holding the answer above BM25 hard negatives from the same
+corpus and a random chunk. The result — weights, an int8 ONNX copy and reranker.json
+(retriever.records.RerankerRecord: data counts, hyperparameters, seed, time, held-out
+metrics) — replaces the output folder only once it is complete.
 """
 
 from __future__ import annotations
@@ -15,107 +15,38 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from lectern.errors import ConfigError
+from lectern.files import replace_folder
+from lectern.optional import require
+from retriever.cross_encoder import CrossEncoderReranker, QueryFocus, export_onnx
+from retriever.records import RerankerRecord
 from retriever.train import reranker_data as rd
-from retriever.cross_encoder import (
-    CONFIG_FILE,
-    CrossEncoderReranker,
-    QueryFocus,
-    export_onnx,
-)
+from retriever.train.reranker_config import TrainConfig
 from retriever.train.reranker_corpus import NAME as CORPUS
 from retriever.train.reranker_corpus import CorpusQuestions, corpus_source
 from retriever.train.reranker_data import Group, build_groups
 from retriever.train.reranker_fit import fit, new_cross_encoder
 from retriever.train.reranker_validation import evaluate, improves
 
-Loss = Literal["listwise", "bce"]
-
-
-@dataclass(frozen=True, slots=True)
-class TrainConfig:
-    data_dir: Path
-    output_dir: Path
-    backbone: Path  # a sentence-transformers or transformers model folder
-    backbone_ref: str = ""  # how the settings named it, for the record
-    sources: tuple[str, ...] = rd.SOURCES
-    questions: int = 20000  # training questions, shared out evenly over the sources
-    hard_negatives: int = 4
-    random_negatives: int = 1
-    loss: Loss = "listwise"
-    layers: int = 3
-    max_length: int = 64
-    batch_questions: int = 8
-    epochs: int = 1
-    lr: float = 3e-4
-    # The head starts from random weights and must learn before the backbone gets any
-    # useful gradient; at the backbone's rate that takes most of a short run.
-    head_lr: float = 2e-3
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.01
-    val_fraction: float = 0.1
-    val_questions: int = 100  # per source
-    val_depth: int = 20  # BM25 candidates reranked per held-out question
-    mine_depth: int = 30
-    chunk_tokens: int = 200
-    chunk_overlap: int = 32
-    seed: int = 13
-    max_minutes: float | None = None  # stop early (and say so) rather than overrun
-    log_every: int = 20
-    # The 12M-parameter word-embedding table gets a dense Adam update every step, and a
-    # run of a few thousand steps cannot move it usefully.
-    freeze_embeddings: bool = True
-    require_improvement: bool = True  # install only if it beats BM25 on held-out MRR@10
-    # Another reranker measured on the same held-out questions; with require_improvement
-    # the new one must beat it too, so a retraining never replaces a better model.
-    compare_with: Path | None = None
-    # With a corpus (see reranker_corpus): at most this many of its held-out questions are
-    # measured, and the prior weight and the install decision rest on them.
-    corpus_val_questions: int = 500
-
-    def __post_init__(self) -> None:
-        checks = {
-            "questions": self.questions >= 1,
-            "hard_negatives": self.hard_negatives >= 0,
-            "random_negatives": self.random_negatives >= 0,
-            "layers": self.layers >= 1,
-            "max_length": 32 <= self.max_length <= 512,
-            "batch_questions": self.batch_questions >= 1,
-            "epochs": self.epochs >= 1,
-            "lr": 0 < self.lr < 1,
-            "head_lr": 0 < self.head_lr < 1,
-            "warmup_ratio": 0 <= self.warmup_ratio < 1,
-            "val_fraction": 0 < self.val_fraction < 1,
-            "val_questions": self.val_questions >= 1,
-            "corpus_val_questions": self.corpus_val_questions >= 1,
-            "val_depth": self.val_depth >= 2,
-            "mine_depth": self.mine_depth >= self.hard_negatives,
-        }
-        bad = [f"{k}={getattr(self, k)!r}" for k, ok in checks.items() if not ok]
-        if self.hard_negatives + self.random_negatives < 1:
-            bad.append("hard_negatives + random_negatives must be >= 1")
-        if self.loss not in ("listwise", "bce"):
-            bad.append(f"loss={self.loss!r} (listwise or bce)")
-        unknown = [s for s in self.sources if s not in rd.SOURCES]
-        if unknown or not self.sources:
-            bad.append(f"sources={list(self.sources)!r} (known: {', '.join(rd.SOURCES)})")
-        if bad:
-            raise ConfigError("invalid reranker training config: " + "; ".join(bad))
-
 
 @dataclass
 class TrainResult:
     output_dir: Path
-    info: dict = field(default_factory=dict)
+    record: RerankerRecord
     installed: bool = True  # False: it lost to BM25 on the held-out split (see improves)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """The record as written to reranker.json."""
+        return self.record.as_dict()
 
 
 def _chunker(tokenizer: Any, cfg: TrainConfig) -> Callable[[str], list[str]]:
+    """Text to chunks as ingestion makes them, counted in the backbone's tokens."""
     from ingest.chunker import Chunker
     from ingest.partition import Block
 
@@ -185,11 +116,11 @@ def prepare_data(
         sources[CORPUS] = corpus_source(corpus, next_id)
         log(f"{CORPUS} ({corpus.path}): {sources[CORPUS].counts()}")
     train_pool = {
-        s: [e for e in d.examples if not rd.is_validation(e.doc, cfg.val_fraction)]
+        s: [e for e in d.examples if not rd.is_validation(e.doc, cfg.holdout_share)]
         for s, d in sources.items()
     }
     val_pool = {
-        s: [e for e in d.examples if rd.is_validation(e.doc, cfg.val_fraction)]
+        s: [e for e in d.examples if rd.is_validation(e.doc, cfg.holdout_share)]
         for s, d in sources.items()
     }
     quota = _quota({s: len(train_pool[s]) for s in cfg.sources}, cfg.questions)
@@ -223,8 +154,9 @@ def train(
     cfg: TrainConfig, log: Callable[[str], None] = print, corpus: CorpusQuestions | None = None
 ) -> TrainResult:
     import numpy as np
-    import torch
-    from transformers.utils import logging as hf_logging
+
+    torch = require("torch", "torch")
+    hf_logging = require("transformers.utils.logging", "model")
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -245,15 +177,16 @@ def train(
 
     out = cfg.output_dir
     out.parent.mkdir(parents=True, exist_ok=True)
+    # Not removed if what follows fails: the trained weights stay there to look at.
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     ce.eval()
     ce.save_pretrained(str(staging))
     export_onnx(staging)
-    info: dict[str, Any] = {
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "config": {**_jsonable(asdict(cfg)), "backbone_layers": backbone_layers},
-        "data": {
+    record = RerankerRecord(
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        config={**_jsonable(asdict(cfg)), "backbone_layers": backbone_layers},
+        data={
             "sources": {s: {**d.counts(), "train_questions": data.quota[s],
                             "validation_questions": len(data.val_groups[s])}
                         for s, d in data.sources.items()},
@@ -262,55 +195,45 @@ def train(
             "never_used": "SQuAD (../shared/data/squad): evaluation only",
             "corpus_questions": str(corpus.path) if corpus is not None else None,
         },
-        "training": {**training, "data_prep_seconds": round(data.seconds, 1)},
-    }
-    (staging / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        training={**training, "data_prep_seconds": round(data.seconds, 1)},
+    )
+    record.save(staging)
     t_val = time.perf_counter()
     reranker = CrossEncoderReranker(staging, backend="onnx", max_length=cfg.max_length)
     reranker.warm_up()
     # A corpus-tuned reranker serves that corpus: its weight is fitted on its questions.
     fit_on = CORPUS if corpus is not None else None
-    info["validation"] = evaluate(reranker, val_groups, fit_on)
-    info["prior_weight"] = info["validation"]["prior_weight"]  # read by CrossEncoderReranker
+    validation = evaluate(reranker, val_groups, fit_on)
     if cfg.compare_with is not None:
         other = CrossEncoderReranker(cfg.compare_with)
         other.warm_up()
         measured = evaluate(other, val_groups, fit_on)
-        info["validation"]["compared"] = {
+        validation["compared"] = {
             "model": str(cfg.compare_with),
             "prior_weight": measured["prior_weight"],
             "overall": measured["overall"],
             "per_source": measured["per_source"],
         }
         log(f"compared with {cfg.compare_with}: {json.dumps(measured['overall'])}")
-    info["validation"]["seconds"] = round(time.perf_counter() - t_val, 1)
-    info["total_seconds"] = round(time.perf_counter() - started, 1)
-    (staging / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n")
-    overall = json.dumps(info["validation"]["overall"])
-    if cfg.require_improvement and not improves(info["validation"], fit_on):
+    validation["seconds"] = round(time.perf_counter() - t_val, 1)
+    record.validation = validation
+    record.prior_weight = validation["prior_weight"]  # what serving fuses with
+    record.total_seconds = round(time.perf_counter() - started, 1)
+    record.save(staging)
+    overall = json.dumps(validation["overall"])
+    if cfg.require_improvement and not improves(validation, fit_on):
         # Serving picks up whatever sits at `out`: a reranker that reorders BM25's list
         # worse than BM25 itself would make every answer worse.
         rejected = out.with_name(out.name + ".rejected")
-        _replace(staging, rejected)
+        replace_folder(staging, rejected)
         rival = "BM25's or the compared reranker's" if cfg.compare_with else "BM25's"
         on = "the corpus's held-out questions" if fit_on else "held-out questions"
         log(f"NOT installed: MRR@10 on {on} is no better than {rival}; kept in {rejected}: "
             f"{overall}")
-        return TrainResult(rejected, info, installed=False)
-    _replace(staging, out)
+        return TrainResult(rejected, record, installed=False)
+    replace_folder(staging, out)
     log(f"saved to {out}: validation {overall}")
-    return TrainResult(out, info)
-
-
-def _replace(staging: Path, target: Path) -> None:
-    if target.exists():
-        old = target.with_name(target.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-        staging.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        staging.rename(target)
+    return TrainResult(out, record)
 
 
 def _jsonable(d: dict) -> dict:

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from lectern.optional import require
+from lectern.text import words
 from lectern.types import Chunk
 
 FILES = {
@@ -36,7 +36,6 @@ _ANAPHORA = frozenset({
     "he", "she", "it", "they", "him", "her", "them", "his", "hers", "its", "their", "theirs",
     "this", "that", "these", "those", "there", "then", "else", "also",
 })
-_WORD = re.compile(r"\w+")
 _QUAC_TURN = re.compile(r"^question(\d+):\s*(.*)$")
 _QUAC_ANSWER = re.compile(
     r"possible answers for question(\d+):\n(.*?)(?=\npossible answers|\Z)", re.S
@@ -90,13 +89,9 @@ def _key(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
 def is_standalone(question: str) -> bool:
-    words = _words(question)
-    return len(words) >= 3 and not _ANAPHORA.intersection(words)
+    found = words(question)
+    return len(found) >= 3 and not _ANAPHORA.intersection(found)
 
 
 def read_coqa(path: Path) -> tuple[list[Document], list[RawQuestion]]:
@@ -165,7 +160,7 @@ READERS: dict[str, Callable[[Path], tuple[list[Document], list[RawQuestion]]]] =
 
 
 def _normal(text: str) -> str:
-    return " ".join(_words(text))
+    return " ".join(words(text))
 
 
 def _span_in(answer: str, doc_text: str) -> str | None:
@@ -173,9 +168,9 @@ def _span_in(answer: str, doc_text: str) -> str | None:
 
     QuAC lists several answer spans run together; the first is a prefix of the string.
     """
-    words = _words(answer)
-    for n in range(min(len(words), 40), min(len(words), 4) - 1, -1):
-        phrase = " ".join(words[:n])
+    found = words(answer)
+    for n in range(min(len(found), 40), min(len(found), 4) - 1, -1):
+        phrase = " ".join(found[:n])
         if phrase in doc_text:
             return phrase
     return None
@@ -199,7 +194,7 @@ def locate(
     if not wanted:
         return "answer has no content words"
     cover = [len(wanted & terms(c.text)) / len(wanted) for c in chunks]
-    best = int(np.argmax(cover))
+    best = max(range(len(cover)), key=cover.__getitem__)  # the first of equals
     if cover[best] < 0.6:
         return "answer not found in one chunk"
     return chunks[best].id, frozenset(c.id for c, s in zip(chunks, cover, strict=True) if s >= 0.6)
@@ -260,12 +255,14 @@ class NegativeMiner:
     """BM25 over one source's chunks, configured as retriever/bm25.py configures it."""
 
     def __init__(self, chunks: list[Chunk], k1: float = 1.2, b: float = 0.75) -> None:
-        import bm25s
-        import Stemmer
-        from bm25s.tokenization import Tokenizer
+        bm25s = require("bm25s", "retrieval")
+        stemmer = require("Stemmer", "retrieval")
+        tokenization = require("bm25s.tokenization", "retrieval")
 
         self.chunks = chunks
-        self._tok = Tokenizer(stopwords="en", stemmer=Stemmer.Stemmer("english").stemWord)
+        self._tok = tokenization.Tokenizer(
+            stopwords="en", stemmer=stemmer.Stemmer("english").stemWord
+        )
         ids = self._tok.tokenize([c.context_text for c in chunks], show_progress=False)
         self._index = bm25s.BM25(k1=k1, b=b)
         self._index.index((ids, self._tok.get_vocab_dict()), show_progress=False)

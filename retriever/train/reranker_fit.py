@@ -1,7 +1,8 @@
 """The reranker's model and training loop: a truncated MiniLM with a one-logit head,
 fitted per question to put the answering chunk above its negatives.
 
-`retriever.train.reranker` prepares the data, calls `fit`, then validates and installs.
+`retriever.train.reranker` prepares the data, calls `fit`, then validates and installs;
+both read their settings from `retriever.train.reranker_config`.
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lectern.errors import ConfigError
+from lectern.optional import require
 from retriever.cross_encoder import QueryFocus, head_and_body, model_inputs
+from retriever.train.reranker_config import Loss, TrainConfig
 from retriever.train.reranker_data import Group
-
-if TYPE_CHECKING:
-    from retriever.train.reranker import Loss, TrainConfig
 
 
 def new_cross_encoder(backbone: Path | str, layers: int, max_length: int) -> tuple[Any, int]:
@@ -30,28 +30,28 @@ def new_cross_encoder(backbone: Path | str, layers: int, max_length: int) -> tup
     whose relevance differs), so a [CLS] head stayed at chance for a 1,000-question run
     while the mean-pooled one starts learning within a hundred steps.
     """
-    import torch
-    from sentence_transformers import CrossEncoder
-    from sentence_transformers.base.modules import Dense, Transformer
-    from sentence_transformers.sentence_transformer.modules import Pooling
+    torch = require("torch", "torch")
+    st = require("sentence_transformers", "retrieval")
+    base = require("sentence_transformers.base.modules", "retrieval")
+    pooling = require("sentence_transformers.sentence_transformer.modules", "retrieval")
 
-    body = Transformer(str(backbone), transformer_task="feature-extraction",
+    body = base.Transformer(str(backbone), transformer_task="feature-extraction",
                        max_seq_length=max_length, model_kwargs={"local_files_only": True},
                        processor_kwargs={"local_files_only": True},
                        config_kwargs={"local_files_only": True})
     total = keep_layers(body.model, layers)
     width = body.get_embedding_dimension()
-    head = Dense(width, 1, activation_function=torch.nn.Identity(),
+    head = base.Dense(width, 1, activation_function=torch.nn.Identity(),
                  module_input_name="sentence_embedding", module_output_name="scores")
     torch.nn.init.normal_(head.linear.weight, std=0.02)
     torch.nn.init.zeros_(head.linear.bias)
-    ce = CrossEncoder(modules=[body, Pooling(width, "mean"), head], device="cpu")
+    ce = st.CrossEncoder(modules=[body, pooling.Pooling(width, "mean"), head], device="cpu")
     return ce, total
 
 
 def keep_layers(model: Any, n: int) -> int:
     """Truncate a BERT-style encoder to its bottom n layers; returns how many it had."""
-    import torch
+    torch = require("torch", "torch")
 
     encoder = getattr(model.base_model, "encoder", None)
     layers = getattr(encoder, "layer", None)
@@ -76,8 +76,9 @@ def fit(
     """Train `ce` in place on the groups for cfg.epochs (or until cfg.max_minutes); returns
     what it took: steps, pairs, tokens, wall and CPU seconds."""
     import numpy as np
-    import torch
-    from transformers import get_linear_schedule_with_warmup
+
+    torch = require("torch", "torch")
+    transformers = require("transformers", "model")
 
     tokenizer = ce.tokenizer
     total_steps = math.ceil(len(groups) / cfg.batch_questions) * cfg.epochs
@@ -86,13 +87,13 @@ def fit(
     params = [
         {"params": [p for n, p in ce.named_parameters() if p.requires_grad
                     and (id(p) in head_ids) == head and n.endswith(no_decay) == plain],
-         "lr": cfg.head_lr if head else cfg.lr,
+         "lr": cfg.head_lr if head else cfg.learning_rate,
          "weight_decay": 0.0 if plain else cfg.weight_decay}
         for head in (False, True) for plain in (False, True)
     ]
-    optimizer = torch.optim.AdamW([g for g in params if g["params"]], lr=cfg.lr)
-    schedule = get_linear_schedule_with_warmup(
-        optimizer, int(total_steps * cfg.warmup_ratio), total_steps
+    optimizer = torch.optim.AdamW([g for g in params if g["params"]], lr=cfg.learning_rate)
+    schedule = transformers.get_linear_schedule_with_warmup(
+        optimizer, int(total_steps * cfg.warmup_share), total_steps
     )
     ce.train()
     t_train = time.perf_counter()
@@ -159,17 +160,17 @@ def _texts(
 
 
 def _loss(kind: Loss, logits: Any, sizes: list[int], labels: list[float]) -> Any:
-    import torch
-    import torch.nn.functional as F
+    torch = require("torch", "torch")
+    functional = require("torch.nn.functional", "torch")
 
     if kind == "bce":
         target = torch.tensor(labels)
         # Each question has one positive per len-1 negatives: weigh them to balance.
         negatives = max(len(labels) - len(sizes), 1)
-        return F.binary_cross_entropy_with_logits(
+        return functional.binary_cross_entropy_with_logits(
             logits, target, pos_weight=torch.tensor(negatives / len(sizes))
         )
     # Listwise: softmax over each question's candidates, the positive first.
-    losses = [F.cross_entropy(g.unsqueeze(0), torch.zeros(1, dtype=torch.long))
+    losses = [functional.cross_entropy(g.unsqueeze(0), torch.zeros(1, dtype=torch.long))
               for g in torch.split(logits, sizes)]
     return torch.stack(losses).mean()

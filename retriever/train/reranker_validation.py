@@ -12,7 +12,10 @@ from typing import Any
 
 from lectern.types import Chunk
 from retriever.cross_encoder import PRIOR_WEIGHTS, CrossEncoderReranker, fuse, head_and_body
+from retriever.eval.metrics import mean_scores, score_rank
 from retriever.train.reranker_data import Group
+
+MRR = "mrr@10"  # what installing and the prior weight are decided on
 
 
 def improves(validation: dict, source: str | None = None) -> bool:
@@ -35,22 +38,22 @@ def improves(validation: dict, source: str | None = None) -> bool:
         if not rival.get("questions"):
             return False  # nothing to compare on counts as not beating it
         rivals.append(rival["fused"])
-    mrr = own["fused"]["mrr_at_10"]
-    return all(mrr > r["mrr_at_10"] for r in rivals)
+    mrr = own["fused"][MRR]
+    return all(mrr > r[MRR] for r in rivals)
 
 
 def _ranking(ranked: list[Chunk], relevant: frozenset[int]) -> int | None:
+    """Where the first chunk holding the answer ranks: a question is answered by one."""
     return next((r for r, c in enumerate(ranked, start=1) if c.id in relevant), None)
 
 
 def _summary(ranks: list[int | None], depth: int) -> dict:
-    n = max(len(ranks), 1)
-    return {
-        "mrr_at_10": round(sum(1 / r for r in ranks if r and r <= 10) / n, 4),
-        "recall_at_1": round(sum(1 for r in ranks if r and r <= 1) / n, 4),
-        "recall_at_5": round(sum(1 for r in ranks if r and r <= 5) / n, 4),
-        f"recall_at_{depth}": round(sum(1 for r in ranks if r) / n, 4),
-    }
+    """Mean per-question MRR@10 and recall@1, @5 and @depth (found among the candidates)."""
+    ks = (1, 5, max(depth, 1))
+    if not ranks:
+        return dict.fromkeys(score_rank(None, ks, 10), 0.0)
+    mean = mean_scores([score_rank(r, ks, 10) for r in ranks])
+    return {key: round(value, 4) for key, value in mean.items()}
 
 
 def one_standard_error(reciprocal: dict[float, Any], top: float) -> float:
@@ -131,14 +134,14 @@ def evaluate(
     if fit_on is not None and not ranked.get(fit_on, {}).get(0.0):
         raise ValueError(f"no held-out questions of {fit_on!r} to fit the prior weight on")
     reciprocal = {
-        w: np.array([1 / r if r and r <= 10 else 0.0 for r in pooled_ranks(w, fit_on)])
+        w: np.array([score_rank(r, (), 10)[MRR] for r in pooled_ranks(w, fit_on)])
         for w in PRIOR_WEIGHTS
     }
     grid = {w: round(float(rr.mean()), 4) if len(rr) else 0.0 for w, rr in reciprocal.items()}
     top = max(PRIOR_WEIGHTS, key=lambda w: (grid[w], -w))
     best = one_standard_error(reciprocal, top)
     report: dict[str, Any] = {"per_source": {}, "prior_weight": best, "fitted_on": fit_on or "all",
-                              "mrr_at_10_by_prior_weight": grid, "best_weight": top}
+                              f"{MRR}_by_prior_weight": grid, "best_weight": top}
     for source, run in runs.items():
         report["per_source"][source] = {
             "questions": len(run["bm25"]),

@@ -1,9 +1,9 @@
 import pytest
 
-from tests.fakes import HashEmbedder
 from lectern.types import Chunk
 from model.answer import IDK, assemble, build_messages, unsupported_facts
 from model.context import compress, sentences
+from tests.fakes import HashEmbedder
 
 FEES = Chunk(
     1,

@@ -5,11 +5,11 @@ from collections.abc import Callable
 import pytest
 
 from lectern.protocols import Retriever
-from tests.fakes import HashEmbedder
 from retriever.bm25 import BM25Retriever
 from retriever.dense import DenseRetriever
 from retriever.faiss_index import FaissIndex
 from retriever.hybrid import HybridRetriever
+from tests.fakes import HashEmbedder
 
 PASSAGES = {
     "fees.md": "The international tuition fee for the MSc Data Science is EUR 16,800 per year.",

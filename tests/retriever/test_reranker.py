@@ -11,7 +11,6 @@ import pytest
 from api.service import Lectern
 from lectern.errors import ModelNotFoundError, NotReadyError
 from lectern.protocols import Reranker
-from tests.fakes import EchoGenerator, OverlapReranker
 from lectern.types import Chunk, ScoredChunk
 from retriever.cross_encoder import (
     CONFIG_FILE,
@@ -20,6 +19,8 @@ from retriever.cross_encoder import (
     QueryFocus,
     fuse,
 )
+from retriever.records import RerankerRecord
+from tests.fakes import EchoGenerator, OverlapReranker
 
 PASSAGES = [
     ("Fees", "The international tuition fee for the MSc Data Science is EUR 16,800 per year."),
@@ -232,10 +233,12 @@ def test_service_serves_the_shipped_reranker_when_none_is_trained(settings, embe
 
 
 def test_the_shipped_reranker_is_onnx_only_and_says_so_for_torch():
-    info = json.loads((SHIPPED_RERANKER / CONFIG_FILE).read_text())
+    record = RerankerRecord.load(SHIPPED_RERANKER)
+    assert record is not None
+    info = record.as_dict()
     assert "squad" not in json.dumps(info["data"]["sources"]).lower()
-    assert info["validation"]["overall"]["reranked"]["mrr_at_10"] > (
-        info["validation"]["overall"]["bm25"]["mrr_at_10"]
+    assert info["validation"]["overall"]["reranked"]["mrr@10"] > (
+        info["validation"]["overall"]["bm25"]["mrr@10"]
     )
     with pytest.raises(ModelNotFoundError, match="no torch weights"):
         CrossEncoderReranker(SHIPPED_RERANKER, backend="torch").warm_up()

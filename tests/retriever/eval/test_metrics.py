@@ -12,6 +12,7 @@ from retriever.eval.metrics import (
     ndcg_at_k,
     ranked_items,
     recall_at_k,
+    score_rank,
     score_ranking,
 )
 
@@ -119,3 +120,19 @@ def test_score_ranking_and_mean():
     assert mean["recall@1"] == 0.5
     assert mean["mrr@10"] == 0.75
     assert mean_scores([]) == {}
+
+
+@pytest.mark.parametrize("rank", [None, 1, 2, 5, 6, 10, 11, 500])
+def test_score_rank_gives_score_ranking_s_numbers_for_one_relevant_item(rank):
+    ranked = [f"x{i}" for i in range(1, 600)]
+    if rank is not None:
+        ranked[rank - 1] = "a"
+    listed = score_ranking(ranked, ONE, [1, 5], 10)
+    del listed["ndcg@10"]
+    assert score_rank(rank, [1, 5], 10) == pytest.approx(listed)
+    assert set(score_rank(rank, [1, 5], 10)) == {"recall@1", "recall@5", "mrr@10"}
+
+
+def test_score_rank_refuses_a_rank_below_one():
+    with pytest.raises(ValueError, match="rank must be at least 1, got 0"):
+        score_rank(0, [1], 10)

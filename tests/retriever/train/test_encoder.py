@@ -8,22 +8,15 @@ import re
 import numpy as np
 import pytest
 
-from tests.fakes import EchoGenerator
 from lectern.types import Chunk
-from retriever.train import questions as sq
-from retriever.train.corpus_tuning import CorpusTuning, tune_from_corpus
 from retriever.embedder import SentenceTransformerEmbedder
-from retriever.train.encoder import (
-    CONFIG_FILE,
-    Example,
-    TuningConfig,
-    TuningReport,
-    batches,
-    mine_examples,
-    retrieval_metrics,
-    split_holdout,
-    trained_chunks,
-)
+from retriever.records import EncoderTuningRecord
+from retriever.train import questions as sq
+from retriever.train.corpus_tuning import tune_from_corpus
+from retriever.train.encoder import CONFIG_FILE, TuningReport, retrieval_metrics, trained_chunks
+from retriever.train.encoder_config import CorpusTuning, TuningConfig
+from retriever.train.encoder_data import Example, batches, mine_examples, split_holdout
+from tests.fakes import EchoGenerator
 
 TOPICS = {
     "library": "The Fenmoor library opens at eight on weekdays. Books are lent for 28 days "
@@ -237,12 +230,12 @@ def test_trained_chunks_of_an_older_record_are_rebuilt_from_its_questions_file(t
 def test_a_tuning_improves_only_if_it_beats_its_base_and_the_compared_encoder(tmp_path):
     def report(before: float, after: float, compared: dict | None = None) -> TuningReport:
         r = TuningReport(tmp_path, TuningConfig(), {})
-        r.before, r.after = {"mrr_at_10": before}, {"mrr_at_10": after}
+        r.before, r.after = {"mrr@10": before}, {"mrr@10": after}
         r.compared = compared or {}
         return r
 
     def vs(tuned: float, other: float) -> dict:
-        return {"tuned": {"mrr_at_10": tuned}, "other": {"mrr_at_10": other}}
+        return {"tuned": {"mrr@10": tuned}, "other": {"mrr@10": other}}
 
     assert report(0.5, 0.6).improves()
     assert not report(0.6, 0.6).improves()
@@ -326,12 +319,15 @@ def test_tuning_end_to_end_on_a_tiny_encoder(settings, tmp_path, tiny_encoder):
     # Training: three steps, a held-out measurement either side, a versioned folder.
     assert report.steps == 3 and len(report.losses) == 3
     assert report.counts["held_out_chunks"] == round(len({x["chunk_id"] for x in kept}) * 0.25)
-    assert set(report.before) == set(report.after) >= {"recall_at_1", "mrr_at_10"}
+    assert set(report.before) == set(report.after) >= {"recall@1", "mrr@10"}
     # "Before" was measured on the store's vectors: the same as embedding afresh.
     held = split_holdout([sq.SyntheticQuestion(**x) for x in kept], 0.25, 0)[1]
     chunks = {c.id: c for c in svc.store.all_chunks()}
     assert retrieval_metrics(base.embed_passages, held, chunks) == report.before
-    saved = json.loads((plan.out / CONFIG_FILE).read_text())
+    record = EncoderTuningRecord.load(plan.out)
+    assert record is not None and record.version == EncoderTuningRecord.VERSION
+    saved = record.as_dict()
+    assert saved == json.loads((plan.out / CONFIG_FILE).read_text())
     assert saved["corpus"] == "fixture" and saved["base_encoder"] == str(tiny_encoder)
     assert saved["config"]["max_steps"] == 3 and saved["generation"]["per_chunk"] == 2
     assert saved["counts"]["questions_kept"] == len(kept)
@@ -339,6 +335,7 @@ def test_tuning_end_to_end_on_a_tiny_encoder(settings, tmp_path, tiny_encoder):
     assert saved["fusion"]["questions"] == len(held) > 0
     assert {g["rrf_k"] for g in saved["fusion"]["grid"]} == {10, 20, 60}
     assert saved["fusion"]["rrf_k"] in {10, 20, 60} and saved["fusion"]["bm25_weight"] == 1.0
+    assert saved["held_out_after"] == report.after and "mrr@10" in saved["fusion"]
     assert not list(plan.out.parent.glob(".*part*")), "no half-written folder is left"
 
     tuned = SentenceTransformerEmbedder(plan.out, "tiny-tuned")
@@ -377,8 +374,8 @@ def test_tuning_end_to_end_on_a_tiny_encoder(settings, tmp_path, tiny_encoder):
     assert c["questions"] == c["tuned"]["questions"] == c["other"]["questions"] == len(fair)
     assert c["other"] == retrieval_metrics(tuned.embed_passages, fair, chunks)
     assert second.improves() == (
-        second.after["mrr_at_10"] > second.before["mrr_at_10"]
-        and c["tuned"]["mrr_at_10"] > c["other"]["mrr_at_10"]
+        second.after["mrr@10"] > second.before["mrr@10"]
+        and c["tuned"]["mrr@10"] > c["other"]["mrr@10"]
     )
 
     # The tuned encoder goes into service through the versioned re-index.

@@ -1,9 +1,9 @@
 import pytest
 
-from tests.fakes import HashEmbedder
 from lectern.types import Chunk, ScoredChunk
 from retriever.train.fusion_fit import Ranked, fit, rank_held_out
 from retriever.train.questions import SyntheticQuestion
+from tests.fakes import HashEmbedder
 
 
 def _chunk(i: int) -> Chunk:
@@ -36,6 +36,10 @@ def test_a_heavier_dense_weight_is_chosen_when_it_ranks_the_questions_chunks_fir
     fitted = fit(ranked)
     assert fitted.dense_weight > 1.0 and fitted.bm25_weight == 1.0
     assert fitted.mrr_at_10 == 1.0 > fitted.default_mrr_at_10
+    record = fitted.as_record()
+    assert record["mrr@10"] == fitted.mrr_at_10
+    assert record["default_mrr@10"] == fitted.default_mrr_at_10
+    assert record["dense_weight"] == fitted.dense_weight and "mrr_at_10" not in record
 
 
 def test_a_gain_within_one_standard_error_keeps_the_default():
@@ -46,7 +50,7 @@ def test_a_gain_within_one_standard_error_keeps_the_default():
     ranked += [Ranked(g, _hits([g]), _hits([g, g + 1])) for g in range(100, 125)]
     fitted = fit(ranked)
     assert (fitted.rrf_k, fitted.dense_weight) == (60, 1.0)
-    best = max(g["mrr_at_10"] for g in fitted.grid)
+    best = max(g["mrr@10"] for g in fitted.grid)
     assert fitted.default_mrr_at_10 < best < fitted.default_mrr_at_10 + fitted.standard_error
 
 

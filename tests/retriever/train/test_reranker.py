@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from lectern.errors import ConfigError
-from retriever.train import reranker_data as rd
 from retriever.cross_encoder import (
     CONFIG_FILE,
     ONNX_FILE,
@@ -16,7 +15,10 @@ from retriever.cross_encoder import (
     CrossEncoderReranker,
     QueryFocus,
 )
-from retriever.train.reranker import TrainConfig, _quota, prepare_data, train
+from retriever.records import RerankerRecord
+from retriever.train import reranker_data as rd
+from retriever.train.reranker import _quota, prepare_data, train
+from retriever.train.reranker_config import TrainConfig
 
 TOPICS = [
     ("Volcano", "A volcano is a rupture in the crust of a planet. Lava flows from it when it "
@@ -132,6 +134,9 @@ def test_config_names_the_bad_value(tmp_path):
         TrainConfig(tmp_path, tmp_path / "o", tmp_path, loss="hinge")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="squad"):
         TrainConfig(tmp_path, tmp_path / "o", tmp_path, sources=("squad",))
+    with pytest.raises(ConfigError, match="learning_rate=0; warmup_share=1; holdout_share=1"):
+        TrainConfig(tmp_path, tmp_path / "o", tmp_path, learning_rate=0, warmup_share=1,
+                    holdout_share=1)
 
 
 @pytest.mark.parametrize("loss", ["listwise", "bce"])
@@ -145,7 +150,7 @@ def test_tiny_training_run_saves_a_working_reranker_with_its_record(tmp_path, lo
         data_dir=write_sources(tmp_path / "data"),
         output_dir=out, backbone=resolve(DEFAULT_ENCODER).folder, questions=12,
         hard_negatives=2, random_negatives=1, loss=loss, layers=1, max_length=48,
-        batch_questions=3, val_fraction=0.5, val_questions=3, val_depth=4, mine_depth=4,
+        batch_questions=3, holdout_share=0.5, val_questions=3, val_depth=4, mine_depth=4,
         seed=3, log_every=1, require_improvement=False, compare_with=SHIPPED_RERANKER,
     )
     lines = []
@@ -153,18 +158,22 @@ def test_tiny_training_run_saves_a_working_reranker_with_its_record(tmp_path, lo
     assert result.output_dir == out
     assert {"config.json", ONNX_FILE, CONFIG_FILE} <= {p.name for p in out.iterdir()}
     assert not out.with_name("reranker.partial").exists()
-    info = json.loads((out / CONFIG_FILE).read_text())
+    record = RerankerRecord.load(out)
+    assert record is not None and record.version == RerankerRecord.VERSION
+    info = record.as_dict()
+    assert info == json.loads((out / CONFIG_FILE).read_text())
     assert info["config"]["seed"] == 3 and info["config"]["loss"] == loss
+    assert info["config"]["learning_rate"] == cfg.learning_rate and "lr" not in info["config"]
     assert info["config"]["backbone_layers"] == 6
     assert set(info["data"]["sources"]) == set(rd.SOURCES)
     assert info["data"]["train_questions"] == 12
     assert info["training"]["steps"] == 4 and info["training"]["pairs"] == 48
     assert info["training"]["pairs_per_second"] > 0
     overall = info["validation"]["overall"]
-    assert overall["questions"] > 0 and 0 <= overall["reranked"]["mrr_at_10"] <= 1
+    assert overall["questions"] > 0 and 0 <= overall["reranked"]["mrr@10"] <= 1
     assert 0 <= overall["accuracy"] <= 1
     assert info["prior_weight"] in PRIOR_WEIGHTS
-    assert overall["fused"]["mrr_at_10"] >= overall["reranked"]["mrr_at_10"], (
+    assert overall["fused"]["mrr@10"] >= overall["reranked"]["mrr@10"], (
         "weight 0 (the logits alone) is among those tried"
     )
     assert any("pairs/s" in line for line in lines)
@@ -179,6 +188,7 @@ def test_tiny_training_run_saves_a_working_reranker_with_its_record(tmp_path, lo
     assert reranker.prior_weight == info["prior_weight"]
     assert len(reranker.score("Where do glaciers form?", [("Glacier", "Snow piles up.")])) == 1
 
+
 def test_held_out_questions_do_not_depend_on_the_training_quota(tmp_path):
     from transformers import AutoTokenizer
 
@@ -190,7 +200,7 @@ def test_held_out_questions_do_not_depend_on_the_training_quota(tmp_path):
 
     def held_out(questions):
         cfg = TrainConfig(data, tmp_path / "o", tmp_path, questions=questions, hard_negatives=2,
-                          val_fraction=0.5, val_questions=2, mine_depth=4, seed=3)
+                          holdout_share=0.5, val_questions=2, mine_depth=4, seed=3)
         prepared = prepare_data(cfg, tokenizer, random.Random(3), log=lambda _: None)
         return prepared, {s: [(g.question, [c.id for c in g.chunks]) for g in gs]
                           for s, gs in prepared.val_groups.items()}
@@ -205,8 +215,8 @@ def test_held_out_questions_do_not_depend_on_the_training_quota(tmp_path):
 def corpus_questions(tmp_path):
     """An ingested corpus (chunk ids as a store numbers them) and a questions file for it."""
     from lectern.types import Chunk
-    from retriever.train.reranker_corpus import CorpusQuestions
     from retriever.train.questions import SyntheticQuestion
+    from retriever.train.reranker_corpus import CorpusQuestions
 
     chunks, questions = [], []
     for i, (title, text, question, _) in enumerate(TOPICS):
@@ -258,7 +268,7 @@ def test_a_tiny_run_with_corpus_questions_trains_and_measures_on_them(tmp_path):
         data_dir=write_sources(tmp_path / "data"), sources=("boolq",),
         output_dir=out, backbone=resolve(DEFAULT_ENCODER).folder, questions=2,
         hard_negatives=1, random_negatives=1, layers=1, max_length=48, batch_questions=4,
-        val_fraction=0.5, val_questions=2, val_depth=4, mine_depth=4, seed=3,
+        holdout_share=0.5, val_questions=2, val_depth=4, mine_depth=4, seed=3,
         require_improvement=False, compare_with=SHIPPED_RERANKER,
     )
     corpus = corpus_questions(tmp_path)

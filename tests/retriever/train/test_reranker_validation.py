@@ -8,8 +8,8 @@ from retriever.train.reranker_validation import improves, one_standard_error
 
 def test_a_reranker_that_loses_to_bm25_is_not_installed():
     def report(bm25, reranked, questions=10):
-        return {"overall": {"questions": questions, "bm25": {"mrr_at_10": bm25},
-                            "fused": {"mrr_at_10": reranked}}}
+        return {"overall": {"questions": questions, "bm25": {"mrr@10": bm25},
+                            "fused": {"mrr@10": reranked}}}
 
     assert improves(report(0.6, 0.7))
     assert not improves(report(0.6, 0.6))
@@ -19,9 +19,9 @@ def test_a_reranker_that_loses_to_bm25_is_not_installed():
 
 def test_a_reranker_that_loses_to_the_compared_one_is_not_installed():
     def report(bm25, fused, rival):
-        return {"overall": {"questions": 10, "bm25": {"mrr_at_10": bm25},
-                            "fused": {"mrr_at_10": fused}},
-                "compared": {"overall": {"questions": 10, "fused": {"mrr_at_10": rival}}}}
+        return {"overall": {"questions": 10, "bm25": {"mrr@10": bm25},
+                            "fused": {"mrr@10": fused}},
+                "compared": {"overall": {"questions": 10, "fused": {"mrr@10": rival}}}}
 
     assert improves(report(0.6, 0.7, 0.65))
     assert not improves(report(0.6, 0.7, 0.7))
@@ -30,8 +30,8 @@ def test_a_reranker_that_loses_to_the_compared_one_is_not_installed():
 
 def test_a_corpus_tuned_reranker_is_judged_on_the_corpus_questions_alone():
     def row(bm25, fused, questions=10):
-        return {"questions": questions, "bm25": {"mrr_at_10": bm25},
-                "fused": {"mrr_at_10": fused}}
+        return {"questions": questions, "bm25": {"mrr@10": bm25},
+                "fused": {"mrr@10": fused}}
 
     def report(overall, corpus, rival_overall, rival_corpus):
         return {"overall": overall, "per_source": {"corpus": corpus},
@@ -100,7 +100,7 @@ def test_the_prior_weight_can_be_fitted_on_the_corpus_questions_alone():
     assert corpus["fitted_on"] == "corpus" and pooled["fitted_on"] == "all"
     assert corpus["prior_weight"] == max(PRIOR_WEIGHTS) > pooled["prior_weight"]
     on_corpus = corpus["per_source"]["corpus"]
-    assert on_corpus["fused"]["mrr_at_10"] > pooled["per_source"]["corpus"]["fused"]["mrr_at_10"]
-    assert on_corpus["reranked"]["mrr_at_10"] == 0.2  # the logits alone put it last of 5
+    assert on_corpus["fused"]["mrr@10"] > pooled["per_source"]["corpus"]["fused"]["mrr@10"]
+    assert on_corpus["reranked"]["mrr@10"] == 0.2  # the logits alone put it last of 5
     with pytest.raises(ValueError, match="no held-out questions of 'quac'"):
         evaluate(LookupReranker(), groups, fit_on="quac")

@@ -43,11 +43,18 @@ class BearerAuth:
 class RateLimiter:
     """A sliding one-minute window per client address."""
 
-    def __init__(self, per_minute: int, window_s: float = 60.0) -> None:
+    def __init__(self, per_minute: int, window_s: float = 60.0, max_clients: int = 10_000) -> None:
         self.per_minute = per_minute
         self.window_s = window_s
+        self.max_clients = max_clients  # past this many, clients idle for a window are dropped
         self._hits: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+
+    @property
+    def tracked_clients(self) -> int:
+        """How many client addresses the limiter holds hits for."""
+        with self._lock:
+            return len(self._hits)
 
     def __call__(self, request: Request) -> None:
         if self.per_minute <= 0:
@@ -61,6 +68,9 @@ class RateLimiter:
             if len(hits) >= self.per_minute:
                 raise RateLimitedError(self.window_s - (now - hits[0]))
             hits.append(now)
-            if len(self._hits) > 10_000:  # forget idle clients so memory stays bounded
-                for key in [k for k, v in self._hits.items() if not v]:
+            if len(self._hits) > self.max_clients:  # forget idle clients: memory stays bounded
+                # A client's deque is only trimmed when it asks again, so an idle one still
+                # holds its last hit: idle means that hit has left the window.
+                idle = [k for k, v in self._hits.items() if not v or now - v[-1] >= self.window_s]
+                for key in idle:
                     del self._hits[key]

@@ -19,6 +19,25 @@ SHARED = ROOT.parent / "shared" / "data"
 MODEL_CACHE = ROOT / ".cache" / "test-models"
 
 
+def in_ci() -> bool:
+    """Whether this run is CI's (CI=true there), where no test may skip."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1")
+
+
+def require_or_skip(condition: object, reason: str, *, allow_module_level: bool = False) -> None:
+    """Skip with `reason` unless `condition` holds; in CI, fail loudly instead.
+
+    CI must run every test: a missing browser or data set there is a broken setup, not a
+    reason to pass quietly. allow_module_level: call at import time to skip a whole module
+    (in CI the module then fails to collect, which fails the run).
+    """
+    if condition:
+        return
+    if in_ci():
+        pytest.fail(f"required in CI (CI=true), so not skipped: {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=allow_module_level)
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(

@@ -3,14 +3,17 @@
 import json
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
 
+from api import security
 from api.app import create_app
 from api.service import Lectern
+from lectern.errors import NotReadyError
 from lectern.settings import ApiSettings, IngestSettings, Settings
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, write_docx
 from tests.fakes import EchoGenerator, HashEmbedder
 
 TOKEN = "test-admin-token-0123456789"
@@ -18,14 +21,18 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def make_client(
-    tmp_path, reply="The international tuition fee is EUR 16,800 per year [1] [7].", **api
+    tmp_path,
+    reply="The international tuition fee is EUR 16,800 per year [1] [7].",
+    generator=None,
+    settings=None,
+    **api,
 ):
-    settings = Settings(
+    settings = settings or Settings(
         data_dir=tmp_path / "data",
         ingest=IngestSettings(max_file_mb=0.05),
         api=ApiSettings(admin_token=TOKEN, **api),
     )
-    svc = Lectern(settings, embedder=HashEmbedder(64), generator=EchoGenerator(reply))
+    svc = Lectern(settings, embedder=HashEmbedder(64), generator=generator or EchoGenerator(reply))
     svc.ingest([SAMPLES / "pdf", SAMPLES / "markdown"])
     return TestClient(create_app(settings, svc))
 
@@ -52,6 +59,29 @@ def assert_error(resp, status, code, fragment=""):
     assert fragment in body["error"]["message"]
 
 
+def sse_events(raw):
+    """(event, data) pairs of a text/event-stream body."""
+    events = []
+    for block in raw.strip().split("\n\n"):
+        event, data = block.split("\n")
+        events.append((event.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
+    return events
+
+
+def stream(client, question, **kwargs):
+    with client.stream("POST", "/api/v1/ask/stream", json={"question": question}, **kwargs) as r:
+        return r, "".join(r.iter_text())
+
+
+TIMINGS = {"retrieve_ms", "rerank_ms", "generate_ms", "total_ms"}
+
+
+def assert_timings(timings):
+    """The timings the API reports: every field, each a number (their values are not tested)."""
+    assert set(timings) == TIMINGS
+    assert all(isinstance(v, int | float) and not isinstance(v, bool) for v in timings.values())
+
+
 def test_ask_returns_answer_citations_and_timings(client):
     r = client.post("/api/v1/ask", json={"question": "International fee for MSc Data Science?"})
     assert r.status_code == 200, r.text
@@ -62,31 +92,45 @@ def test_ask_returns_answer_citations_and_timings(client):
     cite = body["citations"][0]
     assert cite["title"].startswith("Tuition Fees")
     assert cite["url"].startswith(f"/api/v1/documents/{cite['document_id']}/file")
-    assert set(body["timings"]) == {"retrieve_ms", "rerank_ms", "generate_ms", "total_ms"}
-    assert body["timings"]["total_ms"] >= body["timings"]["generate_ms"]
+    assert_timings(body["timings"])
 
 
 def test_stream_sends_tokens_then_citations_then_done(client):
-    with client.stream(
-        "POST", "/api/v1/ask/stream", json={"question": "International fee for MSc Data Science?"}
-    ) as r:
-        assert r.status_code == 200
-        assert r.headers["content-type"].startswith("text/event-stream")
-        raw = "".join(r.iter_text())
-    events = [
-        (
-            b.split("\n")[0].removeprefix("event: "),
-            json.loads(b.split("\n")[1].removeprefix("data: ")),
-        )
-        for b in raw.strip().split("\n\n")
-    ]
+    r, raw = stream(client, "International fee for MSc Data Science?")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(raw)
     kinds = [k for k, _ in events]
     assert kinds[-2:] == ["citations", "done"] and set(kinds[:-2]) == {"token"}
     assert len(kinds) > 4
     streamed = "".join(d["text"] for k, d in events if k == "token")
     assert "EUR 16,800" in streamed
     assert events[-2][1]["citations"][0]["number"] == 1
-    assert "total_ms" in events[-1][1]["timings"]
+    assert set(events[-1][1]) == {"timings"}
+    assert_timings(events[-1][1]["timings"])
+
+
+class FailingGenerator(EchoGenerator):
+    """Streams one token, then fails the way a generator that lost its model does."""
+
+    def stream(self, messages):
+        yield "The fee "
+        raise NotReadyError("the generator went away mid-answer")
+
+
+def test_an_error_mid_stream_is_an_error_event(tmp_path):
+    with make_client(tmp_path, generator=FailingGenerator()) as c:
+        wait_ready(c)
+        r, raw = stream(c, "International fee for MSc Data Science?")
+    assert r.status_code == 200, "the headers were sent before the error"
+    events = sse_events(raw)
+    assert events == [
+        ("token", {"text": "The fee "}),
+        (
+            "error",
+            {"error": {"code": "not_ready", "message": "the generator went away mid-answer"}},
+        ),
+    ], "the error ends the stream: no citations and no done after it"
 
 
 def test_ungrounded_answer_is_replaced_by_a_quoted_sentence(tmp_path):
@@ -109,10 +153,10 @@ def test_model_saying_it_does_not_know_abstains(tmp_path):
     [
         ({"question": "x" * 501}, "over the limit of 500"),
         ({"question": "   "}, "must not be blank"),
-        ({"question": ""}, "question"),
-        ({"question": "fees?", "top_k": 0}, "top_k"),
+        ({"question": ""}, "question: String should have at least 1 character"),
+        ({"question": "fees?", "top_k": 0}, "top_k: Input should be greater than or equal to 1"),
         ({"question": "fees?", "top_k": 21}, "21 is over the limit of 20"),
-        ({"top_k": 3}, "question"),
+        ({"top_k": 3}, "question: Field required"),
     ],
 )
 def test_ask_limits(client, payload, fragment):
@@ -120,14 +164,75 @@ def test_ask_limits(client, payload, fragment):
     assert_error(client.post("/api/v1/ask/stream", json=payload), 422, "invalid_request", fragment)
 
 
-def test_rate_limit_per_client(tmp_path):
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def monotonic(self):
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The rate limiter's clock, moved by hand (only api.security's `time` is replaced)."""
+    fake = FakeClock()
+    monkeypatch.setattr(security, "time", SimpleNamespace(monotonic=fake.monotonic))
+    return fake
+
+
+def ask_status(client, path="/api/v1/ask"):
+    return client.post(path, json={"question": "fee?"}).status_code
+
+
+def test_rate_limit_per_client(tmp_path, clock):
     with make_client(tmp_path, rate_limit_per_minute=3) as c:
         wait_ready(c)
-        for _ in range(3):
-            assert c.post("/api/v1/ask", json={"question": "fee?"}).status_code == 200
+        first = TestClient(c.app, client=("10.0.0.1", 5000))
+        second = TestClient(c.app, client=("10.0.0.2", 5000))
+        assert [ask_status(first) for _ in range(3)] == [200, 200, 200]
+        r = first.post("/api/v1/ask", json={"question": "fee?"})
+        assert_error(r, 429, "rate_limited", "too many requests")
+        # Another address has its own three requests, then is limited on its own.
+        assert [ask_status(second) for _ in range(4)] == [200, 200, 200, 429]
+        assert ask_status(first) == 429
+
+
+def test_rate_limit_hits_expire_after_a_minute(tmp_path, clock):
+    with make_client(tmp_path, rate_limit_per_minute=2) as c:
+        wait_ready(c)
+        start = clock.now
+        assert ask_status(c) == 200  # t=0
+        clock.now = start + 20
+        assert ask_status(c) == 200  # t=20
+        clock.now = start + 30
         r = c.post("/api/v1/ask", json={"question": "fee?"})
-    assert_error(r, 429, "rate_limited", "too many requests")
-    assert 1 <= int(r.headers["Retry-After"]) <= 60
+        assert_error(r, 429, "rate_limited", "retry in 30 s")
+        assert r.headers["Retry-After"] == "30", "until the oldest hit (t=0) leaves the window"
+        clock.now = start + 60
+        assert ask_status(c) == 200, "the hit at t=0 has expired"
+        r = c.post("/api/v1/ask", json={"question": "fee?"})
+        assert r.status_code == 429 and r.headers["Retry-After"] == "20"  # t=20 leaves at 80
+        clock.now = start + 140
+        assert [ask_status(c) for _ in range(3)] == [200, 200, 429]
+
+
+def test_ask_and_ask_stream_share_one_limit(tmp_path, clock):
+    with make_client(tmp_path, rate_limit_per_minute=3) as c:
+        wait_ready(c)
+        assert ask_status(c) == 200
+        assert ask_status(c, "/api/v1/ask/stream") == 200
+        assert ask_status(c, "/api/v1/ask/stream") == 200
+        assert_error(c.post("/api/v1/ask", json={"question": "fee?"}), 429, "rate_limited")
+        r = c.post("/api/v1/ask/stream", json={"question": "fee?"})
+        assert_error(r, 429, "rate_limited", "too many requests")
+        assert r.headers["Retry-After"] == "60"
+        assert r.headers["content-type"].startswith("application/json"), "refused before streaming"
+
+
+def test_rate_limit_zero_is_off(tmp_path, clock):
+    with make_client(tmp_path, rate_limit_per_minute=0) as c:
+        wait_ready(c)
+        assert {ask_status(c) for _ in range(40)} == {200}
 
 
 @pytest.mark.parametrize(
@@ -179,6 +284,84 @@ def test_upload_limits(client, tmp_path):
     )
 
 
+def upload(client, *files):
+    return client.post(
+        "/api/v1/documents",
+        headers=AUTH,
+        files=[("files", (name, data, "application/octet-stream")) for name, data in files],
+    )
+
+
+def documents(client):
+    return {d["id"]: d for d in client.get("/api/v1/documents", headers=AUTH).json()["documents"]}
+
+
+def test_an_upload_with_a_good_and_a_bad_file_ingests_the_good_one(client):
+    good = b"# Parking\n\nThe Fenmoor staff car park permit costs EUR 240 per semester.\n"
+    r = upload(client, ("parking.md", good), ("empty.md", b""))
+    assert r.status_code == 200, "one file was ingested, so the upload as a whole succeeded"
+    ok, bad = r.json()["results"]
+    assert ok["filename"] == "parking.md" and ok["status"] == "added" and ok["chunks"] >= 1
+    assert not ok["detail"]
+    assert bad == {
+        "filename": "empty.md",
+        "status": "failed",
+        "document_id": None,
+        "chunks": 0,
+        "detail": "file is empty",
+    }
+    listed = documents(client)
+    assert listed[ok["document_id"]]["chunk_count"] == ok["chunks"]
+    assert not any(d["source"].endswith("empty.md") for d in listed.values())
+    hits = client.app.state.service.search("staff car park permit per semester", top_k=3)
+    assert hits[0].chunk.document_id == ok["document_id"]
+    uploads = client.app.state.settings.upload_dir
+    assert sorted(p.name for p in uploads.iterdir()) == ["parking.md"], "no failed or .part file"
+
+
+def docx_bytes(tmp_path, text):
+    return write_docx(tmp_path / "regs.docx", "Retakes", [text]).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "good", "bad", "reason"),
+    [
+        (
+            "a.md",
+            lambda _: b"# Parking\n\nThe staff car park permit costs EUR 240 per semester.\n",
+            b"",
+            "file is empty",
+        ),
+        (
+            "regs.docx",
+            lambda tmp: docx_bytes(tmp, "The staff car park permit costs EUR 240 per semester."),
+            b"PK\x03\x04 truncated",
+            "not a DOCX",
+        ),
+    ],
+    ids=["empty-markdown", "corrupt-docx"],
+)
+def test_a_failed_reupload_keeps_the_earlier_file(client, tmp_path, name, good, bad, reason):
+    good = good(tmp_path)
+    first = upload(client, (name, good))
+    assert first.status_code == 200, first.text
+    (added,) = first.json()["results"]
+    before = documents(client)[added["document_id"]]
+
+    failed = upload(client, (name, bad))
+    assert_error(failed, 422, "invalid_request", f"{name}: {reason}")
+
+    after = documents(client)
+    assert after[added["document_id"]] == before, "the stored document is the earlier version"
+    path = client.app.state.settings.upload_dir / name
+    assert path.read_bytes() == good, "the file on disk is the earlier version"
+    served = client.get(f"/api/v1/documents/{added['document_id']}/file")
+    assert served.status_code == 200 and served.content == good
+    hits = client.app.state.service.search("staff car park permit per semester", top_k=3)
+    assert hits[0].chunk.document_id == added["document_id"]
+    assert sorted(p.name for p in path.parent.iterdir()) == [name], "no .part file is left"
+
+
 def test_upload_ask_delete(client):
     doc = b"# Parking\n\nThe Fenmoor staff car park permit costs EUR 240 per semester.\n"
     r = client.post(
@@ -227,6 +410,48 @@ def test_health_is_503_until_the_models_are_warm(tmp_path):
         gate.set()
         wait_ready(c)
         assert c.get("/health").json() == {"status": "ready", "documents": 0, "chunks": 0}
+
+
+def test_cors_allows_the_configured_origins_only(tmp_path, monkeypatch):
+    allowed, other = "https://www.fenmoor.example", "https://evil.example"
+    monkeypatch.setenv("LECTERN_API__CORS_ORIGINS", json.dumps([allowed]))
+    monkeypatch.setenv("LECTERN_API__ADMIN_TOKEN", TOKEN)
+    settings = Settings(data_dir=tmp_path / "data")
+    assert settings.api.cors_origins == [allowed]
+    with make_client(tmp_path, settings=settings) as c:
+        wait_ready(c)
+
+        def preflight(origin):
+            return c.options(
+                "/api/v1/ask/stream",
+                headers={
+                    "Origin": origin,
+                    "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "content-type",
+                },
+            )
+
+        ok = preflight(allowed)
+        assert ok.status_code == 200
+        assert ok.headers["access-control-allow-origin"] == allowed
+        assert "POST" in ok.headers["access-control-allow-methods"]
+        refused = preflight(other)
+        assert refused.status_code == 400
+        assert "access-control-allow-origin" not in refused.headers
+
+        asked = c.post("/api/v1/ask", json={"question": "fee?"}, headers={"Origin": allowed})
+        assert asked.status_code == 200
+        assert asked.headers["access-control-allow-origin"] == allowed
+        assert "Retry-After" in asked.headers["access-control-expose-headers"]
+        foreign = c.post("/api/v1/ask", json={"question": "fee?"}, headers={"Origin": other})
+        assert "access-control-allow-origin" not in foreign.headers
+
+
+def test_cors_allows_any_origin_by_default(client):
+    r = client.post(
+        "/api/v1/ask", json={"question": "fee?"}, headers={"Origin": "https://any.example"}
+    )
+    assert r.headers["access-control-allow-origin"] == "*"
 
 
 def test_openapi_documents_every_route(client):

@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 
 from api.service import Lectern
+from retriever.corpus import MODES
 from tests.conftest import SAMPLES, write_docx
 
 
@@ -84,29 +85,102 @@ def test_failed_reingest_keeps_the_previous_version(service, tmp_path):
     assert_consistent(service)
 
 
+def chunk_ids_of(svc: Lectern, document_id: str) -> set[int]:
+    return {c.id for c in svc.store.all_chunks() if c.document_id == document_id}
+
+
+def top_documents(svc: Lectern, query: str, top_k: int) -> dict[str, list[str]]:
+    """The documents of the top `top_k` hits of each search mode, in rank order."""
+    return {
+        mode: [h.chunk.document_id for h in svc.search(query, top_k=top_k, mode=mode)]
+        for mode in MODES
+    }
+
+
+def saved_index_ids(svc: Lectern) -> set[int]:
+    """The chunk ids of the FAISS index saved on disk (not the one in memory)."""
+    from retriever.faiss_index import FaissIndex
+
+    index = FaissIndex.from_settings(
+        svc.embedder.dimension, svc.embedder.fingerprint, svc.settings.retrieval
+    )
+    assert index.load(svc.corpus._index_dir()), "no index saved"
+    return set(index.ids.tolist())
+
+
+def crash_before_index_save(settings, embedder, tmp_path, write) -> tuple[Lectern, set[int]]:
+    """Run `write` on a service, put back the index saved before it, and restart.
+
+    That is the disk after a crash between the store's commit and the index's save.
+    Returns the restarted service and the chunk ids of the index put back.
+    """
+    svc = Lectern(settings, embedder=embedder)
+    svc.warm_up()
+    stale_ids = saved_index_ids(svc)
+    stale = tmp_path / "stale-index"
+    shutil.rmtree(stale, ignore_errors=True)
+    shutil.copytree(settings.index_dir, stale)
+    write(svc)
+    svc.store.close()
+    shutil.rmtree(settings.index_dir)
+    shutil.copytree(stale, settings.index_dir)
+    recovered = Lectern(settings, embedder=embedder)
+    recovered.warm_up()
+    return recovered, stale_ids
+
+
 def test_restart_and_crash_recovery(settings, embedder, tmp_path):
     svc = Lectern(settings, embedder=embedder)
     svc.ingest([SAMPLES / "markdown"])
     n = svc.counts().chunks
+    library = svc.resolve_document(str(SAMPLES / "markdown" / "library-faq.md"))
     svc.store.close()
 
     reopened = Lectern(settings, embedder=embedder)
     reopened.warm_up()
     assert reopened.counts().indexed == n
-    assert reopened.search("library loan period", top_k=1)
-
-    # A crash after the store committed but before the index was saved: the index on
-    # disk is stale. The next start reconciles it with the store.
-    stale = tmp_path / "stale-index"
-    shutil.copytree(settings.index_dir, stale)
-    reopened.ingest([SAMPLES / "txt"])
+    assert_consistent(reopened)
+    for mode, docs in top_documents(reopened, "library loan period", 3).items():
+        assert library.id in docs, mode
     reopened.store.close()
-    shutil.rmtree(settings.index_dir)
-    shutil.copytree(stale, settings.index_dir)
-    recovered = Lectern(settings, embedder=embedder)
-    recovered.warm_up()
+
+    # Crash 1: a document's chunks committed to the store, not to the saved index.
+    added: dict[str, str] = {}
+
+    def add(s: Lectern) -> None:
+        (result,) = s.ingest([SAMPLES / "txt"]).results
+        assert result.status == "added"
+        added["id"] = result.document_id
+
+    recovered, stale_ids = crash_before_index_save(settings, embedder, tmp_path, add)
+    new_chunks = chunk_ids_of(recovered, added["id"])
+    assert new_chunks and not new_chunks & stale_ids, "the index put back lacks the new chunks"
     assert_consistent(recovered)
-    assert recovered.counts().indexed > n
+    assert recovered.counts().chunks > n
+    assert new_chunks <= saved_index_ids(recovered), "the repaired index is saved"
+    for mode, docs in top_documents(recovered, "service desk opening hours", 3).items():
+        assert added["id"] in docs, f"{mode} search misses the document added before the crash"
+    recovered.store.close()
+
+    # Crash 2: a document deleted from the store, still in the saved index.
+    gone: set[int] = set()
+
+    def delete(s: Lectern) -> None:
+        gone.update(chunk_ids_of(s, library.id))
+        assert s.delete(library.id).id == library.id
+
+    recovered, stale_ids = crash_before_index_save(settings, embedder, tmp_path, delete)
+    assert gone and gone <= stale_ids, "the index put back still holds the deleted chunks"
+    assert recovered.store.get_document(library.id) is None
+    assert_consistent(recovered)
+    assert not gone & saved_index_ids(recovered), "the repaired index is saved"
+    everything = recovered.counts().chunks
+    for query in ("library loan period", "How long can I borrow a book from the library?"):
+        for mode, docs in top_documents(recovered, query, everything).items():
+            assert library.id not in docs, f"{mode} search returns the deleted document"
+    # The document added before the first crash is still found after the second.
+    for mode, docs in top_documents(recovered, "service desk opening hours", 3).items():
+        assert added["id"] in docs, mode
     recovered.store.close()
 
 

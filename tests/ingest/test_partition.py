@@ -5,7 +5,7 @@ import pytest
 from ingest.formats import check_file
 from ingest.partition import partition
 from lectern.errors import CorruptFileError, EmptyFileError
-from tests.conftest import SAMPLES, SHARED, write_docx, write_pdf
+from tests.conftest import SAMPLES, SHARED, require_or_skip, write_docx, write_pdf
 
 
 def parse(path):
@@ -59,11 +59,20 @@ def test_pdf_pages(tmp_path):
     assert pages["Apply by 1 May."] == 2
 
 
-def test_truncated_pdf_is_corrupt(tmp_path):
+def test_truncated_pdf_is_rejected_as_holding_no_text(tmp_path):
+    # pdfminer reads a truncated PDF without raising and finds no text in it: the file
+    # is refused as empty, with the reason the upload report shows.
     good = write_pdf(tmp_path / "x.pdf", [("A", "b")]).read_bytes()
     bad = tmp_path / "bad.pdf"
     bad.write_bytes(good[:40])
-    with pytest.raises((CorruptFileError, EmptyFileError)):
+    with pytest.raises(EmptyFileError, match="no extractable text in this pdf file"):
+        parse(bad)
+
+
+def test_pdf_without_header_is_corrupt(tmp_path):
+    bad = tmp_path / "bad.pdf"
+    bad.write_bytes(b"just some text, not a PDF at all")
+    with pytest.raises(CorruptFileError, match=r"not a PDF \(no %PDF header\)"):
         parse(bad)
 
 
@@ -90,11 +99,22 @@ def test_sample_corpus_formats(rel):
     assert "Fenmoor" in " ".join(b.text for b in parsed.blocks)
 
 
-@pytest.mark.skipif(not SHARED.exists(), reason="../shared/data is not beside this checkout")
 def test_shared_real_documents():
+    require_or_skip(SHARED.exists(), f"the shared real documents ({SHARED}) are not here")
     pdf = parse(SHARED / "docs" / "pdf" / "url.pdf")
     assert max(b.page or 0 for b in pdf.blocks) > 1
     assert any("url" in b.text.lower() for b in pdf.blocks)
     html = parse(SHARED / "docs" / "html" / "python-tutorial" / "controlflow.html")
     assert "Control Flow" in html.title
     assert any(b.kind == "title" for b in html.blocks)
+
+
+def test_a_missing_requirement_skips_outside_ci_and_fails_in_ci(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    require_or_skip(True, "present")  # a met requirement does nothing
+    with pytest.raises(pytest.skip.Exception, match="no data"):
+        require_or_skip(False, "no data")
+    monkeypatch.setenv("CI", "true")
+    require_or_skip(True, "present")
+    with pytest.raises(pytest.fail.Exception, match="required in CI.*no data"):
+        require_or_skip(False, "no data")

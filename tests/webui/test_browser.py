@@ -4,7 +4,13 @@ A uvicorn server runs `create_app` over the ingested sample corpus with the real
 widget is embedded cross-origin, as on a university site: the host page comes from a separate
 static server and loads widget.js from the API server with one script tag.
 
-Screenshots go to bench/results/webui-*.png.
+Screenshots go to each test's pytest tmp_path, so a test run leaves the work tree as it was.
+To refresh the tracked ones in bench/results/webui-*.png (the README shows them), run with
+LECTERN_UPDATE_SCREENSHOTS=1:
+
+    LECTERN_UPDATE_SCREENSHOTS=1 python -m pytest -q tests/webui/test_browser.py
+
+Without chromium or playwright the module is skipped, except in CI (CI=true), where it fails.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import os
 import re
 import socket
 import threading
@@ -20,19 +27,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MODEL_CACHE, ROOT, SAMPLES
+from tests.conftest import MODEL_CACHE, ROOT, SAMPLES, require_or_skip
 
 CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(
-        "web UI browser tests need Debian's chromium at /usr/bin/chromium "
-        "(apt-get install chromium)",
-        allow_module_level=True,
-    )
+require_or_skip(
+    CHROMIUM.exists(),
+    "web UI browser tests need Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
+    allow_module_level=True,
+)
 try:
     from playwright.sync_api import Page, expect, sync_playwright
 except ImportError:
-    pytest.skip(
+    require_or_skip(
+        False,
         "web UI browser tests need the playwright package (pip install playwright; "
         "the browser is Debian's chromium, so never run `playwright install`)",
         allow_module_level=True,
@@ -46,7 +53,7 @@ pytestmark = pytest.mark.integration
 
 TOKEN = "test-token-webui-0123456789"  # ApiSettings.admin_token needs at least 16 characters
 QUESTION = "What are the prerequisites for CSC 340?"
-SHOTS = ROOT / "bench" / "results"
+TRACKED_SHOTS = ROOT / "bench" / "results"  # written only with LECTERN_UPDATE_SCREENSHOTS=1
 CHROMIUM_ARGS = [
     "--headless=new",
     "--no-sandbox",
@@ -159,9 +166,19 @@ def page(browser):
     assert errors == [], f"JavaScript errors on the page: {errors}"
 
 
-def screenshot(page: Page, name: str, **kwargs: object) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / name), **kwargs)
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where this test's screenshots go: its tmp_path, or bench/results when asked to."""
+    if os.environ.get("LECTERN_UPDATE_SCREENSHOTS") == "1":
+        return TRACKED_SHOTS
+    return tmp_path / "screenshots"
+
+
+def screenshot(page: Page, folder: Path, name: str, **kwargs: object) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    page.screenshot(path=str(path), **kwargs)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
 
 
 # ------------------------------------------------------------------------------ widget --
@@ -200,7 +217,7 @@ RECORD_UPDATES = """(sel) => {
 
 
 def test_widget_embedded_cross_origin_streams_an_answer_with_citations(
-    page: Page, api_server, host_site
+    page: Page, api_server, host_site, shots
 ):
     api = api_server["url"]
     assert host_site.split("/")[2] != api.split("/")[2]  # a different origin
@@ -278,7 +295,7 @@ def test_widget_embedded_cross_origin_streams_an_answer_with_citations(
 
     page.evaluate("window.scrollTo(0, 0)")  # Tab scrolled the host page to its footer
     page.wait_for_timeout(300)  # the panel's open animation
-    screenshot(page, "webui-widget.png")
+    screenshot(page, shots, "webui-widget.png")
 
     # Phone width: the panel takes the full screen and nothing overflows sideways.
     page.set_viewport_size({"width": 375, "height": 700})
@@ -292,7 +309,7 @@ def test_widget_embedded_cross_origin_streams_an_answer_with_citations(
     input_box = page.locator(f"{WIDGET} textarea").bounding_box()
     assert input_box is not None and input_box["x"] + input_box["width"] <= 375
     assert input_box["y"] + input_box["height"] <= 700
-    screenshot(page, "webui-widget-mobile.png")
+    screenshot(page, shots, "webui-widget-mobile.png")
     page.keyboard.press("Escape")
     expect(panel).to_be_hidden()
     expect(launcher).to_be_visible()
@@ -302,7 +319,7 @@ def sse(*events: tuple[str, object]) -> str:
     return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
 
 
-def test_widget_marks_abstentions_and_shows_api_errors(page: Page, api_server):
+def test_widget_marks_abstentions_and_shows_api_errors(page: Page, api_server, shots):
     """Canned API replies (page.route), so each outcome is certain; on the demo page."""
     api = api_server["url"]
     idk = "I don't know. The documents I have do not answer this question."
@@ -377,7 +394,7 @@ def test_widget_marks_abstentions_and_shows_api_errors(page: Page, api_server):
     expect(page.locator(f"{WIDGET} [aria-live=polite]")).to_contain_text("Generation failed")
     assert asked[1:] == ["When is the library open?"] * 2
     page.wait_for_timeout(300)
-    screenshot(page, "webui-widget-states.png")
+    screenshot(page, shots, "webui-widget-states.png")
 
 
 # ------------------------------------------------------------------------------- admin --
@@ -393,7 +410,7 @@ RECORD_PROGRESS = """() => {
 }"""
 
 
-def test_admin_sign_in_upload_list_and_delete(page: Page, api_server, tmp_path):
+def test_admin_sign_in_upload_list_and_delete(page: Page, api_server, tmp_path, shots):
     api = api_server["url"]
     service = api_server["service"]
     before = len(service.documents())
@@ -448,7 +465,7 @@ def test_admin_sign_in_upload_list_and_delete(page: Page, api_server, tmp_path):
     expect(row.locator(".chunks-cell")).to_have_text(str(uploaded.chunk_count))
     expect(row.locator("time")).not_to_be_empty()
     page.wait_for_timeout(200)
-    screenshot(page, "webui-admin.png", full_page=True)
+    screenshot(page, shots, "webui-admin.png", full_page=True)
 
     # Delete, keyboard only: Esc in the confirmation keeps the document...
     delete = row.get_by_role("button", name=re.compile("^Delete Parking Permits"))

@@ -3,12 +3,10 @@
 import json
 import threading
 import time
-from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
 
-from api import security
 from api.app import create_app
 from api.service import Lectern
 from lectern.errors import NotReadyError
@@ -162,22 +160,6 @@ def test_model_saying_it_does_not_know_abstains(tmp_path):
 def test_ask_limits(client, payload, fragment):
     assert_error(client.post("/api/v1/ask", json=payload), 422, "invalid_request", fragment)
     assert_error(client.post("/api/v1/ask/stream", json=payload), 422, "invalid_request", fragment)
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def monotonic(self):
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    """The rate limiter's clock, moved by hand (only api.security's `time` is replaced)."""
-    fake = FakeClock()
-    monkeypatch.setattr(security, "time", SimpleNamespace(monotonic=fake.monotonic))
-    return fake
 
 
 def ask_status(client, path="/api/v1/ask"):

@@ -6,30 +6,12 @@ forward by hand, so nothing here depends on how fast the machine is.
 
 import os
 import stat
-from types import SimpleNamespace
 
 import pytest
 from starlette.requests import Request
 
-from api import security
 from api.security import BearerAuth, RateLimiter, admin_token
 from lectern.errors import RateLimitedError, UnauthorizedError
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def monotonic(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    fake = FakeClock()
-    # Only api.security's view of `time` changes: the real time module is left alone.
-    monkeypatch.setattr(security, "time", SimpleNamespace(monotonic=fake.monotonic))
-    return fake
 
 
 def request(host: str | None = "10.0.0.1", headers: dict[str, str] | None = None) -> Request:

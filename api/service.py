@@ -192,6 +192,9 @@ class Lectern:
 
     @property
     def generator(self) -> Generator:
+        return self._require_generator()
+
+    def _require_generator(self) -> Generator:
         if not self._generator_ready or self._generator is None:
             raise NotReadyError("generator used before warm_up_generator()")
         return self._generator
@@ -213,7 +216,7 @@ class Lectern:
         if not passages:  # nothing retrieved: no model call, an honest abstention
             timings.total_ms = _ms(start)
             return AskResult(Answer(IDK, [], True), [], timings)
-        self.generator  # noqa: B018 - fail before compressing when the generator is not ready
+        self._require_generator()  # before compressing: a request then fails fast
         context = compress(question, passages, self.embedder, g.context_tokens)
         if context.relevance < g.min_relevance:  # off-topic: nothing here answers it
             timings.total_ms = _ms(start)

@@ -71,9 +71,7 @@ def test_probe_on_this_machine_matches_torch():
     assert caps.cuda_devices == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
 
 
-@pytest.mark.gpu
-def test_real_gpu_plan():
+def test_the_plan_for_this_machine_uses_cuda_exactly_when_it_has_a_device():
+    # Runs everywhere (CI has no GPU, and CI never skips): on a GPU runner it checks cuda.
     caps = probe()
-    if caps.cuda_devices == 0:
-        pytest.skip("needs a CUDA device")
-    assert plan(caps).device == "cuda"
+    assert plan(caps).device == ("cuda" if caps.cuda_devices else "cpu")

@@ -1,15 +1,25 @@
-"""The Retriever contract, run against every implementation."""
+"""The Retriever and DocumentStore contracts, each run against every implementation.
+
+The retrievers search a corpus embedded by the real packaged MiniLM (integration), so
+the dense and hybrid retrievers are tested on the vectors they serve, not a fake's.
+The Embedder contract is in test_embedder.py and the Reranker's in test_reranker.py.
+"""
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
-from lectern.protocols import Retriever
+from api.service import Lectern, build_embedder
+from ingest.sqlite_store import SQLiteDocumentStore
+from lectern.protocols import DocumentStore, Retriever
+from lectern.settings import IngestSettings, Settings
+from lectern.types import Chunk, DocumentInfo
 from retriever.bm25 import BM25Retriever
 from retriever.dense import DenseRetriever
 from retriever.faiss_index import FaissIndex
 from retriever.hybrid import HybridRetriever
-from tests.fakes import HashEmbedder
 
 PASSAGES = {
     "fees.md": "The international tuition fee for the MSc Data Science is EUR 16,800 per year.",
@@ -51,14 +61,47 @@ IMPLEMENTATIONS = {
 }
 
 
-@pytest.fixture
-def corpus_service(service, tmp_path):
-    folder = tmp_path / "corpus"
+@pytest.fixture(scope="module")
+def minilm(tmp_path_factory):
+    """The packaged encoder as the service builds it by default (onnxruntime on a CPU)."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("encoder"), _env_file=None)
+    embedder = build_embedder(settings, "cpu")
+    embedder.warm_up()
+    return embedder
+
+
+def open_service(folder, embedder) -> Lectern:
+    settings = Settings(
+        data_dir=folder,
+        ingest=IngestSettings(chunk_tokens=64, chunk_overlap=8, min_section_tokens=8),
+        _env_file=None,
+    )
+    settings.retrieval.rerank = False  # the retrievers are tested, not a reranker
+    svc = Lectern(settings, embedder=embedder)
+    svc.warm_up()
+    assert svc.reranker is None
+    return svc
+
+
+@pytest.fixture(scope="module")
+def corpus_service(tmp_path_factory, minilm):
+    root = tmp_path_factory.mktemp("contract")
+    folder = root / "corpus"
     folder.mkdir()
     for name, text in PASSAGES.items():
         (folder / (name.rsplit(".", 1)[0] + ".txt")).write_text(text + "\n")
-    assert not service.ingest([folder]).failed
-    return service
+    svc = open_service(root / "data", minilm)
+    report = svc.ingest([folder])
+    assert not report.failed and svc.store.chunk_count() == len(PASSAGES)
+    yield svc
+    svc.store.close()
+
+
+@pytest.fixture
+def empty_service(tmp_path, minilm):
+    svc = open_service(tmp_path / "data", minilm)
+    yield svc
+    svc.store.close()
 
 
 @pytest.fixture(params=list(IMPLEMENTATIONS))
@@ -66,10 +109,12 @@ def retriever(request, corpus_service) -> Retriever:
     return IMPLEMENTATIONS[request.param](corpus_service)
 
 
+@pytest.mark.integration
 def test_is_a_retriever(retriever):
     assert isinstance(retriever, Retriever)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("k", [1, 3, 100])
 def test_top_k_is_respected_and_scores_are_sorted(retriever, k):
     hits = retriever.retrieve("student fee for the semester", k)
@@ -79,10 +124,19 @@ def test_top_k_is_respected_and_scores_are_sorted(retriever, k):
     assert len({h.chunk.id for h in hits}) == len(hits)
 
 
+@pytest.mark.integration
+def test_hits_are_the_store_s_chunks(retriever, corpus_service):
+    hits = retriever.retrieve("library books", 3)
+    assert hits, "the library passage matches"
+    assert [h.chunk for h in hits] == corpus_service.store.get_chunks([h.chunk.id for h in hits])
+
+
+@pytest.mark.integration
 def test_zero_top_k_gives_nothing(retriever):
     assert retriever.retrieve("fee", 0) == []
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("query", "source"),
     [
@@ -95,9 +149,10 @@ def test_the_matching_passage_ranks_first(retriever, query, source):
     assert retriever.retrieve(query, 3)[0].chunk.source.endswith(source)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", list(IMPLEMENTATIONS))
-def test_empty_index_gives_empty_result(service, name):
-    assert IMPLEMENTATIONS[name](service).retrieve("anything at all", 5) == []
+def test_empty_index_gives_empty_result(empty_service, name):
+    assert IMPLEMENTATIONS[name](empty_service).retrieve("anything at all", 5) == []
 
 
 def test_hybrid_rejects_bad_configuration():
@@ -129,6 +184,120 @@ def test_hybrid_fuses_by_reciprocal_rank():
     assert [h.chunk.id for h in weighted] == [1, 2]
 
 
-def test_hash_embedder_is_deterministic():
-    a, b = HashEmbedder(16), HashEmbedder(16)
-    assert (a.embed_query("same words") == b.embed_query("same words")).all()
+
+# -- the DocumentStore contract ----------------------------------------------------------
+
+
+def sqlite_store(folder) -> DocumentStore:
+    return SQLiteDocumentStore(folder / "store.sqlite3")
+
+
+STORES = {"sqlite": sqlite_store}
+# The Protocol's methods, read from the Protocol itself: a new one is checked too.
+STORE_METHODS = sorted(
+    name for name, value in vars(DocumentStore).items()
+    if callable(value) and not name.startswith("_")
+)
+
+
+@pytest.fixture(params=list(STORES))
+def store(request, tmp_path):
+    made = STORES[request.param](tmp_path)
+    yield made
+    close = getattr(made, "close", None)
+    if close is not None:
+        close()
+
+
+WHEN = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def doc(doc_id: str, n: int, content_hash: str | None = None) -> DocumentInfo:
+    return DocumentInfo(doc_id, f"/docs/{doc_id}.md", doc_id.upper(),
+                        content_hash or f"hash-{doc_id}", "text/markdown", 100, n, WHEN)
+
+
+def passages(doc_id: str, n: int) -> list[Chunk]:
+    return [Chunk(-1, doc_id, f"{doc_id} passage {i}", "", "", f"part {i}", i + 1, i)
+            for i in range(n)]
+
+
+def unit_rows(n: int, start: int = 0) -> np.ndarray:
+    return np.eye(8, dtype=np.float32)[start : start + n]
+
+
+def test_the_store_has_every_method_of_the_protocol(store):
+    assert len(STORE_METHODS) == 15
+    assert [m for m in STORE_METHODS if not callable(getattr(store, m, None))] == []
+
+
+def test_a_new_store_is_empty(store):
+    assert store.list_documents() == [] and store.all_chunks() == []
+    assert store.chunk_ids().tolist() == [] and store.encoders() == set()
+    assert store.chunk_count() == store.vector_count() == 0
+    assert store.get_document("a") is None and store.find_by_hash("hash-a") is None
+    assert store.find_by_source("/docs/a.md") is None
+    assert store.get_chunks([]) == [] and store.get_chunks([1, 2]) == []
+    assert store.delete_document("a") == 0
+
+
+def test_an_upserted_document_comes_back_with_its_chunks_and_vectors(store):
+    ids = store.upsert_document(doc("a", 3), passages("a", 3), unit_rows(3), "enc")
+    assert len(ids) == len(set(ids)) == 3
+    assert store.get_document("a") == doc("a", 3)
+    assert store.find_by_hash("hash-a") == store.find_by_source("/docs/a.md") == doc("a", 3)
+    got = store.get_chunks([ids[2], 10**9, ids[0]])  # the order asked; unknown ids left out
+    assert got == [
+        Chunk(ids[2], "a", "a passage 2", "/docs/a.md", "A", "part 2", 3, 2),
+        Chunk(ids[0], "a", "a passage 0", "/docs/a.md", "A", "part 0", 1, 0),
+    ]
+    assert sorted(c.id for c in store.all_chunks()) == sorted(ids)
+    assert sorted(store.chunk_ids().tolist()) == sorted(ids)
+    np.testing.assert_array_equal(store.vectors([ids[1], ids[0]], "enc"), unit_rows(2)[::-1])
+    assert store.encoders() == {"enc"}
+    assert store.chunk_count() == store.vector_count() == 3
+
+
+def test_upsert_replaces_a_document_and_delete_removes_it(store):
+    old = store.upsert_document(doc("a", 3), passages("a", 3), unit_rows(3), "enc")
+    b = store.upsert_document(doc("b", 2), passages("b", 2), unit_rows(2, 3), "enc")
+    new = store.upsert_document(doc("a", 1, "hash-a2"), passages("a", 1), unit_rows(1, 5), "enc")
+    assert len(new) == 1 and not set(new) & set(old), "a chunk id is never reused"
+    assert store.get_document("a").content_hash == "hash-a2"
+    assert store.find_by_hash("hash-a") is None
+    assert sorted(store.chunk_ids().tolist()) == sorted([*b, *new])
+    assert store.get_chunks(old) == []
+    assert [d.id for d in sorted(store.list_documents(), key=lambda d: d.id)] == ["a", "b"]
+    assert store.delete_document("a") == 1
+    assert store.get_document("a") is None and store.get_chunks(new) == []
+    assert sorted(store.chunk_ids().tolist()) == sorted(b)
+    assert store.chunk_count() == store.vector_count() == 2
+    assert store.delete_document("a") == 0
+
+
+def test_a_failed_upsert_leaves_the_previous_version(store):
+    ids = store.upsert_document(doc("a", 2), passages("a", 2), unit_rows(2), "enc")
+    with pytest.raises(ValueError, match="3 chunks but 2 vectors"):
+        store.upsert_document(doc("a", 3, "hash-a2"), passages("a", 3), unit_rows(2), "enc")
+    assert store.get_document("a") == doc("a", 2)
+    assert sorted(store.chunk_ids().tolist()) == sorted(ids)
+    assert store.chunk_count() == store.vector_count() == 2
+
+
+def test_vectors_are_kept_per_encoder(store):
+    ids = store.upsert_document(doc("a", 2), passages("a", 2), unit_rows(2), "old")
+    assert store.ids_without_vectors("old").tolist() == []
+    assert sorted(store.ids_without_vectors("new").tolist()) == sorted(ids)
+    with pytest.raises(KeyError, match="2 chunks have no new vector"):
+        store.vectors(ids, "new")
+    store.add_vectors(ids[:1], unit_rows(1, 6), "new")
+    assert store.ids_without_vectors("new").tolist() == ids[1:]
+    store.add_vectors(ids[1:], unit_rows(1, 7), "new")
+    assert store.encoders() == {"old", "new"} and store.vector_count() == 4
+    np.testing.assert_array_equal(store.vectors(ids, "new"), unit_rows(2, 6))
+    np.testing.assert_array_equal(store.vectors(ids, "old"), unit_rows(2))
+    store.add_vectors(ids[:1], unit_rows(1, 3), "new")  # replaces that chunk's vector
+    np.testing.assert_array_equal(store.vectors(ids[:1], "new"), unit_rows(1, 3))
+    assert store.vector_count() == 4
+    assert store.delete_document("a") == 2
+    assert store.vector_count() == 0 and store.encoders() == set()

@@ -114,6 +114,7 @@ def test_groups_hold_the_positive_first_then_negatives_that_do_not_answer(tmp_pa
     data = rd.load_source("boolq", write_sources(tmp_path), lambda t: [t], QueryFocus().terms)
     miner = rd.NegativeMiner(data.chunks)
     groups = rd.build_groups(data.examples, miner, 2, 1, 5, random.Random(0), candidates=4)
+    assert len(groups) == len(data.examples) == len(TOPICS), "one group per question"
     for e, g in zip(data.examples, groups, strict=True):
         assert g.chunks[0].id == e.positive and len(g.chunks) == 4
         assert not {c.id for c in g.chunks[1:]} & e.relevant
@@ -132,7 +133,7 @@ def test_config_names_the_bad_value(tmp_path):
         TrainConfig(tmp_path, tmp_path / "o", tmp_path, layers=0)
     with pytest.raises(ConfigError, match="loss='hinge'"):
         TrainConfig(tmp_path, tmp_path / "o", tmp_path, loss="hinge")  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="squad"):
+    with pytest.raises(ConfigError, match=r"sources=\['squad'\] \(known: coqa, boolq"):
         TrainConfig(tmp_path, tmp_path / "o", tmp_path, sources=("squad",))
     with pytest.raises(ConfigError, match="learning_rate=0; warmup_share=1; holdout_share=1"):
         TrainConfig(tmp_path, tmp_path / "o", tmp_path, learning_rate=0, warmup_share=1,
@@ -168,7 +169,7 @@ def test_tiny_training_run_saves_a_working_reranker_with_its_record(tmp_path, lo
     assert set(info["data"]["sources"]) == set(rd.SOURCES)
     assert info["data"]["train_questions"] == 12
     assert info["training"]["steps"] == 4 and info["training"]["pairs"] == 48
-    assert info["training"]["pairs_per_second"] > 0
+    assert "pairs_per_second" in info["training"]  # a measured rate: its value is not tested
     overall = info["validation"]["overall"]
     assert overall["questions"] > 0 and 0 <= overall["reranked"]["mrr@10"] <= 1
     assert 0 <= overall["accuracy"] <= 1

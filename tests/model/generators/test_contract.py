@@ -1,0 +1,68 @@
+"""The Generator contract, on every backend `model.generators.build` can choose."""
+
+import pytest
+
+from lectern.device import DeviceCaps, plan
+from lectern.errors import ConfigError, NotReadyError
+from lectern.protocols import Generator
+from lectern.settings import GenerationSettings, Settings
+from model import generators
+from tests.conftest import MODEL_CACHE
+
+BACKENDS = ["transformers"]  # every value of ModelSettings.generator_backend
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def settings_for(backend: str) -> Settings:
+    return Settings(
+        models={"cache_dir": MODEL_CACHE, "generator_backend": backend, "cpu_int8": False},
+        generation=GenerationSettings(max_new_tokens=12),
+    )
+
+
+def test_the_backends_listed_are_all_the_settings_allow():
+    from typing import get_args
+
+    from lectern.settings import ModelSettings
+
+    allowed = get_args(ModelSettings.model_fields["generator_backend"].annotation)
+    assert sorted(allowed) == sorted(BACKENDS)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def generator(request) -> Generator:
+    gen = generators.build(settings_for(request.param), plan(DeviceCaps()))
+    with pytest.raises(NotReadyError):
+        gen.generate(QUESTION)
+    gen.warm_up()
+    gen.warm_up()  # idempotent
+    return gen
+
+
+@pytest.mark.integration
+def test_it_is_a_generator(generator):
+    assert isinstance(generator, Generator)
+
+
+@pytest.mark.integration
+def test_the_stream_joined_is_the_reply(generator):
+    pieces = list(generator.stream(QUESTION))
+    assert len(pieces) > 1 and all(isinstance(p, str) for p in pieces)
+    assert "".join(pieces) == generator.generate(QUESTION)  # greedy: the same reply
+    assert "Paris" in "".join(pieces)
+
+
+@pytest.mark.integration
+def test_the_reply_stays_within_max_new_tokens(generator):
+    long = [{"role": "user", "content": "Count from one to one hundred in words."}]
+    words = generator.generate(long).split()
+    # Every word takes at least one token, so 12 new tokens hold at most 12 words; the
+    # model would go on to a hundred.
+    assert 3 <= len(words) <= 12
+
+
+def test_an_unknown_backend_is_a_clear_error():
+    s = settings_for("transformers")
+    wrong = s.model_copy(update={"models": s.models.model_copy(update={"generator_backend": "x"})})
+    with pytest.raises(ConfigError, match="unknown generator backend 'x'; use transformers"):
+        generators.build(wrong, plan(DeviceCaps()))

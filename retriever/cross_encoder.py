@@ -24,6 +24,7 @@ import numpy as np
 from lectern.errors import ModelNotFoundError, NotReadyError
 from lectern.optional import require
 from lectern.text import words
+from lectern.threads import PerThread
 from lectern.types import Chunk, ScoredChunk
 from retriever.onnx_encoder import cpu_session
 from retriever.records import RerankerRecord
@@ -164,7 +165,8 @@ class CrossEncoderReranker:
         self.max_length = max_length or record.config.max_length or DEFAULT_MAX_LENGTH
         # Fitted at training time on held-out questions (never on evaluation data).
         self.prior_weight = record.prior_weight if prior_weight is None else prior_weight
-        self._tokenizer: Any = None
+        self._tokenizer: Any = None  # the prototype: request threads use copies of it
+        self._tokenizers: PerThread[Any] | None = None
         self._session: Any = None
         self._model: Any = None
         self._focus: QueryFocus | None = None
@@ -190,22 +192,29 @@ class CrossEncoderReranker:
                 ])
             self._model = load_cross_encoder(self.model_dir)
         self._focus = QueryFocus() if self.use_focus else None
+        self._tokenizers = PerThread.copies_of(tokenizer)
         self._tokenizer = tokenizer
+
+    @property
+    def tokenizer(self) -> Any:
+        """This thread's tokenizer (a fast tokenizer must not be shared between threads)."""
+        if self._tokenizers is None:
+            raise NotReadyError("reranker used before warm_up()")
+        return self._tokenizers.get()
 
     def inputs(self, query: str, passages: Sequence[tuple[str, str]]) -> list[str]:
         """The passage texts the model reads for `query`: focused when they are long."""
-        if self._tokenizer is None:
-            raise NotReadyError("reranker used before warm_up()")
-        return model_inputs(self._tokenizer, self._focus, query, passages, self.max_length)
+        return model_inputs(self.tokenizer, self._focus, query, passages, self.max_length)
 
     def score(self, query: str, passages: Sequence[tuple[str, str]]) -> np.ndarray:
         """One logit per (heading, text) passage, in input order."""
         texts = self.inputs(query, passages)
+        tokenizer = self.tokenizer
         out = np.empty(len(texts), dtype=np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")  # little padding per batch
         for start in range(0, len(texts), self.batch_size):
             idx = order[start : start + self.batch_size]
-            enc = self._tokenizer(
+            enc = tokenizer(
                 [query] * len(idx),
                 [texts[i] for i in idx],
                 padding=True,

@@ -13,6 +13,7 @@ import numpy as np
 
 from lectern.errors import NotReadyError
 from lectern.optional import require
+from lectern.threads import PerThread
 from retriever import onnx_encoder
 from retriever.onnx_encoder import OnnxEncoder
 
@@ -52,6 +53,10 @@ class SentenceTransformerEmbedder:
         # requests in flight, not a cache of past questions.
         self._recent_queries: OrderedDict[str, np.ndarray] = OrderedDict()
         self._recent_lock = threading.Lock()
+        self._tokenizers: PerThread[Any] | None = None
+        # PyTorch already spreads one encode over every core; calls one at a time keep the
+        # model's tokenizer to one thread.
+        self._torch_lock = threading.Lock()
 
     def warm_up(self) -> None:
         if self._model is not None:
@@ -63,6 +68,7 @@ class SentenceTransformerEmbedder:
         model = st.SentenceTransformer(str(self.folder), device=self.device, local_files_only=True)
         if self.onnx_path is not None and self.device == "cpu":
             self._onnx = self._onnx_for(model)
+        self._tokenizers = PerThread.copies_of(model.tokenizer)
         self._model = model
 
     def _onnx_for(self, model: Any) -> OnnxEncoder | None:
@@ -110,7 +116,9 @@ class SentenceTransformerEmbedder:
         return int(self.model.max_seq_length)
 
     def count_tokens(self, text: str) -> int:
-        return len(self.model.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if self._tokenizers is None:
+            raise NotReadyError("embedder used before warm_up()")
+        return len(self._tokenizers.get()(text, add_special_tokens=False)["input_ids"])
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -132,11 +140,12 @@ class SentenceTransformerEmbedder:
     def _encode(self, texts: list[str]) -> np.ndarray:
         if self._onnx is not None:
             return self._onnx.encode(texts, self.batch_size)
-        vectors = self.model.encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        with self._torch_lock:
+            vectors = self.model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return np.ascontiguousarray(vectors, dtype=np.float32)

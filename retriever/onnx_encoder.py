@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from lectern.optional import require
+from lectern.threads import PerThread
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -110,16 +111,22 @@ class OnnxEncoder:
     ) -> None:
         self.session = cpu_session(path, threads)
         self.names = [i.name for i in self.session.get_inputs()]
-        self.tokenizer = tokenizer
+        self._tokenizers = PerThread.copies_of(tokenizer)
         self.pooling = pooling
         self.max_length = max_length
 
+    @property
+    def tokenizer(self) -> Any:
+        """This thread's tokenizer (a fast tokenizer must not be shared between threads)."""
+        return self._tokenizers.get()
+
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         out = []
+        tokenize = self.tokenizer
         order = length_batches([len(t) for t in texts], batch_size)
         for group in order:
             batch = [texts[i] for i in group]
-            enc = self.tokenizer(
+            enc = tokenize(
                 batch,
                 padding=True,
                 truncation=True,

@@ -16,6 +16,7 @@ from lectern.settings import ModelSettings, Settings
 from model import prepare
 from retriever.embedder import SentenceTransformerEmbedder
 from retriever.onnx_encoder import length_batches, pooling_mode
+from tests.threads import run_together
 
 pytestmark = pytest.mark.integration
 TEXTS = [
@@ -106,6 +107,28 @@ def test_count_tokens_counts_the_model_s_word_pieces(embedder):
 
 
 # -- the encoder's own ------------------------------------------------------------------
+
+
+def test_threads_embedding_at_once_get_what_one_thread_gets(embedder):
+    # Batches of different lengths pad differently; token counts tokenize without
+    # truncation: a tokenizer shared between threads mixes those settings up.
+    rng = np.random.default_rng(3)
+    words = ["the", "library", "opens", "at", "nine", "and", "fees", "are", "due", "by", "october"]
+    batches = [[" ".join(rng.choice(words, size=int(rng.integers(1, 200))))
+                for _ in range(int(rng.integers(1, 6)))] for _ in range(16)]
+
+    def work(job: int) -> tuple[list[int], bytes]:
+        texts = batches[job]
+        vectors = embedder.embed_passages(texts)
+        return [embedder.count_tokens(t) for t in texts], np.round(vectors, 4).tobytes()
+
+    alone = [work(j) for j in range(len(batches))]
+    for per_thread in run_together(work, len(batches)):
+        assert [counts for counts, _ in per_thread] == [counts for counts, _ in alone]
+        for (_, got), (_, want) in zip(per_thread, alone, strict=True):
+            np.testing.assert_allclose(
+                np.frombuffer(got, np.float32), np.frombuffer(want, np.float32), atol=2e-4
+            )
 
 
 def test_onnx_backend_is_used_and_matches_pytorch(backends):

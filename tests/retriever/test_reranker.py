@@ -26,6 +26,7 @@ from retriever.cross_encoder import (
 )
 from retriever.records import RerankerRecord
 from tests.fakes import EchoGenerator, OverlapReranker
+from tests.threads import run_together
 
 PASSAGES = [
     ("Fees", "The international tuition fee for the MSc Data Science is EUR 16,800 per year."),
@@ -147,6 +148,30 @@ def test_a_chunk_scores_the_same_alone_and_in_a_batch(name, request):
     for hit in hits():
         alone = reranker.rerank(QUERY, [hit], 1)[0]
         assert alone.score == pytest.approx(together[hit.chunk.id], abs=0.05 + 0.03 * spread)
+
+
+def test_threads_reranking_at_once_get_what_one_thread_gets(reranker):
+    # Passages of very different lengths: every batch pads and truncates differently, so
+    # a tokenizer shared between threads hands one thread another's settings.
+    rng = np.random.default_rng(7)
+    vocab = "library opens at nine fees for international students course needs calculus"
+    words = vocab.split()
+    jobs = []
+    for j in range(12):
+        chunks = [
+            ScoredChunk(Chunk(j * 20 + i, f"d{i}", " ".join(
+                rng.choice(words, size=int(rng.integers(3, 300)))) + ".", f"s{i}", f"T{i}"), 1.0)
+            for i in range(20)
+        ]
+        jobs.append((" ".join(rng.choice(words, size=int(rng.integers(2, 20)))), chunks))
+
+    def ranked(job: int) -> list[int]:
+        query, chunks = jobs[job]
+        return [h.chunk.id for h in reranker.rerank(query, chunks, 5)]
+
+    alone = [ranked(j) for j in range(len(jobs))]
+    for per_thread in run_together(ranked, len(jobs)):
+        assert per_thread == alone
 
 
 def test_torch_and_onnx_agree(fresh_model):

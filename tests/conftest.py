@@ -38,6 +38,16 @@ def require_or_skip(condition: object, reason: str, *, allow_module_level: bool 
     pytest.skip(reason, allow_module_level=allow_module_level)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    """In CI a skipped test fails, except one marked `gpu`: CI's machines have no GPU."""
+    report = yield
+    if report.skipped and in_ci() and item.get_closest_marker("gpu") is None:
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI (only `gpu` tests may skip there): {report.longrepr}"
+    return report
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(

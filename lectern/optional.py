@@ -31,4 +31,9 @@ def require(module: str, extra: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        raise MissingExtraError(exc.name or module, hint) from exc
+        missing = exc.name or module
+        # torch missing beneath an extra is not fixed by the extra: pip would pull a CUDA
+        # build of it. The machine's own torch comes first.
+        if missing.split(".")[0] == TORCH:
+            hint = install_hint(TORCH)
+        raise MissingExtraError(missing, hint) from exc

@@ -54,6 +54,16 @@ class Counts:
     bm25: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Serving:
+    """What a search reads, swapped as one object so no search sees half a switch."""
+
+    embedder: Embedder
+    index: FaissIndex
+    retrievers: dict[Mode, Retriever]
+    fusion: dict[str, float]
+
+
 class Corpus:
     """Store, encoder, indexes, retrievers and (optionally) a reranker for one data dir.
 
@@ -70,33 +80,41 @@ class Corpus:
     ) -> None:
         self.settings = settings
         self.store = store
-        self._embedder = embedder
+        self._embedder = embedder  # until warm_up publishes the serving state
         self._reranker = reranker
         self._use_gpu = use_gpu
-        self._index: FaissIndex | None = None
         self._bm25: BM25Retriever | None = None
-        self._retrievers: dict[Mode, Retriever] = {}
-        self.fusion: dict[str, float] = {}  # the hybrid's RRF settings, once warmed up
+        self._serving: _Serving | None = None
         self._write_lock = threading.Lock()
         self._warm_lock = threading.Lock()
 
+    def _state(self) -> _Serving:
+        serving = self._serving
+        if serving is None:
+            raise NotReadyError("corpus used before warm_up()")
+        return serving
+
     @property
     def embedder(self) -> Embedder:
-        return self._embedder
+        serving = self._serving
+        return serving.embedder if serving is not None else self._embedder
 
     @property
     def reranker(self) -> Reranker | None:
         return self._reranker
 
     @property
+    def fusion(self) -> dict[str, float]:
+        """The hybrid's RRF settings (rrf_k, bm25_weight, dense_weight) as served."""
+        return self._state().fusion
+
+    @property
     def ready(self) -> bool:
-        return bool(self._retrievers)
+        return self._serving is not None
 
     @property
     def index(self) -> FaissIndex:
-        if self._index is None:
-            raise NotReadyError("corpus used before warm_up()")
-        return self._index
+        return self._state().index
 
     @property
     def bm25(self) -> BM25Retriever:
@@ -107,75 +125,84 @@ class Corpus:
     def retriever(self, mode: Mode) -> Retriever:
         """The first-stage retriever of a search mode (no reranking)."""
         self.warm_up()
-        found = self._retrievers.get(mode)
+        found = self._state().retrievers.get(mode)
         if found is None:
             raise ValueError(f"unknown search mode {mode!r}; use {', '.join(MODES)}")
         return found
 
     def warm_up(self) -> None:
-        if self._retrievers:
+        if self._serving is not None:
             return
         with self._warm_lock:
-            if not self._retrievers:
+            if self._serving is None:
                 self._load()
 
     def _load(self) -> None:
-        self._embedder.warm_up()
-        self._index = FaissIndex.from_settings(
-            self._embedder.dimension, self._embedder.fingerprint, self.settings.retrieval,
+        embedder = self._embedder
+        embedder.warm_up()
+        index = FaissIndex.from_settings(
+            embedder.dimension, embedder.fingerprint, self.settings.retrieval,
             use_gpu=self._use_gpu,
         )
-        self._index.load(self._index_dir())
+        index.load(self._index_dir(embedder))
         self._bm25 = BM25Retriever(self.store)
         warm = getattr(self._reranker, "warm_up", None)
         if warm is not None:
             warm()
-        retrievers = self._retrievers_for(DenseRetriever(self._embedder, self._index, self.store))
-        self.refresh()
-        self._retrievers = retrievers  # published last: `ready` means searchable
+        serving = self._serving_for(embedder, index)
+        with self._write_lock:
+            self._refresh(serving)
+        self._serving = serving  # published last: `ready` means searchable
 
-    def _retrievers_for(self, dense: DenseRetriever) -> dict[Mode, Retriever]:
-        if self._bm25 is None:
-            raise NotReadyError("corpus used before warm_up()")
+    def _serving_for(self, embedder: Embedder, index: FaissIndex) -> _Serving:
+        bm25 = self.bm25
+        dense = DenseRetriever(embedder, index, self.store)
         # A tuned encoder carries the fusion fitted for it; a fake embedder has no folder.
-        folder = getattr(dense.embedder, "folder", None)
-        r = fusion.for_encoder(self.settings.retrieval, folder)
-        self.fusion = {name: getattr(r, name) for name in fusion.FIELDS}
-        return {
-            "dense": dense,
-            "bm25": self._bm25,
-            "hybrid": HybridRetriever(
-                [(self._bm25, r.bm25_weight), (dense, r.dense_weight)],
-                rrf_k=r.rrf_k,
-                candidates=r.candidates,
-            ),
-        }
+        r = fusion.for_encoder(self.settings.retrieval, getattr(embedder, "folder", None))
+        hybrid = HybridRetriever(
+            [(bm25, r.bm25_weight), (dense, r.dense_weight)],
+            rrf_k=r.rrf_k,
+            candidates=r.candidates,
+        )
+        return _Serving(
+            embedder,
+            index,
+            {"dense": dense, "bm25": bm25, "hybrid": hybrid},
+            {name: getattr(r, name) for name in fusion.FIELDS},
+        )
 
     def refresh(self) -> None:
         """Bring the indexes in line with the store (after writes, or a crash)."""
-        if self._index is None or self._bm25 is None:
-            raise NotReadyError("corpus used before warm_up()")
         with self._write_lock:
-            missing = self.store.ids_without_vectors(self._embedder.fingerprint)
-            if len(missing):  # chunks written by another encoder: embed them for this one
-                texts = [c.context_text for c in self.store.get_chunks(missing.tolist())]
-                self.store.add_vectors(
-                    missing, self._embedder.embed_passages(texts), self._embedder.fingerprint
-                )
-            added, removed = self._index.sync(self.store)
-            folder = self._index_dir()
-            if added or removed or not FaissIndex.saved(folder):
-                self._index.save(folder)
-            self._bm25.sync()
+            self._refresh(self._state())
 
-    def _index_dir(self) -> Path:
-        return reindex.index_dir(self.settings, self._embedder.fingerprint)
+    def _refresh(self, serving: _Serving) -> None:
+        """refresh() for `serving`, with the write lock held."""
+        embedder, index = serving.embedder, serving.index
+        missing = self.store.ids_without_vectors(embedder.fingerprint)
+        if len(missing):  # chunks written by another encoder: embed them for this one
+            texts = [c.context_text for c in self.store.get_chunks(missing.tolist())]
+            self.store.add_vectors(missing, embedder.embed_passages(texts), embedder.fingerprint)
+        added, removed = index.sync(self.store)
+        folder = self._index_dir(embedder)
+        if added or removed or not FaissIndex.saved(folder):
+            index.save(folder)
+        self.bm25.sync()
+
+    def _index_dir(self, embedder: Embedder) -> Path:
+        return reindex.index_dir(self.settings, embedder.fingerprint)
+
+    @property
+    def index_dir(self) -> Path:
+        """Where the serving encoder's index is saved."""
+        return self._index_dir(self.embedder)
 
     def delete(self, document_id: str) -> int:
         """Remove a document's chunks and vectors from the store and the indexes."""
         self.warm_up()
-        removed = self.store.delete_document(document_id)
-        self.refresh()
+        with self._write_lock:
+            removed = self.store.delete_document(document_id)
+            self._refresh(self._state())
         return removed
 
     def switch_encoder(
@@ -188,9 +215,10 @@ class Corpus:
 
         Every chunk is embedded and a new index built and saved in its own folder while
         searches (and ingests) go on with the old one; then the switch is recorded (a
-        restart serves `ref`, the new encoder's model reference) and the old objects are
-        swapped out. Any failure before that leaves the old encoder serving. The old
-        encoder's vectors stay in the store, so switching back needs no re-embedding.
+        restart serves `ref`, the new encoder's model reference) and the serving state is
+        replaced in one assignment. Any failure before that leaves the old encoder
+        serving. The old encoder's vectors stay in the store, so switching back needs no
+        re-embedding.
         """
         self.warm_up()
         embedder.warm_up()
@@ -200,11 +228,10 @@ class Corpus:
         with self._write_lock:
             done += reindex.embed_missing(self.store, embedder, batch)  # written meanwhile
             folder = reindex.versioned_dir(self.settings, embedder.fingerprint)
-            index = reindex.build_index(self.store, embedder, self._index, folder)
+            index = reindex.build_index(self.store, embedder, self._state().index, folder)
             active = reindex.record(self.settings, embedder, folder, ref)
             reindex.write_active(self.settings, active)  # the commit point
-            retrievers = self._retrievers_for(DenseRetriever(embedder, index, self.store))
-            self._embedder, self._index, self._retrievers = embedder, index, retrievers
+            self._serving = self._serving_for(embedder, index)
         return done
 
     def search(
@@ -248,6 +275,6 @@ class Corpus:
             documents=len(self.store.list_documents()),
             chunks=self.store.chunk_count(),
             vectors=self.store.vector_count(),
-            indexed=len(self._index) if self._index is not None else 0,
+            indexed=len(self._serving.index) if self._serving is not None else 0,
             bm25=len(self._bm25) if self._bm25 is not None else 0,
         )

@@ -63,11 +63,14 @@ class QueryFocus:
         stemmer = require("Stemmer", "retrieval")
         stopwords = require("bm25s.stopwords", "retrieval")
 
-        self._stem = stemmer.Stemmer("english").stemWords
+        # A PyStemmer stemmer keeps state between calls and must not be called from two
+        # threads at once; each request thread gets its own.
+        self._stemmers = PerThread(lambda: stemmer.Stemmer("english"))
         self._stop = set(stopwords.STOPWORDS_EN)
 
     def terms(self, text: str) -> set[str]:
-        return set(self._stem([w for w in words(text) if w not in self._stop]))
+        stem = self._stemmers.get().stemWords
+        return set(stem([w for w in words(text) if w not in self._stop]))
 
     def apply(
         self,

@@ -104,7 +104,7 @@ def saved_index_ids(svc: Lectern) -> set[int]:
     index = FaissIndex.from_settings(
         svc.embedder.dimension, svc.embedder.fingerprint, svc.settings.retrieval
     )
-    assert index.load(svc.corpus._index_dir()), "no index saved"
+    assert index.load(svc.corpus.index_dir), "no index saved"
     return set(index.ids.tolist())
 
 

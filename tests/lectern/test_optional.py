@@ -35,3 +35,21 @@ def test_torch_is_installed_by_hand():
 def test_an_unknown_extra_is_refused_even_for_a_present_module():
     with pytest.raises(ValueError, match="unknown extra 'modle'"):
         require("json", "modle")
+
+
+def test_torch_missing_beneath_an_extra_names_torch_s_own_install(tmp_path, monkeypatch):
+    # A package of an extra that imports torch: the extra would pull a CUDA torch, so the
+    # hint is the by-hand CPU install.
+    (tmp_path / "lectern_needs_torch.py").write_text("import torch_not_here_for_test\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import lectern.optional as optional
+
+    monkeypatch.setattr(optional, "TORCH", "torch_not_here_for_test")
+    monkeypatch.setattr(
+        optional, "install_hint",
+        lambda extra: "by hand" if extra == "torch_not_here_for_test" else f"extra {extra}",
+    )
+    with pytest.raises(MissingExtraError) as missing:
+        optional.require("lectern_needs_torch", "retrieval")
+    assert missing.value.module == "torch_not_here_for_test"
+    assert missing.value.install == "by hand"

@@ -27,7 +27,9 @@ ALLOWED = {
     "model.offline": {"lectern", "ingest", "retriever", "model"},
 }
 # The `lectern` command runs training and evaluation too: it hands them the objects
-# they need, importing them inside the commands that run them.
+# they need, importing them inside the commands that run them. At import time it may
+# read only the configs (`*_config` modules, which import nothing heavy), whose field
+# defaults are its options' defaults.
 CLI = ("api.cli", "api.cli_train")
 
 
@@ -46,12 +48,13 @@ def modules(root: Path) -> dict[str, Path]:
     return found
 
 
-def imports(path: Path, name: str, known: set[str]) -> set[str]:
-    """The first-party modules `path` imports, wherever in the file the import stands."""
+def imports(path: Path, name: str, known: set[str], top_level: bool = False) -> set[str]:
+    """The first-party modules `path` imports, wherever in the file the import stands
+    (top_level: only those the module imports when it is imported)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out: set[str] = set()
-    for node in ast.walk(tree):
+    for node in (_top_level(tree) if top_level else ast.walk(tree)):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -65,6 +68,24 @@ def imports(path: Path, name: str, known: set[str]) -> set[str]:
         else:
             continue
         out.update(t for t in targets if t.split(".")[0] in PACKAGES)
+    return out
+
+
+def _top_level(tree: ast.Module) -> list[ast.AST]:
+    """The statements run at import: the module's own, and those inside its top-level
+    if/try blocks (except `if TYPE_CHECKING:`), not those inside functions or classes."""
+    out: list[ast.AST] = []
+    pending: list[ast.AST] = list(tree.body)
+    while pending:
+        node = pending.pop()
+        out.append(node)
+        if isinstance(node, ast.If):
+            if not (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"):
+                pending += [*node.body, *node.orelse]
+        elif isinstance(node, ast.Try):
+            pending += [*node.body, *node.orelse, *node.finalbody]
+            for handler in node.handlers:
+                pending += handler.body
     return out
 
 
@@ -95,6 +116,17 @@ def violations(root: Path) -> list[str]:
                 problems.append(f"{name} is serving code but imports {target}")
             if top == "api" and target in CLI and name not in CLI:
                 problems.append(f"{name} imports the command line {target}")
+    for name in CLI:
+        if name not in found:
+            continue
+        for target in sorted(imports(found[name], name, known, top_level=True)):
+            if is_offline(target) and not target.endswith("_config"):
+                problems.append(f"{name} imports {target} when imported; only configs may be")
+    for name, path in found.items():  # and a config reads no other training code
+        if is_offline(name) and name.endswith("_config"):
+            for target in sorted(imports(path, name, known, top_level=True)):
+                if is_offline(target) and not target.endswith("_config"):
+                    problems.append(f"config {name} imports {target}")
     problems += [f"import circle: {' -> '.join(c)}" for c in cycles(graph)]
     return problems
 
@@ -180,6 +212,16 @@ def test_the_checker_finds_each_kind_of_violation(tmp_path, files, expected):
     assert any(p.startswith(expected) for p in problems), problems
 
 
+def test_the_command_line_reads_only_configs_when_imported(tmp_path):
+    root = _tree(tmp_path, {
+        "retriever/train/fit.py": "", "retriever/train/fit_config.py": "",
+        "api/cli.py": "from retriever.train.fit_config import C\nfrom retriever.train import fit\n",
+    })
+    assert violations(root) == [
+        "api.cli imports retriever.train.fit when imported; only configs may be"
+    ]
+
+
 def test_the_checker_allows_what_the_layout_allows(tmp_path):
     root = _tree(tmp_path, {
         "retriever/dense.py": "from lectern.types import Chunk\n",
@@ -188,3 +230,17 @@ def test_the_checker_allows_what_the_layout_allows(tmp_path):
         "api/cli.py": "def train():\n    from retriever.train import fit\n",
     })
     assert violations(root) == []
+
+
+def test_the_served_app_loads_no_training_or_evaluation_code():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, api.app, api.service, api.routes.ask\n"
+        "print(' '.join(m for m in sys.modules if m.split('.')[:2] in "
+        "(['retriever', 'train'], ['retriever', 'eval'], ['model', 'train'], ['model', 'eval'])))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120, check=True)
+    assert run.stdout.split() == []

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Literal
 
 from lectern.errors import ConfigError
-from retriever.train.reranker_data import SOURCES
+
+# The shared training sets, by name, and their file under the data folder.
+FILES = {
+    "coqa": "coqa/coqa-dev.json",
+    "boolq": "boolq/combined.jsonl",
+    "narrativeqa": "narrativeqa/test.jsonl",
+    "quac": "quac/test.jsonl",
+}
+SOURCES = tuple(FILES)
 
 Loss = Literal["listwise", "bce"]
 

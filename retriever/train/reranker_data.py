@@ -22,14 +22,8 @@ from pathlib import Path
 from lectern.optional import require
 from lectern.text import words
 from lectern.types import Chunk
+from retriever.train.reranker_config import FILES, SOURCES
 
-FILES = {
-    "coqa": "coqa/coqa-dev.json",
-    "boolq": "boolq/combined.jsonl",
-    "narrativeqa": "narrativeqa/test.jsonl",
-    "quac": "quac/test.jsonl",
-}
-SOURCES = tuple(FILES)
 # A conversational follow-up ("did she have any children?") cannot be judged without the
 # turns before it, so its label would be noise for a reranker that sees one question.
 _ANAPHORA = frozenset({

@@ -40,10 +40,8 @@ def probe() -> DeviceCaps:
     torch = require("torch", "torch")  # heavy: only when the plan is needed
 
     cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    try:
-        import faiss
-
-        faiss_gpus = faiss.get_num_gpus()
+    try:  # faiss-cpu has no get_num_gpus; without faiss at all there is no FAISS GPU
+        faiss_gpus = require("faiss", "retrieval").get_num_gpus()
     except (ImportError, AttributeError):
         faiss_gpus = 0
     return DeviceCaps(

@@ -18,12 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from lectern.optional import require
+
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "bench" / "results"
 
 
 def environment() -> dict:
-    import faiss
-    import torch
+    faiss = require("faiss", "retrieval")
+    torch = require("torch", "torch")
 
     def version(dist: str) -> str | None:
         from importlib.metadata import PackageNotFoundError

@@ -20,12 +20,16 @@ def test_needs_a_gpu():
 
 def test_runs():
     assert True
+
+@pytest.mark.xfail(reason="a known failure", strict=True)
+def test_known_to_fail():
+    assert False
 """
 
 
 @pytest.mark.parametrize(("ci", "outcome"), [
-    ("true", "1 failed, 1 passed, 1 skipped"),  # only the gpu test may skip in CI
-    ("", "1 passed, 2 skipped"),
+    ("true", "1 failed, 1 passed, 1 skipped, 1 xfailed"),  # only gpu tests may skip in CI
+    ("", "1 passed, 2 skipped, 1 xfailed"),
 ])
 def test_in_ci_only_gpu_tests_may_skip(tmp_path, ci, outcome):
     (tmp_path / "test_skipping.py").write_text(textwrap.dedent(SKIPPING))

@@ -14,9 +14,10 @@ from model import prepare
 
 
 def build(settings: Settings, plan: DevicePlan) -> Generator:
-    """The generator the settings name, constructed (cheap) but not warmed up.
+    """The generator the settings name, its weights ready on disk but not loaded.
 
-    A GGUF generator is converted once into a safetensors folder under the model cache.
+    A GGUF generator is converted here, once, into a safetensors folder under the model
+    cache (about 20 s); later calls find the conversion and return at once.
     """
     backend = settings.models.generator_backend
     if backend == "transformers":

@@ -267,9 +267,9 @@ def eval_retrieval(
 
         base = corpus_for(settings)
         tuned = None
-        if tuned_encoder is not None and evaluation.needs_tuned:
-            tuned = corpus_for(tuned_settings(settings, tuned_encoder))
         try:
+            if tuned_encoder is not None and evaluation.needs_tuned:
+                tuned = corpus_for(tuned_settings(settings, tuned_encoder))
             result = evaluation.run(dataset, base, tuned, rerank, log)
         finally:
             for corpus in (base, tuned):

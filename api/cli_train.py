@@ -106,8 +106,7 @@ def train_encoder(
     """Tune the encoder on questions the generator writes for the ingested chunks."""
     from datetime import UTC, datetime
 
-    from api.service import Lectern, build_embedder
-    from lectern import device
+    from api.service import Lectern, build_embedder, device_plan
     from lectern.errors import ConfigError
     from model import prepare
     from retriever import reindex
@@ -152,8 +151,7 @@ def train_encoder(
         typer.echo(json.dumps(stats, indent=2))
         typer.echo(f"questions: {plan.questions}")
         return
-    m = settings.models
-    where = device.plan(device.probe(), m.device, m.dtype).device
+    where = device_plan(settings).device
     report = tune_from_corpus(
         service.corpus, generator, base.folder, plan,
         meta={"base_encoder_ref": base.ref, "base_fingerprint": base.fingerprint},

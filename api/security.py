@@ -6,7 +6,7 @@ import hmac
 import secrets
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from pathlib import Path
 
 from fastapi import Request
@@ -41,13 +41,21 @@ class BearerAuth:
 
 
 class RateLimiter:
-    """A sliding one-minute window per client address."""
+    """A sliding one-minute window per client address, for at most `max_clients` clients.
+
+    Clients are kept in the order of their last request, so those idle for a whole
+    window sit at the front and are dropped there, a few per request; past `max_clients`
+    the least recently seen are dropped too, even within their window. Memory stays
+    bounded under a flood of addresses and each request does constant work on average.
+    """
 
     def __init__(self, per_minute: int, window_s: float = 60.0, max_clients: int = 10_000) -> None:
+        if max_clients < 1:
+            raise ValueError(f"max_clients must be at least 1, got {max_clients}")
         self.per_minute = per_minute
         self.window_s = window_s
-        self.max_clients = max_clients  # past this many, clients idle for a window are dropped
-        self._hits: dict[str, deque[float]] = {}
+        self.max_clients = max_clients
+        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
@@ -62,15 +70,23 @@ class RateLimiter:
         client = request.client.host if request.client else "unknown"
         now = time.monotonic()
         with self._lock:
-            hits = self._hits.setdefault(client, deque())
+            hits = self._hits.get(client)
+            if hits is None:
+                hits = self._hits[client] = deque()
+            else:
+                self._hits.move_to_end(client)
             while hits and now - hits[0] >= self.window_s:
                 hits.popleft()
             if len(hits) >= self.per_minute:
                 raise RateLimitedError(self.window_s - (now - hits[0]))
             hits.append(now)
-            if len(self._hits) > self.max_clients:  # forget idle clients: memory stays bounded
-                # A client's deque is only trimmed when it asks again, so an idle one still
-                # holds its last hit: idle means that hit has left the window.
-                idle = [k for k, v in self._hits.items() if not v or now - v[-1] >= self.window_s]
-                for key in idle:
-                    del self._hits[key]
+            self._forget(now)
+
+    def _forget(self, now: float) -> None:
+        """Drop clients from the front: idle for a window, or beyond max_clients."""
+        while self._hits:
+            oldest = next(iter(self._hits.values()))
+            idle = not oldest or now - oldest[-1] >= self.window_s
+            if not idle and len(self._hits) <= self.max_clients:
+                return
+            self._hits.popitem(last=False)

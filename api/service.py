@@ -20,6 +20,7 @@ from lectern.device import DevicePlan
 from lectern.errors import DocumentNotFoundError, InvalidRequestError, NotReadyError
 from lectern.protocols import DocumentStore, Embedder, Generator, Reranker
 from lectern.settings import Settings
+from lectern.timing import elapsed_ms
 from lectern.types import (
     Answer,
     AnswerEvent,
@@ -83,16 +84,21 @@ def open_corpus(
     embedder: Embedder | None = None,
     reranker: Reranker | None = None,
 ) -> Corpus:
-    """A warmed-up Corpus on settings.data_dir (what the CLI's harnesses are handed)."""
-    plan = device.plan(device.probe(), settings.models.device, settings.models.dtype)
-    corpus = Corpus(
-        settings,
-        store or SQLiteDocumentStore(settings.store_path),
-        embedder or build_embedder(settings, plan.device),
-        reranker,
-        use_gpu=plan.faiss_gpu,
-    )
-    corpus.warm_up()
+    """A warmed-up Corpus on settings.data_dir; components not given are built.
+
+    A store opened here is closed again when warming up fails.
+    """
+    plan = device_plan(settings)
+    opened = store is None
+    store = SQLiteDocumentStore(settings.store_path) if store is None else store
+    try:
+        embedder = build_embedder(settings, plan.device) if embedder is None else embedder
+        corpus = Corpus(settings, store, embedder, reranker, use_gpu=plan.faiss_gpu)
+        corpus.warm_up()
+    except BaseException:
+        if opened:
+            store.close()
+        raise
     return corpus
 
 
@@ -104,16 +110,12 @@ def _safe_name(filename: str) -> str:
     return name[:200]
 
 
-def _ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 2)
-
-
 class Lectern:
     """Everything one data directory serves: search, answers, documents and uploads.
 
     Cheap to construct; `warm_up()` loads the encoder, indexes and reranker, and
     `warm_up_generator()` the generator (both idempotent). Components handed in are used
-    as they are (tests, evaluation); the rest are built from the settings.
+    as they are (tests, `lectern train encoder`); the rest are built from the settings.
     """
 
     def __init__(
@@ -125,14 +127,16 @@ class Lectern:
         store: DocumentStore | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store or SQLiteDocumentStore(settings.store_path)
+        self.store = SQLiteDocumentStore(settings.store_path) if store is None else store
         self._embedder = embedder
         self._generator = generator
         self._reranker = reranker
         self._corpus: Corpus | None = None
         self._generator_ready = False
         # Request threads and the start-up loader may warm up at once: one of them loads.
-        self._warm_lock = threading.Lock()
+        # Two locks: a search need not wait for the generator's load.
+        self._corpus_lock = threading.Lock()
+        self._generator_lock = threading.Lock()
 
     @property
     def corpus(self) -> Corpus:
@@ -159,22 +163,18 @@ class Lectern:
     def warm_up(self) -> None:
         if self._corpus is not None:
             return
-        with self._warm_lock:
+        with self._corpus_lock:
             if self._corpus is not None:
                 return
-            m = self.settings.models
-            plan = device.plan(device.probe(), m.device, m.dtype)
-            embedder = self._embedder or build_embedder(self.settings, plan.device)
-            reranker = self._reranker or build_reranker(self.settings)
-            corpus = Corpus(self.settings, self.store, embedder, reranker, use_gpu=plan.faiss_gpu)
-            corpus.warm_up()
-            self._corpus = corpus  # published only once it is ready to search
+            reranker = build_reranker(self.settings) if self._reranker is None else self._reranker
+            # Published only once it is ready to search.
+            self._corpus = open_corpus(self.settings, self.store, self._embedder, reranker)
 
     def warm_up_generator(self) -> None:
         """Load the generator (converting a GGUF once if needed); idempotent."""
         if self._generator_ready:
             return
-        with self._warm_lock:
+        with self._generator_lock:
             if self._generator_ready:
                 return
             if self._generator is None:
@@ -211,15 +211,15 @@ class Lectern:
             question, top_k or g.passages, "hybrid", None, g.rerank_candidates
         )
         timings.rerank_ms = rerank_ms
-        timings.retrieve_ms = round(_ms(start) - rerank_ms, 2)
+        timings.retrieve_ms = round(elapsed_ms(start) - rerank_ms, 2)
         passages = [h.chunk for h in hits]
         if not passages:  # nothing retrieved: no model call, an honest abstention
-            timings.total_ms = _ms(start)
+            timings.total_ms = elapsed_ms(start)
             return AskResult(Answer(IDK, [], True), [], timings)
         self._require_generator()  # before compressing: a request then fails fast
         context = compress(question, passages, self.embedder, g.context_tokens)
         if context.relevance < g.min_relevance:  # off-topic: nothing here answers it
-            timings.total_ms = _ms(start)
+            timings.total_ms = elapsed_ms(start)
             return AskResult(Answer(IDK, [], True), context.passages, timings)
         return context
 
@@ -228,7 +228,7 @@ class Lectern:
     ) -> AskResult:
         g = self.settings.generation
         answer = assemble(reply, context.passages, g.min_support, context.best)
-        timings.total_ms = _ms(start)
+        timings.total_ms = elapsed_ms(start)
         return AskResult(answer, context.passages, timings)
 
     def ask(self, question: str, top_k: int | None = None) -> AskResult:
@@ -240,7 +240,7 @@ class Lectern:
             return context
         gen_start = time.perf_counter()
         reply = self.generator.generate(build_messages(question, context.passages))
-        timings.generate_ms = _ms(gen_start)  # no first token to time: the reply comes whole
+        timings.generate_ms = elapsed_ms(gen_start)  # no first token: the reply comes whole
         return self._result(reply, context, timings, start)
 
     def ask_stream(self, question: str, top_k: int | None = None) -> Iterator[StreamEvent]:
@@ -255,10 +255,10 @@ class Lectern:
         pieces: list[str] = []
         for piece in self.generator.stream(build_messages(question, context.passages)):
             if timings.first_token_ms is None:
-                timings.first_token_ms = _ms(start)
+                timings.first_token_ms = elapsed_ms(start)
             pieces.append(piece)
             yield TokenEvent(piece)
-        timings.generate_ms = _ms(gen_start)
+        timings.generate_ms = elapsed_ms(gen_start)
         yield AnswerEvent(self._result("".join(pieces), context, timings, start))
 
     # -- search and the corpus -------------------------------------------------------

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from lectern import device
 from lectern.protocols import Embedder
 from lectern.reporting import (  # noqa: F401 - re-exported for the scripts
     RESULTS_DIR,
@@ -104,9 +103,9 @@ class TimedEmbedder:
 
 def real_embedder(settings: Settings) -> tuple[SentenceTransformerEmbedder, dict]:
     """The encoder exactly as `Lectern.warm_up` builds it, plus what was chosen."""
-    from api.service import build_embedder
+    from api.service import build_embedder, device_plan
 
-    plan = device.plan(device.probe(), settings.models.device, settings.models.dtype)
+    plan = device_plan(settings)
     emb = build_embedder(settings, plan.device)
     return emb, {"device": plan.device, "dtype_plan": plan.dtype, "fingerprint": emb.fingerprint,
                  "folder": str(emb.folder), "backend": settings.models.encoder_backend}

@@ -18,6 +18,7 @@ from typing import Literal
 from lectern.errors import NotReadyError
 from lectern.protocols import DocumentStore, Embedder, Reranker, Retriever
 from lectern.settings import Settings
+from lectern.timing import elapsed_ms
 from lectern.types import ScoredChunk
 from retriever import fusion, reindex
 from retriever.bm25 import BM25Retriever
@@ -39,10 +40,6 @@ def rerank_top(
     """
     best = reranker.rerank(query, hits[:candidates], min(top_k, candidates))
     return [*best, *hits[candidates:]][:top_k]
-
-
-def _ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +265,7 @@ class Corpus:
         n = candidates or self.settings.retrieval.rerank_candidates
         hits = retriever.retrieve(query, max(k, n))
         start = time.perf_counter()
-        return rerank_top(self._reranker, query, hits, n, k), _ms(start)
+        return rerank_top(self._reranker, query, hits, n, k), elapsed_ms(start)
 
     def counts(self) -> Counts:
         return Counts(

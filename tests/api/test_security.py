@@ -127,13 +127,31 @@ def test_idle_clients_are_forgotten_so_memory_stays_bounded(clock):
     assert not allowed(limiter, "10.0.2.1"), "clients still in their window are kept"
 
 
-def test_active_clients_are_never_forgotten(clock):
+def test_past_max_clients_the_least_recently_seen_are_forgotten_first(clock):
     limiter = RateLimiter(1, window_s=60, max_clients=5)
-    for i in range(20):
+    for i in range(20):  # all within one window: a flood of addresses
         limiter(request(f"10.0.1.{i}"))
         clock.now += 1
-    assert limiter.tracked_clients == 20
-    assert not any(allowed(limiter, f"10.0.1.{i}") for i in range(20))
+    assert limiter.tracked_clients == 5, "memory stays bounded within the window too"
+    # The five seen last are still limited; the first ones were forgotten.
+    assert not any(allowed(limiter, f"10.0.1.{i}") for i in range(15, 20))
+    assert allowed(limiter, "10.0.1.0")
+    assert limiter.tracked_clients == 5
+
+
+def test_a_refused_client_counts_as_recently_seen(clock):
+    limiter = RateLimiter(1, window_s=60, max_clients=2)
+    limiter(request("10.0.0.1"))
+    limiter(request("10.0.0.2"))
+    assert not allowed(limiter, "10.0.0.1")  # refused, and now the most recent
+    limiter(request("10.0.0.3"))  # evicts 10.0.0.2, the least recently seen
+    assert not allowed(limiter, "10.0.0.1")
+    assert allowed(limiter, "10.0.0.2")
+
+
+def test_max_clients_must_be_positive():
+    with pytest.raises(ValueError, match="max_clients must be at least 1, got 0"):
+        RateLimiter(1, max_clients=0)
 
 
 # ---------------------------------------------------------------------- admin token --

@@ -92,7 +92,7 @@ def main() -> None:
         r.warm_up()
     load_seconds = time.perf_counter() - t0
     serving = next(iter(rerankers.values()))
-    chunks, questions = squad_chunks(args.squad, serving._tokenizer, args.articles)
+    chunks, questions = squad_chunks(args.squad, serving.tokenizer, args.articles)
     miner = NegativeMiner(chunks)
     rng = random.Random(args.seed)
     picked = rng.sample(questions, args.queries + args.warmup)
@@ -122,8 +122,8 @@ def main() -> None:
             cpu[name].append(time.process_time() - c)
         t = time.perf_counter()  # the serving variant's focusing + tokenization alone
         texts = serving.inputs(q, [head_and_body(c) for c in hits])
-        serving._tokenizer([q] * len(texts), texts, padding=True, truncation="longest_first",
-                           max_length=serving.max_length, return_tensors="np")
+        serving.tokenizer([q] * len(texts), texts, padding=True, truncation="longest_first",
+                          max_length=serving.max_length, return_tensors="np")
         prep.append(time.perf_counter() - t)
     contention = monitor.stop()
 

@@ -38,8 +38,7 @@ from _common import (
 from api.service import Lectern
 from lectern.protocols import Embedder
 from lectern.settings import Settings
-from lectern.types import ScoredChunk
-from retriever.bm25 import BM25Retriever
+from retriever.eval.metrics import mean_scores, score_rank
 
 SQUAD = Path("/work/shared/data/squad/squaddev_v1.1.json")
 REMOVED = Path("/work/shared/data/squad/squaddev_v1.1_removed.json")
@@ -90,34 +89,11 @@ def rank_of(hits: list, relevant: set[str]) -> int | None:
 
 
 def quality(ranks: list[int | None], k: int) -> dict:
-    n = len(ranks)
-    return {
-        "recall_at_1": round(sum(r is not None and r <= 1 for r in ranks) / n, 4),
-        "recall_at_5": round(sum(r is not None and r <= 5 for r in ranks) / n, 4),
-        f"recall_at_{k}": round(sum(r is not None and r <= k for r in ranks) / n, 4),
-        f"mrr_at_{k}": round(sum(1 / r for r in ranks if r is not None and r <= k) / n, 4),
-    }
-
-
-def bm25_by_ids(bm25: BM25Retriever, query: str, top_k: int) -> list[ScoredChunk]:
-    """BM25Retriever.retrieve with the query kept as token ids (the suggested fix).
-
-    `Tokenizer.tokenize(..., return_as="string")` decodes through a reverse vocabulary it
-    rebuilds on every call, O(vocabulary) per query; ids go to get_scores directly.
-    """
-    with bm25._lock:
-        index, tok, chunks = bm25._index, bm25._tok, bm25._chunks
-    if index is None or top_k < 1:
-        return []
-    ids = tok.tokenize([query], update_vocab=False, return_as="ids", show_progress=False,
-                       allow_empty=False)[0]
-    if not ids:
-        return []
-    scores = index.get_scores(ids)
-    k = min(top_k, len(chunks))
-    top = np.argpartition(-scores, k - 1)[:k]
-    top = top[np.argsort(-scores[top], kind="stable")]
-    return [ScoredChunk(chunks[i], float(scores[i])) for i in top if scores[i] > 0]
+    """Mean Recall@1, @5, @k and MRR@k of the questions (each with one relevant paragraph,
+    found at these ranks), keyed as retriever.eval.metrics keys them: "recall@1", "mrr@10"."""
+    recall_ks = list(dict.fromkeys((1, 5, k)))
+    means = mean_scores([score_rank(r, recall_ks, k) for r in ranks])
+    return {key: round(value, 4) for key, value in means.items()}
 
 
 def profile_hybrid(service: Lectern, timed: TimedEmbedder, queries: list[str],
@@ -137,10 +113,8 @@ def profile_hybrid(service: Lectern, timed: TimedEmbedder, queries: list[str],
         "  torch reference: tokenize", "  torch reference: forward",
         "faiss_search", "store_fetch",
         "bm25_retrieve", "  bm25 tokenize", "  bm25 get_scores",
-        "  what-if: bm25 retrieve via token ids", "rrf_fusion", "hybrid_total")}
-    bm25_ids_same = 0
+        "rrf_fusion", "hybrid_total")}
     clock = time.perf_counter
-    tok = bm25._tok
     # sentence-transformers 6 renamed tokenize() to preprocess()
     prep = getattr(model, "preprocess", None) or model.tokenize
     for q in queries:
@@ -173,18 +147,12 @@ def profile_hybrid(service: Lectern, timed: TimedEmbedder, queries: list[str],
         sparse = bm25.retrieve(q, depth)
         stages["bm25_retrieve"].append(clock() - t)
         t = clock()
-        terms = tok.tokenize([q], update_vocab=False, return_as="string", show_progress=False)[0]
-        vocab = tok.get_vocab_dict()
-        terms = [x for x in terms if x in vocab]
+        terms = bm25.terms(q)
         stages["  bm25 tokenize"].append(clock() - t)
         t = clock()
         if terms:
-            bm25._index.get_scores(terms)
+            bm25._current().index.get_scores(terms)
         stages["  bm25 get_scores"].append(clock() - t)
-        t = clock()
-        alt = bm25_by_ids(bm25, q, depth)
-        stages["  what-if: bm25 retrieve via token ids"].append(clock() - t)
-        bm25_ids_same += [h.chunk.id for h in alt] == [h.chunk.id for h in sparse]
         # Fusion alone, on the lists just produced (same arithmetic as HybridRetriever).
         dense_ids = ids.tolist()
         t = clock()
@@ -206,7 +174,6 @@ def profile_hybrid(service: Lectern, timed: TimedEmbedder, queries: list[str],
                              "mean_ms": round(statistics.fmean(ms), 3)}
     out["candidates_per_retriever"] = depth
     out["encoder_backend"] = "onnxruntime" if onnx is not None else "torch"
-    out["what_if_bm25_ids_identical_results"] = f"{bm25_ids_same}/{len(queries)}"
     # Query embedding with one intra-op thread instead of the default, for comparison.
     threads = torch.get_num_threads()
     if onnx is not None and (os.cpu_count() or 1) > 1:
@@ -324,8 +291,8 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict:
                        "queries_with_no_results": sum(r == 0 for r in returned[mode])}
         m = modes[mode]
         print(f"  {mode:6} p50 {m['p50_ms']:.2f} ms  p95 {m['p95_ms']:.2f} ms  "
-              f"R@1 {m['recall_at_1']:.3f}  R@5 {m['recall_at_5']:.3f}  "
-              f"MRR@{args.top_k} {m[f'mrr_at_{args.top_k}']:.3f}", flush=True)
+              f"R@1 {m['recall@1']:.3f}  R@5 {m['recall@5']:.3f}  "
+              f"MRR@{args.top_k} {m[f'mrr@{args.top_k}']:.3f}", flush=True)
 
     profile = None
     if "hybrid" in args.modes and not args.no_profile:
@@ -383,7 +350,7 @@ def markdown(res: dict) -> str:
     modes, ix, sq, qs = res["modes"], res["indexing"], res["squad"], res["queries"]
     env, r, k = res["environment"], res["settings"]["retrieval"], qs["top_k"]
     rows = [[m, f"{d['p50_ms']:.2f}", f"{d['p95_ms']:.2f}", f"{d['mean_ms']:.2f}",
-             f"{d['recall_at_1']:.3f}", f"{d['recall_at_5']:.3f}", f"{d[f'mrr_at_{k}']:.3f}"]
+             f"{d['recall@1']:.3f}", f"{d['recall@5']:.3f}", f"{d[f'mrr@{k}']:.3f}"]
             for m, d in modes.items()]
     goal = res["goal"]
     verdict = (
@@ -444,11 +411,6 @@ def markdown(res: dict) -> str:
                 f"{prof.get('encoder_backend', '?')}; ↳ rows are parts of, or alternatives to, "
                 "the row above, each measured separately):", "",
                 table(["stage", "p50 ms", "mean ms"], stage_rows)]
-        if "what_if_bm25_ids_identical_results" in prof:
-            out += ["", "what-if: bm25 via token ids = `BM25Retriever.retrieve` with the query "
-                    "tokenized to ids instead of strings (bm25s rebuilds a reverse vocabulary "
-                    "on every string decode); identical results for "
-                    f"{prof['what_if_bm25_ids_identical_results']} queries."]
     return "\n".join(out)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lectern.files import replace_folder, staging_folder
+from lectern.files import recover_folder, replace_folder, staging_folder
 from lectern.optional import require
 from model.registry import ResolvedModel, sha256_file
 
@@ -32,6 +32,7 @@ def is_converted(folder: Path) -> bool:
 def convert(model: ResolvedModel, cache_dir: Path) -> Path:
     """Return the safetensors folder for `model`, converting it the first time."""
     target = cache_folder(model, cache_dir)
+    recover_folder(target)  # a conversion interrupted while replacing an older one
     if is_converted(target):
         return target
     transformers = require("transformers", "model")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from lectern.files import recover_folder
 from lectern.settings import Settings
 from model.gguf_cache import cache_folder, convert, is_converted
-from model.registry import ResolvedModel, resolve
+from model.registry import ResolvedModel, parse_pypi, resolve
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,9 +18,19 @@ class Prepared:
     load_from: Path  # the folder to hand to from_pretrained / SentenceTransformer
 
 
+def _recovered(ref: str) -> str:
+    """`ref`, its folder first recovered when it names a local folder that an interrupted
+    replacement (lectern.files.replace_folder: `lectern train encoder --out`, `lectern
+    train reranker --out`) left missing."""
+    if parse_pypi(ref.strip()) is None:
+        recover_folder(Path(ref.strip()).expanduser())
+    return ref
+
+
 def encoder(settings: Settings, install: bool = False) -> ResolvedModel:
     return resolve(
-        settings.models.encoder, allow_download=settings.models.allow_download, install=install
+        _recovered(settings.models.encoder), allow_download=settings.models.allow_download,
+        install=install,
     )
 
 
@@ -37,7 +48,10 @@ def reranker(settings: Settings, shipped: Path | None = None) -> Path | None:
     """
     ref = settings.models.reranker
     if ref is not None:
-        return resolve(ref, allow_download=settings.models.allow_download).folder
+        return resolve(_recovered(ref), allow_download=settings.models.allow_download).folder
+    # `lectern train reranker` installs it with replace_folder: a crash in the middle
+    # leaves the previous one aside, not here, and the shipped one would be served.
+    recover_folder(default_reranker_dir(settings))
     for folder in (default_reranker_dir(settings), shipped):
         if folder is not None and (folder / "config.json").is_file():
             return folder
@@ -52,6 +66,7 @@ def generator(settings: Settings, install: bool = False, convert_gguf: bool = Fa
     if model.file is None:
         return Prepared("generator", model, model.folder)
     folder = cache_folder(model, settings.model_cache_dir)
+    recover_folder(folder)  # convert() writes it with replace_folder
     if not is_converted(folder):
         folder = convert(model, settings.model_cache_dir) if convert_gguf else model.folder
     return Prepared("generator", model, folder)

@@ -3,20 +3,72 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from lectern.optional import require
 from lectern.protocols import DocumentStore
+from lectern.threads import PerThread
 from lectern.types import Chunk, ScoredChunk
+
+# PyStemmer: "The algorithm has internal state, so must not be called concurrently",
+# so every thread stems with a Stemmer of its own.
+_STEMMERS: PerThread[Any] = PerThread(
+    lambda: require("Stemmer", "retrieval").Stemmer("english")
+)
+
+
+def stem(word: str) -> str:
+    """`word`'s English (Snowball) stem, by this thread's own PyStemmer Stemmer."""
+    return _STEMMERS.get().stemWord(word)
+
+
+def tokenizer() -> Any:  # bm25s.tokenization.Tokenizer
+    """A new bm25s Tokenizer as Lectern's BM25 tokenizes: lower-cased words of two or more
+    letters or digits, English stopwords removed, the rest English-stemmed (by `stem`).
+
+    Tokenizing grows the Tokenizer's vocabulary and caches, so one Tokenizer must not be
+    shared between threads; the stemmer it calls may be.
+    """
+    return require("bm25s.tokenization", "retrieval").Tokenizer(stopwords="en", stemmer=stem)
+
+
+@dataclass(frozen=True, slots=True)
+class _Built:
+    """One build's index and what reads it; never changed once built."""
+
+    index: Any  # bm25s.BM25
+    vocab: Mapping[str, int]  # stem -> term id, as indexed
+    chunks: list[Chunk]
+    lower: bool
+    split: Callable[[str], list[str]]  # a compiled regex's findall
+    stopwords: frozenset[str]
+    stem: Callable[[str], str]
+
+    def terms(self, query: str) -> list[str]:
+        """The query's stems that the index holds, in order (a repeated word repeats).
+
+        The stems bm25s's Tokenizer.tokenize(update_vocab=False) gives, read without it:
+        tokenizing a query with the Tokenizer writes every new word into its caches (a
+        race between request threads, and a cache that grows with every word ever asked).
+        Unlike it, a query with no indexed word has no terms, rather than the empty token
+        that would score the chunks with no words at all.
+        """
+        text = query.lower() if self.lower else query
+        found = (self.stem(w) for w in self.split(text) if w not in self.stopwords)
+        return [s for s in found if s in self.vocab]
 
 
 class BM25Retriever:
     """BM25 over English-stemmed tokens with stopwords removed.
 
     bm25s indexes are immutable, so `sync()` rebuilds from the store; that takes well
-    under a second for tens of thousands of chunks.
+    under a second for tens of thousands of chunks. `retrieve` is safe from any number of
+    threads at once, also while a rebuild replaces the index: it reads one build's
+    immutable state and stems with the thread's own stemmer.
     """
 
     def __init__(self, store: DocumentStore, k1: float = 1.2, b: float = 0.75) -> None:
@@ -25,16 +77,8 @@ class BM25Retriever:
         self.store = store
         self.k1 = k1
         self.b = b
-        self._index = None
-        self._tok = None
-        self._vocab: dict[str, int] = {}
-        self._chunks: list[Chunk] = []
+        self._built: _Built | None = None
         self._lock = threading.Lock()
-
-    def _tokenizer(self):  # noqa: ANN202 - bm25s.tokenization.Tokenizer
-        stemmer = require("Stemmer", "retrieval").Stemmer("english")
-        tokenization = require("bm25s.tokenization", "retrieval")
-        return tokenization.Tokenizer(stopwords="en", stemmer=stemmer.stemWord)
 
     def sync(self) -> None:
         self.build(self.store.all_chunks())
@@ -42,35 +86,40 @@ class BM25Retriever:
     def build(self, chunks: Sequence[Chunk]) -> None:
         bm25s = require("bm25s", "retrieval")
         chunks = list(chunks)
-        index, tokenizer, vocab = None, None, {}
+        built = None
         if chunks:
-            tokenizer = self._tokenizer()
-            ids = tokenizer.tokenize([c.context_text for c in chunks], show_progress=False)
+            tok = tokenizer()
+            ids = tok.tokenize([c.context_text for c in chunks], show_progress=False)
             index = bm25s.BM25(k1=self.k1, b=self.b)
-            vocab = tokenizer.get_vocab_dict()
+            vocab = tok.get_vocab_dict()
             index.index((ids, vocab), show_progress=False)
+            built = _Built(index, vocab, chunks, tok.lower, tok.splitter,
+                           frozenset(tok.stopwords), tok.stemmer)
         with self._lock:
-            self._index, self._tok, self._vocab, self._chunks = index, tokenizer, vocab, chunks
+            self._built = built
+
+    def _current(self) -> _Built | None:
+        with self._lock:
+            return self._built
 
     def __len__(self) -> int:
-        return len(self._chunks)
+        built = self._current()
+        return 0 if built is None else len(built.chunks)
+
+    def terms(self, query: str) -> list[str]:
+        """The query's terms as `retrieve` scores them: its indexed stems, in order."""
+        built = self._current()
+        return [] if built is None else built.terms(query)
 
     def retrieve(self, query: str, top_k: int) -> list[ScoredChunk]:
-        with self._lock:
-            index, tok, vocab, chunks = self._index, self._tok, self._vocab, self._chunks
-        if index is None or top_k < 1:
+        built = self._current()
+        if built is None or top_k < 1:
             return []
-        terms = [
-            t
-            for t in tok.tokenize(
-                [query], update_vocab=False, return_as="string", show_progress=False
-            )[0]
-            if t in vocab
-        ]
+        terms = built.terms(query)
         if not terms:
             return []
-        scores = index.get_scores(terms)
-        k = min(top_k, len(chunks))
+        scores = built.index.get_scores(terms)
+        k = min(top_k, len(built.chunks))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
-        return [ScoredChunk(chunks[i], float(scores[i])) for i in top if scores[i] > 0]
+        return [ScoredChunk(built.chunks[i], float(scores[i])) for i in top if scores[i] > 0]

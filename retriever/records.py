@@ -18,7 +18,14 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from lectern.errors import ConfigError
 from lectern.files import atomic_write
@@ -44,6 +51,17 @@ def metric_keys(value: Any) -> Any:
                 for k, v in value.items()}
     if isinstance(value, list):
         return [metric_keys(v) for v in value]
+    return value
+
+
+def _default_if_null(cls: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    """A field validator (mode "before"): null reads as the field's default.
+
+    For the fields serving does not read: a null there, from a record edited by hand or
+    written by another tool, must not refuse the model it describes.
+    """
+    if value is None:
+        return cls.model_fields[info.field_name].get_default(call_default_factory=True)
     return value
 
 
@@ -83,11 +101,19 @@ class Record(BaseModel):
 
     @classmethod
     def load(cls, folder: Path) -> Self | None:
-        """The record in `folder`; None when it has none."""
+        """The record in `folder`; None when it has none.
+
+        A file that cannot be read or is not JSON, or does not hold a record this Lectern
+        reads, raises ConfigError naming it.
+        """
         path = folder / cls.FILE
         if not path.is_file():
             return None
-        return cls.parse(json.loads(path.read_text()), str(path))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: {cls.FILE} cannot be read: {exc}") from exc
+        return cls.parse(data, str(path))
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -135,6 +161,11 @@ class RerankerRecord(Record):
     # Fitted on held-out questions; serving fuses the logits with the incoming rank by it.
     prior_weight: float = 0.0
     total_seconds: float | None = None
+
+    # Serving reads prior_weight and config.max_length; a null config is "not recorded".
+    _null_is_default = field_validator(
+        "config", "data", "training", "validation", mode="before"
+    )(_default_if_null)
 
     @field_validator("validation", mode="before")
     @classmethod
@@ -190,14 +221,18 @@ class EncoderTuningRecord(Record):
     # None when none was fitted (no held-out questions) or the record's is incomplete:
     # a fusion is applied whole or not at all.
     fusion: FusionRecord | None = None
+    # What tuning measured, for the operator; serving reads none of it, so a null in a
+    # record written by hand or by another tool reads as "not measured" ({}).
     held_out_before: dict[str, int | float] = Field(default_factory=dict)
     held_out_after: dict[str, int | float] = Field(default_factory=dict)
     compared: dict[str, Any] = Field(default_factory=dict)
 
+    _null_is_default = field_validator("kind", "config", mode="before")(_default_if_null)
+
     @field_validator("held_out_before", "held_out_after", "compared", mode="before")
     @classmethod
     def _metric_keys(cls, value: Any) -> Any:
-        return metric_keys(value)
+        return {} if value is None else metric_keys(value)
 
     @field_validator("fusion", mode="before")
     @classmethod

@@ -20,6 +20,10 @@ from lectern.types import ScoredChunk
 Qrels = Mapping[str, float]
 T = TypeVar("T", bound=Hashable)
 
+# MRR@10's key: what training decides on (an encoder's tuning, a reranker's install and
+# prior weight) and what the benchmarks report.
+MRR = "mrr@10"
+
 
 def _check_k(k: int) -> None:
     if k < 1:

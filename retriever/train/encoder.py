@@ -30,7 +30,7 @@ from lectern.files import replace_folder, staging_folder
 from lectern.optional import require
 from lectern.protocols import Retriever
 from lectern.types import Chunk
-from retriever.eval.metrics import mean_scores, score_rank
+from retriever.eval.metrics import MRR, mean_scores, score_rank
 from retriever.records import EncoderTuningRecord
 from retriever.train import fusion_fit
 from retriever.train.encoder_config import TuningConfig
@@ -40,7 +40,6 @@ from retriever.train.questions import load as load_questions
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = EncoderTuningRecord.FILE
-MRR = "mrr@10"  # what a tuning must improve
 
 
 @dataclass(slots=True)

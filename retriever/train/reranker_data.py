@@ -22,6 +22,7 @@ from pathlib import Path
 from lectern.optional import require
 from lectern.text import words
 from lectern.types import Chunk
+from retriever import bm25
 from retriever.train.reranker_config import FILES, SOURCES
 
 # A conversational follow-up ("did she have any children?") cannot be judged without the
@@ -246,17 +247,16 @@ def is_validation(doc: str, fraction: float) -> bool:
 
 
 class NegativeMiner:
-    """BM25 over one source's chunks, configured as retriever/bm25.py configures it."""
+    """BM25 over one source's chunks, tokenized as serving's BM25 tokenizes them.
+
+    One miner serves one thread: searching grows its tokenizer's caches.
+    """
 
     def __init__(self, chunks: list[Chunk], k1: float = 1.2, b: float = 0.75) -> None:
         bm25s = require("bm25s", "retrieval")
-        stemmer = require("Stemmer", "retrieval")
-        tokenization = require("bm25s.tokenization", "retrieval")
 
         self.chunks = chunks
-        self._tok = tokenization.Tokenizer(
-            stopwords="en", stemmer=stemmer.Stemmer("english").stemWord
-        )
+        self._tok = bm25.tokenizer()
         ids = self._tok.tokenize([c.context_text for c in chunks], show_progress=False)
         self._index = bm25s.BM25(k1=k1, b=b)
         self._index.index((ids, self._tok.get_vocab_dict()), show_progress=False)

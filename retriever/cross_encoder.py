@@ -26,6 +26,7 @@ from lectern.optional import require
 from lectern.text import words
 from lectern.threads import PerThread
 from lectern.types import Chunk, ScoredChunk
+from retriever.bm25 import stem
 from retriever.onnx_encoder import cpu_session
 from retriever.records import RerankerRecord
 
@@ -60,17 +61,13 @@ class QueryFocus:
     """
 
     def __init__(self) -> None:
-        stemmer = require("Stemmer", "retrieval")
         stopwords = require("bm25s.stopwords", "retrieval")
 
-        # A PyStemmer stemmer keeps state between calls and must not be called from two
-        # threads at once; each request thread gets its own.
-        self._stemmers = PerThread(lambda: stemmer.Stemmer("english"))
         self._stop = set(stopwords.STOPWORDS_EN)
 
     def terms(self, text: str) -> set[str]:
-        stem = self._stemmers.get().stemWords
-        return set(stem([w for w in words(text) if w not in self._stop]))
+        # BM25's stemmer (English Snowball, one per thread) and bm25s's English stopwords.
+        return {stem(w) for w in words(text) if w not in self._stop}
 
     def apply(
         self,

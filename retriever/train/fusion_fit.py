@@ -26,7 +26,7 @@ import numpy as np
 from lectern.protocols import Retriever
 from lectern.settings import RetrievalSettings
 from lectern.types import Chunk, ScoredChunk
-from retriever.eval.metrics import mrr_at_k
+from retriever.eval.metrics import MRR, mrr_at_k
 from retriever.hybrid import HybridRetriever
 from retriever.records import metric_keys
 from retriever.train.questions import SyntheticQuestion
@@ -107,7 +107,7 @@ def fit(ranked: Sequence[Ranked], default: RetrievalSettings | None = None) -> F
         standard_error=round(se, 4),
         grid=[
             {"rrf_k": k, "bm25_weight": wb, "dense_weight": wd,
-             "mrr@10": round(float(per_point[(k, wb, wd)].mean()), 4)}
+             MRR: round(float(per_point[(k, wb, wd)].mean()), 4)}
             for k, wb, wd in points
         ],
     )

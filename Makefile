@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.lectern-installed
 
-.PHONY: install models chromium run test bench
+.PHONY: install models chromium run test bench mutate
 
 $(STAMP): pyproject.toml packaging/en_core_web_sm/pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,3 +41,9 @@ bench: models
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/answer_latency.py
+
+# Mutation testing of the serving core with mutmut, one worker: ~1.5 h for all six modules,
+# so not in CI. Writes bench/results/mutation.{md,json}. One module, or its survivors only:
+#   make mutate MODULES=api/security.py [MUTATE_ARGS=--survivors | MUTATE_ARGS="--sample 150"]
+mutate: install
+	nice -n 10 $(BIN)/python bench/mutation.py $(MUTATE_ARGS) $(MODULES)

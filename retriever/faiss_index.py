@@ -22,11 +22,13 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import BinaryIO, Literal, get_args
 
 import numpy as np
 
 from lectern.files import atomic_write
+from lectern.optional import require
 from lectern.protocols import DocumentStore
 from lectern.settings import RetrievalSettings
 from retriever.faiss_choice import IndexKind, auto_kind, default_memory_budget, default_pq_m
@@ -51,6 +53,11 @@ _MIN_IVF_LISTS = 4  # fewer lists is a flat scan with extra steps
 # IVF-PQ candidates re-ranked at least: a top-1 taken from 4 PQ candidates is fragile, and
 # re-scoring a few dozen vectors costs microseconds.
 _MIN_REFINE_DEPTH = 32
+
+
+def _faiss() -> ModuleType:
+    """The faiss module (imported on first use: `lectern --help` need not load it)."""
+    return require("faiss", "retrieval")
 
 
 class FaissIndex:
@@ -189,8 +196,7 @@ class FaissIndex:
 
     def _new_index(self, kind: IndexKind, vectors: np.ndarray) -> tuple:
         """(index, refine store or None), trained on `vectors` where the kind needs it."""
-        import faiss
-
+        faiss = _faiss()
         d, ip = self.dimension, faiss.METRIC_INNER_PRODUCT
         if kind == "hnsw":
             return faiss.IndexIDMap2(faiss.IndexHNSWFlat(d, self.hnsw_m, ip)), None
@@ -223,8 +229,7 @@ class FaissIndex:
         return index, refine
 
     def _apply_search_params(self) -> None:
-        import faiss
-
+        faiss = _faiss()
         if self._index is None:
             return
         if self._active == "hnsw":
@@ -264,8 +269,7 @@ class FaissIndex:
     def _on_device(self, index, kind: IndexKind):  # noqa: ANN001, ANN202
         if not self._gpu_for(kind):
             return index
-        import faiss
-
+        faiss = _faiss()
         return faiss.index_cpu_to_all_gpus(index)
 
     def build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -329,8 +333,7 @@ class FaissIndex:
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids, scores) of the k nearest vectors by inner product, best first."""
-        import faiss
-
+        faiss = _faiss()
         with self._lock:
             if self._index is None or not len(self._ids) or k < 1:
                 return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
@@ -357,8 +360,7 @@ class FaissIndex:
 
     def _parts(self) -> list:
         """What is saved, on the CPU: the index, then the refine store if there is one."""
-        import faiss
-
+        faiss = _faiss()
         index = faiss.index_gpu_to_cpu(self._index) if self._on_gpu else self._index
         return [index, *([self._refine] if self._refine is not None else [])]
 
@@ -439,8 +441,7 @@ class FaissIndex:
         None when the meta is for another configuration; ValueError when the data disagrees
         with the meta.
         """
-        import faiss
-
+        faiss = _faiss()
         # Saves from before `auto` name neither the kind built nor its structure.
         active = meta.get("active", meta.get("kind"))
         if (
@@ -496,8 +497,7 @@ def _disagreement(
     trailing: bool,
 ) -> str | None:
     """What makes the data read differ from its meta, or None when they agree."""
-    import faiss
-
+    faiss = _faiss()
     if index.ntotal != count:
         return f"{index.ntotal} vectors, the meta says {count}"
     if refine is not None:
@@ -544,8 +544,7 @@ def _sample(vectors: np.ndarray, size: int) -> np.ndarray:
 
 
 def _stored_ids(index) -> np.ndarray:  # noqa: ANN001
-    import faiss
-
+    faiss = _faiss()
     if isinstance(index, faiss.IndexIDMap2 | faiss.IndexIDMap):
         return faiss.vector_to_array(index.id_map).astype(np.int64)
     invlists = faiss.extract_index_ivf(index).invlists
@@ -559,8 +558,7 @@ def _stored_ids(index) -> np.ndarray:  # noqa: ANN001
 
 def _write_indexes(indexes: list, sink: Callable[[bytes], object]) -> None:
     """Stream indexes one after the other: serialize_index would copy a 1.5 GB index."""
-    import faiss
-
+    faiss = _faiss()
     def write(chunk: bytes) -> int:
         sink(chunk)
         return len(chunk)

@@ -45,6 +45,7 @@ def cold(settings, embedder):
         ("C:\\Users\\me\\My Fees.md", "My Fees.md"),
         ("  . fees (2024)?.md . ", "fees _2024__.md"),
         ("Gebühren-ü_1.txt", "Gebühren-ü_1.txt"),
+        ("X-ray scan X", "X-ray scan X"),  # only spaces and dots are trimmed off the ends
     ],
 )
 def test_upload_names_keep_their_last_part_with_safe_characters(given, safe):
@@ -341,7 +342,8 @@ def test_the_encoder_is_built_from_the_settings_with_its_onnx_file(settings, mon
     )
     assert asked == [settings.models.encoder]
     settings.models.encoder_backend = "torch"
-    assert service_module.build_embedder(settings, "cuda").onnx_path is None
+    on_gpu = service_module.build_embedder(settings, "cuda")
+    assert (on_gpu.onnx_path, on_gpu.device) == (None, "cuda")
 
 
 def test_reranking_off_builds_no_reranker(settings):
@@ -376,6 +378,7 @@ def test_open_corpus_is_warm_and_uses_what_it_is_handed(settings, embedder, tmp_
     reranker = OverlapReranker()
     corpus = open_corpus(settings, store=store, embedder=embedder, reranker=reranker)
     assert corpus.embedder is embedder and corpus.reranker is reranker
+    assert corpus.store is store
     assert corpus.search("anything", 3, "hybrid") == []  # warmed up: searching works
     store.close()
 
@@ -384,18 +387,23 @@ def test_a_found_reranker_is_built_with_the_configured_backend(settings, monkeyp
     import api.service as service_module
     import retriever.cross_encoder as cross_encoder
 
-    built = []
+    built, fallbacks = [], []
 
     class FakeCrossEncoder:
         def __init__(self, folder, backend="torch"):
             built.append((folder, backend))
 
+    def reranker(s, shipped=None):
+        fallbacks.append(shipped)
+        return tmp_path
+
     settings.retrieval.rerank = True
     settings.models.reranker_backend = "onnx"
-    monkeypatch.setattr(service_module.prepare, "reranker", lambda s, shipped=None: tmp_path)
+    monkeypatch.setattr(service_module.prepare, "reranker", reranker)
     monkeypatch.setattr(cross_encoder, "CrossEncoderReranker", FakeCrossEncoder)
     assert isinstance(service_module.build_reranker(settings), FakeCrossEncoder)
     assert built == [(tmp_path, "onnx")]
+    assert fallbacks == [cross_encoder.SHIPPED_RERANKER]  # the shipped one is the fallback
 
 
 def test_warm_up_builds_the_encoder_for_the_planned_device(settings, monkeypatch):
@@ -404,14 +412,15 @@ def test_warm_up_builds_the_encoder_for_the_planned_device(settings, monkeypatch
     devices = []
 
     def build(s, device_name):
-        devices.append(device_name)
+        devices.append((s, device_name))
         return HashEmbedder(16)
 
     monkeypatch.setattr(service_module, "build_embedder", build)
     settings.models.device = "cpu"
     svc = Lectern(settings)
     svc.warm_up()
-    assert devices == ["cpu"] and svc.embedder.dimension == 16
+    assert devices == [(settings, "cpu")] and svc.embedder.dimension == 16
+    assert svc.corpus.store is svc.store  # the service's own store, not a second one
     svc.store.close()
 
 
@@ -530,3 +539,164 @@ def test_warm_up_builds_the_reranker_when_none_is_handed_in(settings, embedder, 
     svc.warm_up()
     assert svc.reranker is built
     svc.store.close()
+
+
+def test_the_device_plan_passes_the_device_and_int8_settings_on(settings, monkeypatch):
+    import api.service as service_module
+    from lectern.device import DeviceCaps
+
+    monkeypatch.setattr(service_module.device, "probe", lambda: DeviceCaps(cuda_devices=1))
+    settings.models.device = "cpu"  # a GPU is there, but the settings keep to the CPU
+    settings.models.dtype = "float32"
+    settings.models.cpu_int8 = True
+    plan = service_module.device_plan(settings)
+    assert (plan.device, plan.dtype, plan.dynamic_int8) == ("cpu", "float32", True)
+    settings.models.cpu_int8 = False
+    assert service_module.device_plan(settings).dynamic_int8 is False
+    settings.models.device = "auto"
+    assert service_module.device_plan(settings).device == "cuda"
+
+
+def test_open_corpus_opens_the_settings_store_and_builds_the_encoder(settings, monkeypatch):
+    import api.service as service_module
+    from ingest.sqlite_store import SQLiteDocumentStore
+    from lectern.device import DeviceCaps
+
+    built = []
+
+    def build(s, device_name):
+        built.append((s, device_name))
+        return HashEmbedder(16)
+
+    monkeypatch.setattr(service_module.device, "probe", lambda: DeviceCaps())
+    monkeypatch.setattr(service_module, "build_embedder", build)
+    corpus = service_module.open_corpus(settings)
+    assert isinstance(corpus.store, SQLiteDocumentStore)
+    assert corpus.store.path == settings.store_path
+    assert built == [(settings, "cpu")] and corpus.embedder.dimension == 16
+    assert corpus.search("anything", 3, "hybrid") == []
+    corpus.store.close()
+
+
+def test_open_corpus_closes_only_the_store_it_opened_when_warming_up_fails(
+    settings, embedder, monkeypatch
+):
+    import api.service as service_module
+    from ingest.sqlite_store import SQLiteDocumentStore
+
+    class Tracked(SQLiteDocumentStore):
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+            super().close()
+
+    stores = []
+
+    class Failing:
+        def __init__(self, settings, store, *args, **kwargs):
+            stores.append(store)
+
+        def warm_up(self) -> None:
+            raise RuntimeError("no index")
+
+    monkeypatch.setattr(service_module, "SQLiteDocumentStore", Tracked)
+    monkeypatch.setattr(service_module, "Corpus", Failing)
+    with pytest.raises(RuntimeError, match="^no index$"):
+        service_module.open_corpus(settings, embedder=embedder)
+    [opened] = stores
+    assert isinstance(opened, Tracked) and opened.closed
+    handed = Tracked(settings.store_path)
+    with pytest.raises(RuntimeError, match="^no index$"):
+        service_module.open_corpus(settings, store=handed, embedder=embedder)
+    assert stores[-1] is handed and not handed.closed  # the caller's store stays open
+    handed.close()
+
+
+def test_open_corpus_puts_the_index_on_the_gpu_the_plan_names(settings, embedder, monkeypatch):
+    import api.service as service_module
+    from lectern.device import DevicePlan
+
+    gpu = DevicePlan("cuda", "float16", False, "sdpa", faiss_gpu=True)
+    seen = []
+
+    class Recorded:
+        def __init__(self, settings, store, embedder, reranker, use_gpu=False):
+            seen.append(use_gpu)
+
+        def warm_up(self) -> None:
+            pass
+
+    monkeypatch.setattr(service_module, "device_plan", lambda s: gpu)
+    monkeypatch.setattr(service_module, "Corpus", Recorded)
+    svc = Lectern(settings, embedder=embedder)
+    service_module.open_corpus(settings, store=svc.store, embedder=embedder)
+    assert seen == [True]
+    svc.store.close()
+
+
+def test_a_handed_in_store_is_the_one_served(settings, embedder, tmp_path):
+    from ingest.sqlite_store import SQLiteDocumentStore
+
+    store = SQLiteDocumentStore(tmp_path / "elsewhere.sqlite3")
+    svc = Lectern(settings, embedder=embedder, store=store)
+    assert svc.store is store
+    svc.warm_up()
+    assert svc.corpus.store is store
+    store.close()
+
+
+def test_warm_up_generator_builds_the_configured_one_for_the_device_plan(
+    settings, embedder, monkeypatch
+):
+    import api.service as service_module
+
+    plan, planned, built = object(), [], []
+
+    def device_plan(s):
+        planned.append(s)
+        return plan
+
+    def build(s, p):
+        built.append((s, p))
+        return Recording()
+
+    monkeypatch.setattr(service_module, "device_plan", device_plan)
+    monkeypatch.setattr(service_module.generators, "build", build)
+    svc = Lectern(settings, embedder=embedder)
+    svc.warm_up_generator()
+    assert planned == [settings] and built == [(settings, plan)]
+    assert svc.generator.warmed == 1
+    svc.store.close()
+
+
+def test_a_handed_in_generator_is_used_and_none_is_built(settings, embedder, monkeypatch):
+    import api.service as service_module
+
+    def build(s, p):
+        raise AssertionError("a generator was built although one was handed in")
+
+    monkeypatch.setattr(service_module.generators, "build", build)
+    generator = Recording()
+    svc = Lectern(settings, embedder=embedder, generator=generator)
+    svc.warm_up_generator()
+    assert svc.generator is generator and generator.warmed == 1
+    svc.store.close()
+
+
+def test_search_returns_as_many_hits_as_top_k_asks(service, tmp_path):
+    for i in range(4):
+        (tmp_path / f"fee{i}.md").write_text(f"# Fees {i}\n\nStudents pay fee number {i}.\n")
+    service.ingest(sorted(tmp_path.glob("fee*.md")))
+    assert len(service.search("What fee do students pay?", top_k=1)) == 1
+    assert len(service.search("What fee do students pay?", top_k=3)) == 3
+
+
+def test_an_uploaded_pdf_reports_its_pages(service, tmp_path):
+    from tests.conftest import write_pdf
+
+    pdf = write_pdf(
+        tmp_path / "fees.pdf", [("Fees", "Home EUR 2,390."), ("Deadlines", "Apply by 1 May.")]
+    )
+    result = service.ingest_upload("fees.pdf", pdf.read_bytes())
+    assert (result.path, result.status, result.pages) == ("fees.pdf", "added", 2)

@@ -249,3 +249,177 @@ def test_load_says_what_it_loaded_and_why_it_did_not(tmp_path, caplog):
     message = caplog.records[-1].getMessage()
     assert message.startswith(f"FAISS index in {tmp_path} not loaded (")
     assert message.endswith("): rebuilt from the store")
+
+
+def _load_warning(tmp_path, caplog, index: FaissIndex | None = None) -> str:
+    import logging
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="retriever.faiss_index"):
+        assert not (index or FaissIndex(8, "enc", "flat")).load(tmp_path)
+    return caplog.records[-1].getMessage()
+
+
+def test_load_names_why_a_header_is_refused(tmp_path, caplog):
+    # A header that promises more meta than the file holds.
+    (tmp_path / "vectors.faiss").write_bytes(_MAGIC + (1000).to_bytes(4, "little") + b"{}")
+    assert "(the header is cut short)" in _load_warning(tmp_path, caplog)
+    meta = b"[1, 2]"  # JSON, but not an object
+    (tmp_path / "vectors.faiss").write_bytes(_MAGIC + len(meta).to_bytes(4, "little") + meta)
+    assert "(the meta is a list, not an object)" in _load_warning(tmp_path, caplog)
+
+
+def test_load_refuses_data_beyond_the_parts_the_meta_names(tmp_path, caplog):
+    index = FaissIndex(8, "enc", "flat")
+    index.sync(VectorStore(unit(5)))
+    index.save(tmp_path)
+    with (tmp_path / "vectors.faiss").open("ab") as f:
+        f.write(b"x")  # one byte more
+    message = _load_warning(tmp_path, caplog)
+    assert "(the data disagrees with its meta: data beyond the parts the meta names)" in message
+
+
+def test_load_without_a_save_is_false(tmp_path):
+    assert FaissIndex(8, "enc", "flat").load(tmp_path) is False
+    assert FaissIndex(8, "enc", "flat").load(tmp_path / "missing") is False
+
+
+def test_disagreement_names_a_refine_store_of_other_ids_or_not_by_id():
+    import faiss
+
+    from retriever.faiss_index import _disagreement
+
+    def by_id(ids):
+        store = faiss.IndexIDMap2(faiss.IndexFlatIP(8))
+        store.add_with_ids(unit(len(ids)), np.array(ids, dtype=np.int64))
+        return store
+
+    index = by_id([1, 2])
+    assert _disagreement(index, by_id([1, 2]), "flat", 2, False) is None
+    assert _disagreement(index, by_id([1, 3]), "flat", 2, False) == (
+        "a refine store holding other ids than the index"
+    )
+    bare = faiss.IndexFlatIP(8)  # not keyed by id: named by its own type
+    assert _disagreement(index, bare, "flat", 2, False) == (
+        "a refine store of type IndexFlatIP, not flat"
+    )
+    assert _disagreement(index, None, "flat", 2, True) == "data beyond the parts the meta names"
+
+
+def test_loaded_ids_are_int64_for_id_maps_and_ivf_lists(tmp_path):
+    for kind, n in (("flat", 5), ("ivf", 200)):
+        index = FaissIndex(8, "enc", kind)
+        index.sync(VectorStore(unit(n)))
+        index.save(tmp_path / kind)
+        loaded = FaissIndex(8, "enc", kind)
+        assert loaded.load(tmp_path / kind) and loaded.active_kind == kind
+        assert loaded.ids.dtype == np.int64 and loaded.ids.tolist() == list(range(n))
+
+
+def test_an_empty_search_has_the_dtypes_of_a_full_one():
+    ids, scores = FaissIndex(8, "enc", "flat").search(unit(1)[0], 5)
+    assert (ids.shape, ids.dtype, scores.shape, scores.dtype) == ((0,), np.int64, (0,), np.float32)
+
+
+def test_from_settings_passes_use_gpu_on():
+    assert FaissIndex.from_settings(8, "enc", RetrievalSettings(), use_gpu=True).use_gpu is True
+
+
+def test_an_hnsw_index_stays_on_the_cpu_even_when_a_gpu_is_asked_for(tmp_path):
+    # No GPU here: moving an index to one would fail, so building and loading must not try.
+    vectors = unit(20)
+    index = FaissIndex(8, "enc", "hnsw", use_gpu=True)
+    index.sync(VectorStore(vectors))
+    assert index.active_kind == "hnsw" and index._on_gpu is False
+    assert index.search(vectors[4], 1)[0].tolist() == [4]
+    index.save(tmp_path)
+    loaded = FaissIndex(8, "enc", "hnsw", use_gpu=True)
+    assert loaded.load(tmp_path) and loaded._on_gpu is False
+    assert loaded.search(vectors[4], 1)[0].tolist() == [4]
+
+
+def test_one_ivf_list_when_asked_for():
+    import faiss
+
+    index = FaissIndex(8, "enc", "ivf", ivf_nlist=1)
+    index.sync(VectorStore(unit(200)))
+    assert faiss.extract_index_ivf(index._index).nlist == 1
+
+
+def _ivfpq(n: int, **kw) -> FaissIndex:  # 4-bit codes: trained from 39 * 16 = 624 vectors
+    index = FaissIndex(8, "enc", "ivfpq", pq_nbits=4, **kw)
+    index.sync(VectorStore(unit(n)))
+    assert index.active_kind == "ivfpq"
+    return index
+
+
+def test_ivfpq_builds_a_pq_index_and_a_refine_store_only_when_asked():
+    import faiss
+
+    index = _ivfpq(700)
+    assert isinstance(index._index, faiss.IndexIVFPQ) and index._refine is not None
+    assert _ivfpq(700, pq_refine="none")._refine is None
+
+
+def test_ivfpq_trains_on_enough_vectors_for_its_codebooks(monkeypatch):
+    import retriever.faiss_index as module
+
+    sizes, real = [], module._sample
+
+    def sample(vectors, size):
+        sizes.append(size)
+        return real(vectors, size)
+
+    monkeypatch.setattr(module, "_sample", sample)
+    _ivfpq(1000, ivf_nlist=4)  # 48 points per list would be 192, too few for 16 centroids
+    assert sizes == [624]
+
+
+def test_ivfpq_search_re_ranks_enough_candidates_and_returns_float32():
+    vectors = unit(700)
+    index = _ivfpq(700, pq_refine_factor=2, ivf_nprobe=64)
+    ids, scores = index.search(vectors[3].astype(np.float64), 100)  # 200 candidates
+    assert len(ids) == 100 and len(set(ids.tolist())) == 100
+    assert scores.dtype == np.float32 and ids[0] == 3
+
+
+def test_a_trained_index_is_retrained_when_the_corpus_more_than_doubles():
+    import faiss
+
+    vectors = unit(1500)
+    for kind, first, same, grown in (("ivf", 200, 400, 401), ("ivfpq", 700, 1400, 1401)):
+        store = VectorStore(vectors[:first])
+        index = FaissIndex(8, "enc", kind, pq_nbits=4)
+        index.sync(store)
+        lists = faiss.extract_index_ivf(index._index).nlist
+        store.data.update({i: vectors[i] for i in range(first, same)})
+        index.sync(store)  # exactly doubled: lists kept, the new vectors added in place
+        assert faiss.extract_index_ivf(index._index).nlist == lists, kind
+        index.sync(VectorStore(vectors[:first]))  # back to the first corpus, in place
+        store = VectorStore(vectors[:grown])
+        index.sync(store)  # more than doubled: retrained, with more lists
+        assert faiss.extract_index_ivf(index._index).nlist > lists, kind
+        assert len(index) == grown
+
+
+def test_a_dimension_of_one_is_allowed():
+    index = FaissIndex(1, "enc", "flat")
+    index.build(np.array([5, 6]), np.array([[1.0], [-1.0]], dtype=np.float32))
+    assert index.search(np.array([1.0]), 1)[0].tolist() == [5]
+
+
+def test_ivfpq_searches_the_lists_asked_for():
+    import faiss
+
+    index = _ivfpq(700, ivf_nprobe=3)
+    assert faiss.extract_index_ivf(index._index).nprobe == 3
+    index.set_search_params(ivf_nprobe=5)
+    assert faiss.extract_index_ivf(index._index).nprobe == 5
+
+
+def test_auto_weighs_hnsw_by_its_memory_budget_and_links():
+    # 30k 8-d vectors as HNSW: about 2.5 MB with 4 links a node, 9.9 MB with 32.
+    assert FaissIndex(8, "enc", memory_budget=1_000).target_kind(30_000) == "ivfpq"
+    assert FaissIndex(8, "enc", memory_budget=10**9).target_kind(30_000) == "hnsw"
+    assert FaissIndex(8, "enc", memory_budget=5_000_000, hnsw_m=4).target_kind(30_000) == "hnsw"
+    assert FaissIndex(8, "enc", memory_budget=5_000_000).target_kind(30_000) == "ivfpq"

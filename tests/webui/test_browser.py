@@ -485,7 +485,9 @@ def test_admin_sign_in_upload_list_and_delete(page: Page, api_server, tmp_path, 
     confirm = dialog.get_by_role("button", name="Delete", exact=True)
     confirm.focus()
     page.keyboard.press("Enter")
-    expect(row).to_have_count(0)
+    # A delete saves the index with fsync; after the whole suite's writes that can take
+    # seconds, so the row gets longer than playwright's default 5 s to go.
+    expect(row).to_have_count(0, timeout=30_000)
     expect(rows).to_have_count(before)
     expect(page.locator("#status")).to_contain_text("Deleted")
     assert all(d.id != uploaded.id for d in service.documents())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -9,11 +10,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
+from api.body_limits import BodyLimits, upload_cap
+from api.methods import HeadAsGet
+from api.openapi import describe_the_server
+from api.origins import WidgetCors
 from api.routes import ask, documents, health
 from api.security import BearerAuth, RateLimiter, admin_token
 from api.service import Lectern
@@ -22,6 +26,19 @@ from lectern.settings import Settings
 
 log = logging.getLogger("lectern.api")
 WEBUI = Path(__file__).resolve().parent.parent / "webui"
+# The end of a shutdown: cancelling what still runs and closing the store. Lectern.close
+# waits up to 2 s for cancelled ingests; the rest is margin for the process to end.
+CLOSE_S = 3.0
+
+
+def _start(service: Lectern) -> None:
+    # Before the first request, so no upload is under way: a file in the upload folder
+    # without a document was left by an ingest that a crash or a kill interrupted.
+    try:
+        service.remove_orphan_uploads()
+        service.start_parsers()
+    except Exception:  # serving goes on; an upload then says what is wrong
+        log.exception("start-up clean-up failed")
 
 
 def _warm(service: Lectern) -> None:
@@ -39,13 +56,16 @@ def create_app(settings: Settings | None = None, service: Lectern | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _start(service)
         # Models load once, off the event loop, so /health can say "starting" meanwhile.
         loader = threading.Thread(target=_warm, args=(service,), name="warm-up", daemon=True)
         loader.start()
         app.state.loader = loader
         yield
         loader.join(timeout=1)
-        service.store.close()
+        # After uvicorn's graceful period (api.shutdown_timeout_s): what still runs is
+        # cancelled, and its uploads removed, before uvicorn ends the process.
+        await asyncio.to_thread(service.close, CLOSE_S - 1)
 
     app = FastAPI(
         title="Lectern",
@@ -57,13 +77,21 @@ def create_app(settings: Settings | None = None, service: Lectern | None = None)
     app.state.service = service
     app.state.auth = BearerAuth(admin_token(settings.api.admin_token, settings.data_dir))
     app.state.rate_limiter = RateLimiter(settings.api.rate_limit_per_minute)
+    # Added before CORS, so it runs inside it: its refusals carry the CORS headers too.
     app.add_middleware(
-        CORSMiddleware,
-        allow_origins=settings.api.cors_origins,
-        allow_methods=["GET", "POST", "DELETE"],
-        allow_headers=["Authorization", "Content-Type"],
-        expose_headers=["Retry-After"],  # so an embedded widget can say how long to wait
+        BodyLimits,
+        auth=app.state.auth,
+        admin_routes=documents.admin_router.routes,
+        admin_max_bytes=upload_cap(settings),
+        max_bytes=settings.api.max_body_kb * 1024,
     )
+    app.add_middleware(
+        WidgetCors,
+        public_routes=[*ask.router.routes, *documents.router.routes, *health.router.routes],
+        origins=settings.api.cors_origins,
+    )
+    app.add_middleware(HeadAsGet)  # outermost: everything inside sees a GET
+    describe_the_server(app, settings.api)
     errors.install(app)
     for module in (ask, documents, health):
         app.include_router(module.router)

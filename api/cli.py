@@ -143,7 +143,8 @@ def serve(
 
     uvicorn = require("uvicorn", "api")
 
-    from api.app import create_app
+    from api.app import CLOSE_S, create_app
+    from api.forwarded import uvicorn_proxy_options
     from api.security import admin_token
 
     settings = Settings()
@@ -153,7 +154,17 @@ def serve(
     admin_token(settings.api.admin_token, settings.data_dir)
     where = "LECTERN_API__ADMIN_TOKEN" if settings.api.admin_token else token_file
     typer.echo(f"Lectern on http://{host}:{port}  (admin: /admin, token in {where})")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="info",
+        # After SIGTERM, requests get this long; then the lifespan's shutdown cancels
+        # what is left (Lectern.close), within CLOSE_S. Unset, uvicorn waits for them
+        # without end.
+        timeout_graceful_shutdown=settings.api.shutdown_timeout_s - CLOSE_S,
+        **uvicorn_proxy_options(settings.api.trusted_proxies),
+    )
 
 
 @app.command()

@@ -9,17 +9,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from api.methods import allowed_methods
 from lectern import errors
 
 STATUS: list[tuple[type[errors.LecternError], int]] = [
     (errors.UnauthorizedError, 401),
     (errors.DocumentNotFoundError, 404),
     (errors.FileTooLargeError, 413),
+    (errors.RequestTooLargeError, 413),
     (errors.UnsupportedFileTypeError, 415),
     (errors.IngestError, 422),
     (errors.InvalidRequestError, 422),
     (errors.RateLimitedError, 429),
     (errors.NotReadyError, 503),
+    (errors.OverloadedError, 503),
 ]
 
 
@@ -36,15 +39,20 @@ def status_of(exc: errors.LecternError) -> int:
     return next((status for cls, status in STATUS if isinstance(exc, cls)), 500)
 
 
+def response_of(exc: errors.LecternError) -> JSONResponse:
+    """The JSON error response for `exc`: the handler's, and the body-limit middleware's."""
+    headers = None
+    if isinstance(exc, errors.RateLimitedError | errors.OverloadedError):
+        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+    if isinstance(exc, errors.UnauthorizedError):
+        headers = {"WWW-Authenticate": "Bearer"}
+    return error_json(status_of(exc), code_of(exc), str(exc), headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.LecternError)
     async def lectern_error(_: Request, exc: errors.LecternError) -> JSONResponse:
-        headers = None
-        if isinstance(exc, errors.RateLimitedError):
-            headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
-        if isinstance(exc, errors.UnauthorizedError):
-            headers = {"WWW-Authenticate": "Bearer"}
-        return error_json(status_of(exc), code_of(exc), str(exc), headers)
+        return response_of(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -55,6 +63,12 @@ def install(app: FastAPI) -> None:
         return error_json(422, "invalid_request", "; ".join(parts))
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_json(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+        code = codes.get(exc.status_code, "http_error")
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette names the first route on the path only; RFC 9110 wants them all.
+            allow = ", ".join(allowed_methods(request.app.routes, request.scope))
+            headers = {**(headers or {}), "Allow": allow}
+        return error_json(exc.status_code, code, str(exc.detail), headers)

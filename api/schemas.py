@@ -3,14 +3,44 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from annotated_types import Ge
+from pydantic import BaseModel, BeforeValidator, Field, Strict
+
+from ingest.formats import FORMATS
+
+
+def _integral_float_to_int(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# An integer as JSON Schema (so OpenAPI) means one: 3 or 3.0, but not `true` or "3",
+# which pydantic's lax mode would take for 1 and 3 and its strict mode refuses with 3.0.
+# (The bound goes before the validator, or pydantic writes it as "ge", not "minimum".)
+PositiveJsonInteger = Annotated[int, Strict(), Ge(1), BeforeValidator(_integral_float_to_int)]
+
+
+# What a question may not be made of only: Unicode's White_Space, spelled out, so that the
+# route and the schema's pattern agree under every regex engine (Python's \s also counts
+# \x1c-\x1f, JavaScript's also U+FEFF).
+BLANKS = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+    "\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+NOT_BLANK = "[^" + "".join(f"\\u{ord(c):04x}" for c in BLANKS) + "]"
 
 
 class AskRequest(BaseModel):
-    question: str = Field(min_length=1, description="the question, in plain text")
-    top_k: int | None = Field(None, ge=1, description="passages to answer from")
+    # The upper bounds come from the settings: api.openapi writes them into the schema.
+    # The blank check stays in the route (a clearer message than pydantic's pattern one);
+    # the pattern only tells clients what it checks.
+    question: str = Field(
+        min_length=1,
+        description="the question, in plain text, with at least one non-blank character",
+        json_schema_extra={"pattern": NOT_BLANK},
+    )
+    top_k: PositiveJsonInteger | None = Field(None, description="passages to answer from")
 
 
 class CitationOut(BaseModel):
@@ -80,3 +110,54 @@ class ErrorBody(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorBody
+
+
+# What GET /api/v1/documents/{id}/file answers: the file in the format it was ingested as.
+DOCUMENT_FILE_RESPONSE: dict[str, Any] = {
+    "description": "the source file, in its own media type",
+    "content": {
+        media_type: {"schema": {"type": "string", "format": "binary"}}
+        for media_type in sorted({f.media_type for f in FORMATS.values()})
+    },
+}
+
+
+def _event(name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"const": name},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": payload,
+            },
+        },
+    }
+
+
+def _object(**properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+# One server-sent event of POST /api/v1/ask/stream: its name and its JSON data.
+STREAM_EVENT: dict[str, Any] = {
+    "oneOf": [
+        _event("token", _object(text={"type": "string"})),
+        _event(
+            "citations",
+            _object(
+                answer={"type": "string"},
+                abstained={"type": "boolean"},
+                citations={"type": "array", "items": _ref("CitationOut")},
+            ),
+        ),
+        _event("done", _object(timings=_ref("TimingsOut"))),
+        _event("error", _ref("ErrorOut")),
+    ]
+}

@@ -13,11 +13,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from api.admission import Admission
+from api.upload_names import upload_path
+from ingest.gate import IngestGate
+from ingest.orphans import remove_orphans
+from ingest.parse_worker import ParseWorkers
 from ingest.pipeline import FileResult, Ingestor, IngestReport, document_id
 from ingest.sqlite_store import SQLiteDocumentStore
 from lectern import device
 from lectern.device import DevicePlan
-from lectern.errors import DocumentNotFoundError, InvalidRequestError, NotReadyError
+from lectern.errors import DocumentNotFoundError, NotReadyError
 from lectern.protocols import DocumentStore, Embedder, Generator, Reranker
 from lectern.settings import Settings
 from lectern.timing import elapsed_ms
@@ -102,12 +107,28 @@ def open_corpus(
     return corpus
 
 
-def _safe_name(filename: str) -> str:
-    name = Path(filename.replace("\\", "/")).name.strip()
-    name = "".join(ch if ch.isalnum() or ch in "._- " else "_" for ch in name).strip(" .")
-    if not name:
-        raise InvalidRequestError(f"unusable file name {filename!r}")
-    return name[:200]
+def _keep(path: Path, data: bytes) -> bytes | None:
+    """Write `data` at `path` through a temporary file beside it; the bytes it replaced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    try:
+        tmp.write_bytes(data)
+        previous = path.read_bytes() if path.exists() else None
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return previous
+
+
+def _prune_empty(folder: Path, root: Path) -> None:
+    """Remove `folder` and the folders above it, up to `root` (kept), while they are empty."""
+    root, folder = root.resolve(), folder.resolve()
+    while folder != root and folder.is_relative_to(root):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or gone: what is left above holds other files
+            return
+        folder = folder.parent
 
 
 class Lectern:
@@ -137,6 +158,10 @@ class Lectern:
         # Two locks: a search need not wait for the generator's load.
         self._corpus_lock = threading.Lock()
         self._generator_lock = threading.Lock()
+        i = settings.ingest
+        self._parsers = ParseWorkers(i.parse_workers, i.parse_timeout_s, i.pdf_strategy)
+        self._ingests = IngestGate()  # closed by close(): in-flight ingests stop
+        self.admission = Admission(settings.api.max_answers_in_flight)
 
     @property
     def corpus(self) -> Corpus:
@@ -199,6 +224,42 @@ class Lectern:
             raise NotReadyError("generator used before warm_up_generator()")
         return self._generator
 
+    # -- start-up and shutdown ------------------------------------------------------
+
+    def start_parsers(self) -> None:
+        """Start the parse processes now, so the first upload does not wait for them."""
+        self._parsers.start()
+
+    def remove_orphan_uploads(self) -> list[Path]:
+        """Remove uploads no stored document points at (see ingest.orphans).
+
+        Only while no upload is under way: the server calls it at start-up, before its
+        first request, and close() once the ingests are stopped. Not in warm_up(): a CLI
+        command may warm up beside a running server whose upload has no document yet.
+        """
+        sources = [d.source for d in self.store.list_documents()]
+        return remove_orphans(self.settings.upload_dir, sources)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop: ingests in flight fail at once, their uploads are removed, the store closes.
+
+        Parses are cancelled (their processes killed); an ingest past its parse stops at
+        its next embedding slice. Waits up to `timeout_s` for them to unwind. Idempotent.
+        """
+        if self._ingests.closed:
+            return
+        self._ingests.close()
+        self._parsers.close()
+        if self._ingests.wait_idle(timeout_s):
+            # An upload whose ingest just failed may not have removed its file yet.
+            self.remove_orphan_uploads()
+        else:  # one is still at work: its file stays, for the start-up sweep
+            log.warning("ingests still running %.0f s after close(); closing anyway", timeout_s)
+        if self._generator is not None:
+            self._generator.close()  # requests still decoding get no more time: the
+            # server's graceful-shutdown period, before this, was theirs
+        self.store.close()
+
     # -- answering -------------------------------------------------------------------
 
     def _context(
@@ -232,7 +293,15 @@ class Lectern:
         return AskResult(answer, context.passages, timings)
 
     def ask(self, question: str, top_k: int | None = None) -> AskResult:
-        """Answer from the top passages, citing them; abstain when there is nothing to cite."""
+        """Answer from the top passages, citing them; abstain when there is nothing to cite.
+
+        Raises OverloadedError before any work when `api.max_answers_in_flight` are in
+        progress.
+        """
+        with self.admission.slot():
+            return self._ask(question, top_k)
+
+    def _ask(self, question: str, top_k: int | None) -> AskResult:
         start = time.perf_counter()
         timings = Timings()
         context = self._context(question, top_k, timings, start)
@@ -244,7 +313,16 @@ class Lectern:
         return self._result(reply, context, timings, start)
 
     def ask_stream(self, question: str, top_k: int | None = None) -> Iterator[StreamEvent]:
-        """TokenEvents as the answer is generated, then one AnswerEvent with the checked answer."""
+        """TokenEvents as the answer is generated, then one AnswerEvent with the checked answer.
+
+        The place among the answers in flight is taken on the first `next()` (which
+        raises OverloadedError when there is none) and given back when the stream ends
+        or is closed.
+        """
+        with self.admission.slot():
+            yield from self._ask_stream(question, top_k)
+
+    def _ask_stream(self, question: str, top_k: int | None) -> Iterator[StreamEvent]:
         start = time.perf_counter()
         timings = Timings()
         context = self._context(question, top_k, timings, start)
@@ -295,8 +373,12 @@ class Lectern:
 
     # -- documents ---------------------------------------------------------------------
 
-    def ingestor(self) -> Ingestor:
-        return Ingestor(self.store, self.embedder, self.settings.ingest)
+    def ingestor(self, show: Callable[[str], str] = str) -> Ingestor:
+        """An Ingestor that parses in the worker processes and stops when this closes."""
+        return Ingestor(
+            self.store, self.embedder, self.settings.ingest, show,
+            parse=self._parsers.parse, gate=self._ingests,
+        )
 
     def ingest(
         self, paths: Iterable[Path], on_file: Callable[[FileResult], None] | None = None
@@ -315,31 +397,57 @@ class Lectern:
                 return info
         raise DocumentNotFoundError(key)
 
-    def ingest_upload(self, filename: str, data: bytes) -> FileResult:
-        """Keep an uploaded file under the data dir and ingest it from there.
+    def shown_source(self, source: str) -> str:
+        """How the API names a document's source: never by a path on the server.
 
-        Uploading a file of the same name again replaces the earlier document.
+        An upload: its path under the upload folder ("dirA/notes.txt"). Another file
+        under the data folder: its path there. Any other file: its name alone (where the
+        operator keeps files is no business of the API's). A source that is not an
+        absolute path (text ingested under a name of its own, "faq:loans"): as stored.
+        The CLI, run by the operator, shows full paths.
+        """
+        path = Path(source)
+        if not path.is_absolute():
+            return source
+        for folder in (self.settings.upload_dir, self.settings.data_dir):
+            root = folder.resolve()
+            if path.is_relative_to(root):
+                return path.relative_to(root).as_posix()
+        return path.name
+
+    def ingest_upload(self, filename: str, data: bytes) -> FileResult:
+        """Keep an uploaded file under the upload folder and ingest it from there.
+
+        It is kept at `upload_path(filename)`, folders included (see api.upload_names),
+        and named so in the result; the same path uploaded again replaces the earlier
+        document.
         """
         self.warm_up()
-        safe = _safe_name(filename)
-        folder = self.settings.upload_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / safe
-        tmp = folder / f".{safe}.part"
-        tmp.write_bytes(data)
-        previous = path.read_bytes() if path.exists() else None
-        tmp.replace(path)
-        result = self.ingestor().ingest_file(path)
+        relative = upload_path(filename)
+        shown = relative.as_posix()
+        root = self.settings.upload_dir
+        path = root / relative
+        try:
+            previous = _keep(path, data)
+        except OSError as exc:  # e.g. a folder of other uploads where this file would go
+            _prune_empty(path.parent, root)
+            reason = exc.strerror or type(exc).__name__  # str(exc) would hold the server path
+            return FileResult(shown, "failed", detail=f"cannot be kept as {shown}: {reason}")
+        ingestor = self.ingestor(self.shown_source)
+        result = ingestor.ingest_file(path)
         if result.status in ("failed", "duplicate"):
             # Nothing new was stored, so the file must not stay either.
             if previous is None:
                 path.unlink(missing_ok=True)
+                _prune_empty(path.parent, root)
             else:
                 path.write_bytes(previous)
         if result.status in ("added", "updated"):
             self.refresh()
+        # A parser's error may quote the path it was given.
+        detail = result.detail.replace(str(path.resolve()), shown).replace(str(path), shown)
         return FileResult(
-            safe, result.status, result.document_id, result.chunks, result.pages, result.detail
+            shown, result.status, result.document_id, result.chunks, result.pages, detail
         )
 
     def delete(self, key: str) -> DocumentInfo:
@@ -347,8 +455,10 @@ class Lectern:
         info = self.resolve_document(key)
         self.corpus.delete(info.id)
         source = Path(info.source)
-        if source.parent == self.settings.upload_dir.resolve():
+        root = self.settings.upload_dir.resolve()
+        if source.is_relative_to(root):
             source.unlink(missing_ok=True)  # an upload has no other copy to keep
+            _prune_empty(source.parent, root)
         return info
 
     def document_file(self, document_id: str) -> tuple[DocumentInfo, Path]:
@@ -357,7 +467,8 @@ class Lectern:
             raise DocumentNotFoundError(document_id)
         path = Path(info.source)
         if not path.is_file():
-            raise DocumentNotFoundError(f"{document_id} (its file {info.source} is gone)")
+            shown = self.shown_source(info.source)
+            raise DocumentNotFoundError(f"{document_id} (its file {shown} is gone)")
         return info, path
 
     def documents(self) -> list[DocumentInfo]:

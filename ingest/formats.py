@@ -6,6 +6,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingest.limits import check_zip_directory
 from lectern.errors import (
     CorruptFileError,
     EmptyFileError,
@@ -66,6 +67,7 @@ def check_file(path: Path, max_bytes: int) -> Format:
     if fmt.name == "pdf" and b"%PDF-" not in head[:1024]:
         raise CorruptFileError(str(path), "not a PDF (no %PDF header)")
     if fmt.name == "docx":
+        check_zip_directory(path)
         try:
             with zipfile.ZipFile(path) as z:
                 if "word/document.xml" not in z.namelist():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from dataclasses import dataclass
@@ -40,23 +41,42 @@ def _quiet_unstructured() -> None:
     os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
 
 
+# The languages unstructured records on each element. Left to detect them ("auto", its
+# default), it runs langdetect over the whole text, and when that finds more than one
+# language, once more per element: minutes for a document of 78,000 paragraphs. Lectern
+# never reads the languages it records (its encoder is English), and for these formats
+# they change nothing else: element types are judged with English word lists either way.
+# For a PDF they also pick the OCR language of the hi_res and ocr_only strategies.
+LANGUAGES = ["eng"]
+
+
 def _elements(path: Path, fmt: Format, pdf_strategy: str) -> list[Any]:
     _quiet_unstructured()
     name = str(path)
     if fmt.name == "pdf":
         pdf = require("unstructured.partition.pdf", "ingest")
-        return pdf.partition_pdf(filename=name, strategy=pdf_strategy, languages=["eng"])
+        return pdf.partition_pdf(filename=name, strategy=pdf_strategy, languages=LANGUAGES)
     if fmt.name == "docx":
         docx = require("unstructured.partition.docx", "ingest")
-        return docx.partition_docx(filename=name)
+        return docx.partition_docx(filename=name, languages=LANGUAGES)
     if fmt.name == "html":
         html = require("unstructured.partition.html", "ingest")
-        return html.partition_html(filename=name)
+        return html.partition_html(filename=name, languages=LANGUAGES)
     if fmt.name == "markdown":
         md = require("unstructured.partition.md", "ingest")
-        return md.partition_md(filename=name)
+        return md.partition_md(filename=name, languages=LANGUAGES)
     text = require("unstructured.partition.text", "ingest")
-    return text.partition_text(filename=name)
+    return text.partition_text(filename=name, languages=LANGUAGES)
+
+
+def warm_imports() -> None:
+    """Import every partitioner now (seconds: they load torch), so a first file need not wait."""
+    _quiet_unstructured()
+    for fmt in ("pdf", "docx", "html", "md", "text"):
+        try:
+            importlib.import_module(f"unstructured.partition.{fmt}")
+        except ImportError:  # the `ingest` extra is missing: the parse itself says so
+            return
 
 
 def _html_title(path: Path) -> str | None:

@@ -13,15 +13,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from ingest.chunker import Chunker, Piece
-from ingest.formats import check_file, supported
-from ingest.partition import Block, partition
+from ingest.formats import Format, check_file, supported
+from ingest.gate import IngestGate
+from ingest.limits import ParseLimits, check_limits
+from ingest.partition import Block, Parsed, partition
 from lectern.errors import IngestError
 from lectern.protocols import DocumentStore, Embedder
 from lectern.settings import IngestSettings
 from lectern.types import Chunk, DocumentInfo
 
 Status = Literal["added", "updated", "unchanged", "duplicate", "failed"]
+Parse = Callable[[Path, Format], Parsed]
+# Chunks embedded per call: between calls a closing gate stops the ingest, so a shutdown
+# waits for one slice (about a second on 2 cores), not for a whole large document.
+EMBED_SLICE = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +75,39 @@ def expand(paths: Iterable[Path]) -> Iterator[Path]:
 
 
 class Ingestor:
-    def __init__(self, store: DocumentStore, embedder: Embedder, settings: IngestSettings) -> None:
+    """Ingests files and texts into `store`.
+
+    `show` names a stored source in messages ("same content as ..."): by default the source
+    itself, a full path, for the operator at the CLI; the API passes a rule that shows no
+    server path.
+
+    `parse` turns a checked file into blocks: by default unstructured in this thread;
+    the service passes ParseWorkers.parse, which runs it in a process a timeout can kill.
+    A file passes the parse limits (ingest.limits) first either way. `gate` lets a
+    shutdown stop the ingests under way (IngestGate).
+    """
+
+    def __init__(
+        self,
+        store: DocumentStore,
+        embedder: Embedder,
+        settings: IngestSettings,
+        show: Callable[[str], str] = str,
+        *,
+        parse: Parse | None = None,
+        gate: IngestGate | None = None,
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self.settings = settings
+        self.show = show
+        self.parse: Parse = parse or self._parse_here
+        self.gate = gate or IngestGate()
+        self.limits = ParseLimits.of(settings)
         self._chunker: Chunker | None = None
+
+    def _parse_here(self, path: Path, fmt: Format) -> Parsed:
+        return partition(path, fmt, self.settings.pdf_strategy)
 
     @property
     def chunker(self) -> Chunker:
@@ -99,24 +135,37 @@ class Ingestor:
         """Ingest one file; `source` names it in the store (default: its absolute path)."""
         shown = str(path)
         try:
-            if not path.is_file():
-                raise IngestError(shown, "no such file")
-            fmt = check_file(path, int(self.settings.max_file_mb * 2**20))
-            data = path.read_bytes()
-            source = source or str(path.resolve())
-            content_hash = hashlib.sha256(data).hexdigest()
-            skip = self._unchanged_or_duplicate(shown, source, content_hash)
-            if skip is not None:
-                return skip
-            parsed = partition(path, fmt, self.settings.pdf_strategy)
-            return self._store(
-                shown, source, parsed.title, parsed.blocks, content_hash, fmt.media_type, len(data)
-            )
+            with self.gate.ingesting(shown):
+                return self._ingest_file(path, shown, source)
         except IngestError as exc:
             return FileResult(shown, "failed", detail=exc.reason)
 
+    def _ingest_file(self, path: Path, shown: str, source: str | None) -> FileResult:
+        if not path.is_file():
+            raise IngestError(shown, "no such file")
+        fmt = check_file(path, int(self.settings.max_file_mb * 2**20))
+        data = path.read_bytes()
+        source = source or str(path.resolve())
+        content_hash = hashlib.sha256(data).hexdigest()
+        skip = self._unchanged_or_duplicate(shown, source, content_hash)
+        if skip is not None:
+            return skip
+        check_limits(path, fmt.name, self.limits)  # before unstructured sees the file
+        self.gate.check(shown)
+        parsed = self.parse(path, fmt)
+        return self._store(
+            shown, source, parsed.title, parsed.blocks, content_hash, fmt.media_type, len(data)
+        )
+
     def ingest_text(self, source: str, title: str, text: str) -> FileResult:
         """Ingest text that is already extracted (paragraphs split on blank lines)."""
+        try:
+            with self.gate.ingesting(source):
+                return self._ingest_text(source, title, text)
+        except IngestError as exc:
+            return FileResult(source, "failed", detail=exc.reason)
+
+    def _ingest_text(self, source: str, title: str, text: str) -> FileResult:
         data = text.encode()
         content_hash = hashlib.sha256(data).hexdigest()
         skip = self._unchanged_or_duplicate(source, source, content_hash)
@@ -141,7 +190,7 @@ class Ingestor:
                 "duplicate",
                 twin.id,
                 twin.chunk_count,
-                detail=f"same content as {twin.source}",
+                detail=f"same content as {self.show(twin.source)}",
             )
         return None
 
@@ -170,7 +219,8 @@ class Ingestor:
             )
             for i, p in enumerate(pieces)
         ]
-        vectors = self.embedder.embed_passages([c.context_text for c in chunks])
+        vectors = self._embed(shown, [c.context_text for c in chunks])
+        self.gate.check(shown)  # the last point to stop: the store's write is all or nothing
         existed = self.store.get_document(doc_id) is not None
         info = DocumentInfo(
             id=doc_id,
@@ -185,3 +235,13 @@ class Ingestor:
         self.store.upsert_document(info, chunks, vectors, self.embedder.fingerprint)
         pages = len({b.page for b in blocks if b.page is not None})
         return FileResult(shown, "updated" if existed else "added", doc_id, len(chunks), pages)
+
+    def _embed(self, shown: str, texts: list[str]) -> np.ndarray:
+        if len(texts) <= EMBED_SLICE:
+            self.gate.check(shown)
+            return self.embedder.embed_passages(texts)
+        parts = []
+        for start in range(0, len(texts), EMBED_SLICE):
+            self.gate.check(shown)
+            parts.append(self.embedder.embed_passages(texts[start : start + EMBED_SLICE]))
+        return np.concatenate(parts)

@@ -40,8 +40,26 @@ class RateLimitedError(LecternError):
         super().__init__(f"too many requests; retry in {retry_after:.0f} s")
 
 
+class OverloadedError(LecternError):
+    """The server is at capacity; the request was refused before any work was done on it."""
+
+    def __init__(self, retry_after: float, reason: str = "the server is at capacity") -> None:
+        self.retry_after = retry_after
+        super().__init__(f"{reason}; retry in {max(1, round(retry_after))} s")
+
+
 class InvalidRequestError(LecternError):
     """A request outside a limit the API sets (too many files, ...)."""
+
+
+class RequestTooLargeError(LecternError):
+    """A request body over the limit for its route, refused before (or while) it is read."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        mib = limit_bytes >= 2**20
+        size = f"{limit_bytes / 2**20:.1f} MiB" if mib else f"{limit_bytes / 2**10:.1f} KiB"
+        super().__init__(f"the request body is over the {size} limit")
 
 
 class DocumentNotFoundError(LecternError):
@@ -57,6 +75,10 @@ class IngestError(LecternError):
         self.path = path
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+    def __reduce__(self) -> tuple[type[IngestError], tuple[str, str]]:
+        # Raised in the parse worker process and re-raised here: pickled by its fields.
+        return type(self), (self.path, self.reason)
 
 
 class UnsupportedFileTypeError(IngestError):
@@ -75,6 +97,18 @@ class FileTooLargeError(IngestError):
     pass
 
 
+class ParseLimitError(FileTooLargeError):
+    """A file within the size limit that would expand past a parse cap (a zip bomb, ...)."""
+
+
+class ParseTimeoutError(IngestError):
+    """A file's parse ran past ingest.parse_timeout_s; its worker process was killed."""
+
+
+class IngestCancelledError(IngestError):
+    """The service closed (the server is shutting down) while the file was ingested."""
+
+
 class MissingExtraError(LecternError, ImportError):
     """An optional dependency is not installed; the message names what to install."""
 
@@ -82,3 +116,6 @@ class MissingExtraError(LecternError, ImportError):
         self.module = module
         self.install = install
         super().__init__(f"{module} is not installed; install it with: {install}")
+
+    def __reduce__(self) -> tuple[type[MissingExtraError], tuple[str, str]]:
+        return type(self), (self.module, self.install)  # as IngestError's, for parse workers

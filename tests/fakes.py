@@ -89,6 +89,9 @@ class EchoGenerator:
         for i, part in enumerate(parts):
             yield part if i == len(parts) - 1 else part + " "
 
+    def close(self) -> None:
+        pass
+
 
 class OverlapReranker:
     """Scores a passage by the share of the query's words it contains.

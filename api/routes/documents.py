@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse
 
 from api.deps import ServiceDep, admin
 from api.schemas import (
+    DOCUMENT_FILE_RESPONSE,
     DeletedOut,
     DocumentList,
     DocumentOut,
@@ -16,6 +17,8 @@ from api.schemas import (
     UploadResponse,
     UploadResultOut,
 )
+from api.service import Lectern
+from api.upload_names import upload_path
 from ingest.formats import format_of
 from lectern.errors import FileTooLargeError, InvalidRequestError
 from lectern.types import DocumentInfo
@@ -29,11 +32,11 @@ admin_router = APIRouter(
 )
 
 
-def _out(info: DocumentInfo) -> DocumentOut:
+def _out(info: DocumentInfo, svc: Lectern) -> DocumentOut:
     return DocumentOut(
         id=info.id,
         title=info.title,
-        source=info.source,
+        source=svc.shown_source(info.source),
         media_type=info.media_type,
         size_bytes=info.size_bytes,
         chunk_count=info.chunk_count,
@@ -44,7 +47,7 @@ def _out(info: DocumentInfo) -> DocumentOut:
 @admin_router.get("", response_model=DocumentList)
 def list_documents(svc: ServiceDep) -> DocumentList:
     """Every ingested document with its chunk count."""
-    return DocumentList(documents=[_out(d) for d in svc.documents()])
+    return DocumentList(documents=[_out(d, svc) for d in svc.documents()])
 
 
 def _read_limited(upload: UploadFile, max_bytes: int) -> bytes:
@@ -56,7 +59,11 @@ def _read_limited(upload: UploadFile, max_bytes: int) -> bytes:
     return data
 
 
-@admin_router.post("", response_model=UploadResponse)
+@admin_router.post(
+    "",
+    response_model=UploadResponse,
+    responses={400: {"model": ErrorOut, "description": "a body that is not valid multipart"}},
+)
 def upload(
     request: Request,
     files: Annotated[list[UploadFile], File(description="one or many files")],
@@ -70,10 +77,11 @@ def upload(
         )
     max_bytes = int(settings.ingest.max_file_mb * 2**20)
     # Check every file against the limits before ingesting any, so a rejected request
-    # changes nothing.
-    for f in files:
-        format_of(f.filename or "upload")
-    payloads = [(f.filename or "upload", _read_limited(f, max_bytes)) for f in files]
+    # changes nothing. The format is that of the name the file is kept (and served) by.
+    kept = [(f, str(upload_path(f.filename or "upload"))) for f in files]
+    for _, name in kept:
+        format_of(name)
+    payloads = [(name, _read_limited(f, max_bytes)) for f, name in kept]
     results = [svc.ingest_upload(name, data) for name, data in payloads]
     out = [
         UploadResultOut(
@@ -93,11 +101,13 @@ def upload(
 @admin_router.delete("/{document_id}", response_model=DeletedOut)
 def delete(document_id: str, svc: ServiceDep) -> DeletedOut:
     """Delete a document with its chunks and vectors (and an uploaded file)."""
-    return DeletedOut(deleted=_out(svc.delete(document_id)))
+    return DeletedOut(deleted=_out(svc.delete(document_id), svc))
 
 
 @router.get(
-    "/{document_id}/file", response_class=FileResponse, responses={404: {"model": ErrorOut}}
+    "/{document_id}/file",
+    response_class=FileResponse,
+    responses={200: DOCUMENT_FILE_RESPONSE, 404: {"model": ErrorOut}},
 )
 def document_file(document_id: str, svc: ServiceDep) -> FileResponse:
     """The original file a citation points to."""

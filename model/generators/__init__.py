@@ -30,5 +30,7 @@ def build(settings: Settings, plan: DevicePlan) -> Generator:
             plan,
             Sampling(g.max_new_tokens, g.do_sample, g.temperature, g.top_p, g.repetition_penalty),
             max_input_tokens=g.max_input_tokens,
+            max_batch=g.max_batch,
+            max_waiting=g.max_waiting,
         )
     raise ConfigError(f"unknown generator backend {backend!r}; use transformers")

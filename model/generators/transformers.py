@@ -12,6 +12,9 @@ from lectern.device import DevicePlan
 from lectern.errors import NotReadyError
 from lectern.optional import require
 from lectern.protocols import Message
+from lectern.threads import PerThread
+from model.generators.decode_batch import DecodeBatch, batchable
+from model.generators.scheduler import BatchScheduler
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,19 +44,35 @@ class TransformersGenerator:
         sampling: Sampling | None = None,
         max_input_tokens: int = 2048,
         prefix_caching: bool = True,
+        max_batch: int = 8,
+        max_waiting: int = 32,
+        token_timeout_s: float = 300.0,
     ) -> None:
         if max_input_tokens < 16:
             raise ValueError(f"max_input_tokens must be at least 16, got {max_input_tokens}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if max_waiting < 0:
+            raise ValueError(f"max_waiting must be at least 0, got {max_waiting}")
+        if token_timeout_s <= 0:
+            raise ValueError(f"token_timeout_s must be positive, got {token_timeout_s}")
         self.folder = Path(folder)
         self.plan = plan
         self.sampling = sampling or Sampling()
         self.max_input_tokens = max_input_tokens
         self.prefix_caching = prefix_caching
-        self._prefix: tuple[str, Any, Any] | None = None
+        self.max_batch = max_batch
+        self.max_waiting = max_waiting
+        self.token_timeout_s = token_timeout_s
+        self._prefix: tuple[tuple[int, ...], Any] | None = None
         self._model: Any = None
         self._tokenizer: Any = None
-        # One generation at a time: two concurrent generate() calls on 2 cores are each
-        # slower than running them back to back.
+        self._tokenizers: PerThread[Any] | None = None
+        self._processors: Any = None
+        self._scheduler: BatchScheduler | None = None
+        self._scheduler_batch: Any = None
+        self._warm = threading.Lock()
+        # generate_batch (bulk work: `lectern train`) runs one call at a time.
         self._lock = threading.Lock()
 
     def load_kwargs(self) -> dict[str, Any]:
@@ -73,8 +92,11 @@ class TransformersGenerator:
         return kw
 
     def warm_up(self) -> None:
-        if self._model is not None:
-            return
+        with self._warm:
+            if self._scheduler is None:
+                self._load()
+
+    def _load(self) -> None:
         transformers = require("transformers", "model")
         AutoModelForCausalLM, AutoTokenizer = (
             transformers.AutoModelForCausalLM, transformers.AutoTokenizer
@@ -92,6 +114,51 @@ class TransformersGenerator:
             model = _quantize_dynamic(model)
         model.eval()
         self._tokenizer, self._model = tokenizer, model
+        # A fast tokenizer is not safe to share between threads (lectern.threads).
+        self._tokenizers = PerThread.copies_of(tokenizer)
+        self._processors = self._logits_processors(transformers)
+        batch = self._scheduler_batch = DecodeBatch(model)
+        probe = batch.new_cache()
+        scheduler = BatchScheduler(
+            batch,
+            self._choose,
+            self._eos_ids(),
+            max_batch=self.max_batch if batchable(probe) or not probe.layers else 1,
+            max_waiting=self.max_waiting,
+            prefix=self._prefix_cache if self.prefix_caching else None,
+            threads=self._thread_counts(),
+        )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    def _thread_counts(self) -> tuple[int, int] | None:
+        """(prefill, decode) CPU threads, or None to leave torch's pool as it is.
+
+        Measured on 2 cores (SmolLM2-135M, one decoding step, batch of one): with int8
+        weights a step takes 13 ms on one thread and 33 ms on two, so int8 decodes on
+        one; in native bfloat16 it takes 31 ms on one and 22 ms on two.
+        """
+        if not self.plan.dynamic_int8:
+            return None
+        return require("torch", "torch").get_num_threads(), 1
+
+    def _logits_processors(self, transformers: Any) -> Any:
+        """The processors generate() would apply for these sampling settings."""
+        s = self.sampling
+        processors = transformers.LogitsProcessorList()
+        if s.repetition_penalty != 1.0:
+            processors.append(transformers.RepetitionPenaltyLogitsProcessor(s.repetition_penalty))
+        if s.do_sample:
+            processors.append(transformers.TemperatureLogitsWarper(s.temperature))
+            processors.append(transformers.TopPLogitsWarper(s.top_p))
+        return processors
+
+    def _eos_ids(self) -> set[int]:
+        ids = self._model.generation_config.eos_token_id
+        ids = {ids} if isinstance(ids, int) else set(ids or [])
+        if self._tokenizer.eos_token_id is not None:
+            ids.add(self._tokenizer.eos_token_id)
+        return ids
 
     @property
     def tokenizer(self) -> Any:
@@ -99,11 +166,18 @@ class TransformersGenerator:
             raise NotReadyError("generator used before warm_up()")
         return self._tokenizer
 
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+    def _per_thread_tokenizer(self) -> Any:
+        if self._tokenizers is None:
+            raise NotReadyError("generator used before warm_up()")
+        return self._tokenizers.get()
 
-    def _render(self, messages: Sequence[Message], *, generation_prompt: bool = True) -> str:
-        tok = self.tokenizer
+    def count_tokens(self, text: str) -> int:
+        return len(self._per_thread_tokenizer()(text, add_special_tokens=False)["input_ids"])
+
+    def _render(
+        self, messages: Sequence[Message], *, generation_prompt: bool = True, tok: Any = None
+    ) -> str:
+        tok = self.tokenizer if tok is None else tok
         if tok.chat_template:
             return tok.apply_chat_template(
                 list(messages), add_generation_prompt=generation_prompt, tokenize=False
@@ -112,48 +186,58 @@ class TransformersGenerator:
         text = "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
         return text + "\n\nAssistant:" if generation_prompt else text
 
-    def _inputs(self, messages: Sequence[Message]) -> dict[str, Any]:
-        tok = self.tokenizer
-        enc = tok(
-            self._render(messages), return_tensors="pt", add_special_tokens=not tok.chat_template
-        )
-        ids = enc["input_ids"][:, -self.max_input_tokens :]
-        mask = enc["attention_mask"][:, -self.max_input_tokens :]
-        return {
-            "input_ids": ids.to(self._model.device),
-            "attention_mask": mask.to(self._model.device),
-        }
+    def _prompt(self, messages: Sequence[Message]) -> tuple[list[int], int]:
+        """The prompt's token ids (left-truncated), and how many lead ids are the system turn.
 
-    def _prefix_cache(self, messages: Sequence[Message], input_ids: Any) -> Any:
-        """A copy of the KV cache for the system turn when the prompt starts with it.
+        Every question shares the system prompt; its keys and values are computed once
+        and copied into each request's cache, which takes its tokens out of the prefill
+        that dominates the time to the first token on CPU. Only a chat template puts a
+        special token right after the system turn, so only then do its token ids not
+        depend on what follows; a prompt cut from the left shares nothing.
+        """
+        tok = self._per_thread_tokenizer()
+        with_template = bool(tok.chat_template)
+        text = self._render(messages, tok=tok)
+        ids = tok(text, add_special_tokens=not with_template)["input_ids"]
+        cut = len(ids) > self.max_input_tokens
+        ids = ids[-self.max_input_tokens :]
+        if cut or not self.prefix_caching or not with_template:
+            return ids, 0
+        if not messages or messages[0]["role"] != "system":
+            return ids, 0
+        system = tok(self._render(messages[:1], generation_prompt=False, tok=tok),
+                     add_special_tokens=False)["input_ids"]
+        # The rest of the prompt must keep at least one token to prefill.
+        shared = len(system) < len(ids) and ids[: len(system)] == system
+        return ids, len(system) if shared else 0
 
-        Every question shares the system prompt; computing its keys and values once
-        takes its tokens out of each request's prefill, which dominates the time to the
-        first token on CPU. Only a chat template puts a special token right after the
-        system turn, so only then do its token ids not depend on what follows.
+    def _prefix_cache(self, ids: list[int], shared: int) -> tuple[Any, int]:
+        """A copy of the cache for `ids[:shared]`, computed once per distinct system turn.
+
+        Called only from the scheduler's thread, which owns the model and this cache.
         """
         import copy
 
         torch = require("torch", "torch")
 
-        if not self.prefix_caching or not self.tokenizer.chat_template:
-            return None
-        if not messages or messages[0]["role"] != "system":
-            return None
-        system = messages[0]["content"]
-        if self._prefix is None or self._prefix[0] != system:
-            text = self._render(messages[:1], generation_prompt=False)
-            ids = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)[
-                "input_ids"
-            ].to(self._model.device)
+        key = tuple(ids[:shared])
+        if self._prefix is None or self._prefix[0] != key:
+            batch = self._scheduler_batch
+            cache = batch.new_cache()
             with torch.inference_mode():
-                out = self._model(input_ids=ids, use_cache=True)
-            self._prefix = (system, ids, out.past_key_values)
-        _, ids, cache = self._prefix
-        n = ids.shape[1]
-        if input_ids.shape[1] <= n or not torch.equal(input_ids[:, :n], ids):
-            return None  # truncated from the left, or a template that differs
-        return copy.deepcopy(cache)
+                self._model(input_ids=torch.tensor([list(key)], device=self._model.device),
+                            cache=cache, use_cache=True, logits_to_keep=1)
+            self._prefix = (key, cache)
+        return copy.deepcopy(self._prefix[1]), shared
+
+    def _choose(self, logits: Any, ids: list[int]) -> int:
+        """The next token from one row's logits: HF's processors on the ids so far."""
+        torch = require("torch", "torch")
+
+        scores = self._processors(torch.tensor([ids], device=logits.device), logits[None].float())
+        if self.sampling.do_sample:
+            return int(torch.multinomial(torch.softmax(scores, dim=-1), 1)[0, 0])
+        return int(scores[0].argmax())
 
     def _generate_kwargs(self) -> dict[str, Any]:
         tok = self.tokenizer
@@ -166,48 +250,38 @@ class TransformersGenerator:
         return "".join(self.stream(messages))
 
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
-        torch = require("torch", "torch")
-        StoppingCriteriaList = require("transformers", "model").StoppingCriteriaList
+        """The reply as it is decoded, in a batch with every other request in flight.
 
-        inputs = self._inputs(messages)
-        streamer = _DeltaStreamer(self.tokenizer, prompt_length=inputs["input_ids"].shape[1])
-        cancel = threading.Event()
-        errors: list[BaseException] = []
+        Raises OverloadedError at once when the scheduler's queue is full.
+        """
+        scheduler = self._require_scheduler()
+        ids, shared = self._prompt(messages)
+        ticket = scheduler.submit(ids, self.sampling.max_new_tokens, shared)
+        deltas = _Deltas(self._per_thread_tokenizer())
+        try:
+            for token in ticket.ids(timeout=self.token_timeout_s):
+                if piece := deltas.add(token):
+                    yield piece
+        finally:
+            ticket.cancel()  # a reader that went away stops the decoding
 
-        def stop(*_args: Any, **_kwargs: Any) -> bool:
-            if self.plan.device == "cpu" and torch.get_num_threads() != 1:
-                # Measured here: prefill is compute-bound and both cores help it, but in
-                # any thread but the main one, decoding with a two-thread OpenMP pool runs
-                # at half the speed of one thread (8.8 s vs 4.2 s for 64 tokens), so the
-                # pool shrinks once the first token is out.
-                torch.set_num_threads(1)
-            return cancel.is_set()  # a reader that went away stops the decoding
+    def _require_scheduler(self) -> BatchScheduler:
+        if self._scheduler is None:
+            raise NotReadyError("generator used before warm_up()")
+        return self._scheduler
 
-        def run() -> None:
-            try:
-                with torch.inference_mode():
-                    cache = self._prefix_cache(messages, inputs["input_ids"])
-                    self._model.generate(
-                        **inputs,
-                        **self._generate_kwargs(),
-                        past_key_values=cache,
-                        streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList([stop]),
-                    )
-            except BaseException as exc:  # surfaced to the consumer below
-                errors.append(exc)
-                streamer.end()
+    @property
+    def load(self) -> tuple[int, int]:
+        """(requests decoding, requests waiting to join)."""
+        return self._require_scheduler().load
 
-        with self._lock:
-            worker = threading.Thread(target=run, daemon=True)
-            worker.start()
-            try:
-                yield from (piece for piece in streamer if piece)
-            finally:
-                cancel.set()
-                worker.join()
-        if errors:
-            raise errors[0]
+    def close(self, timeout: float = 1.0) -> None:
+        """Stop the scheduler: requests decoding get `timeout` s to finish; idempotent.
+
+        Short by default: a server calls this after its own graceful-shutdown period.
+        """
+        if self._scheduler is not None:
+            self._scheduler.close(timeout)
 
     def generate_batch(
         self,
@@ -267,7 +341,7 @@ class TransformersGenerator:
             out = self._model.generate(
                 input_ids=input_ids.to(device),
                 attention_mask=mask.to(device),
-                past_key_values=cache,
+                cache=cache,
                 **kwargs,
             )
         replies = tok.batch_decode(out[:, input_ids.shape[1] :], skip_special_tokens=True)
@@ -286,42 +360,23 @@ def _quantize_dynamic(model: Any) -> Any:
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
-class _DeltaStreamer:
-    """Yields the text each new token adds, as soon as it is decoded.
+class _Deltas:
+    """The text each new token adds, as soon as it is decoded.
 
     transformers' TextIteratorStreamer holds text back until a word is complete, which
     delays the first visible token by a decoding step or two; here only a token that
     ends inside a multi-byte character waits for the next one.
     """
 
-    def __init__(self, tokenizer: Any, prompt_length: int, timeout: float = 120) -> None:
-        import queue
-
+    def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
-        self.prompt_length = prompt_length
-        self.timeout = timeout
         self._ids: list[int] = []
         self._sent = ""
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._skipped_prompt = False
 
-    def put(self, value: Any) -> None:
-        ids = value.reshape(-1).tolist()
-        if not self._skipped_prompt:  # generate() first passes the whole prompt
-            self._skipped_prompt = True
-            if len(ids) == self.prompt_length:
-                return
-        self._ids.extend(ids)
+    def add(self, token: int) -> str:
+        self._ids.append(token)
         text = self.tokenizer.decode(self._ids, skip_special_tokens=True)
         if text.endswith("\ufffd"):
-            return
+            return ""
         delta, self._sent = text[len(self._sent) :], text
-        if delta:
-            self._queue.put(delta)
-
-    def end(self) -> None:
-        self._queue.put(None)
-
-    def __iter__(self) -> Iterator[str]:
-        while (piece := self._queue.get(timeout=self.timeout)) is not None:
-            yield piece
+        return delta

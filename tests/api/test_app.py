@@ -429,11 +429,13 @@ def test_cors_allows_the_configured_origins_only(tmp_path, monkeypatch):
         assert "access-control-allow-origin" not in foreign.headers
 
 
-def test_cors_allows_any_origin_by_default(client):
+def test_cors_allows_no_other_origin_by_default(client):
+    # The default is the server's own origin only (see tests/api/test_origins.py).
     r = client.post(
         "/api/v1/ask", json={"question": "fee?"}, headers={"Origin": "https://any.example"}
     )
-    assert r.headers["access-control-allow-origin"] == "*"
+    assert r.status_code == 200
+    assert "access-control-allow-origin" not in r.headers
 
 
 def test_openapi_documents_every_route(client):

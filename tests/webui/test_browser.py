@@ -77,8 +77,15 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def api_server(tmp_path_factory):
-    """The Lectern app on 127.0.0.1:<free port>, sample corpus ingested, models loaded."""
+def host_origin() -> str:
+    """The origin of the university page that embeds the widget (served by host_site)."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="module")
+def api_server(tmp_path_factory, host_origin):
+    """The Lectern app on 127.0.0.1:<free port>, sample corpus ingested, models loaded;
+    the host site's origin is the one its widget may call from (LECTERN_API__CORS_ORIGINS)."""
     import uvicorn
 
     from api.app import create_app
@@ -86,7 +93,7 @@ def api_server(tmp_path_factory):
 
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("webui-data"),
-        api={"admin_token": TOKEN},
+        api={"admin_token": TOKEN, "cors_origins": [host_origin]},
         models={"cache_dir": MODEL_CACHE},  # reuse the one-time GGUF conversion
     )
     service = Lectern(settings)
@@ -124,7 +131,7 @@ def api_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def host_site(api_server, tmp_path_factory):
+def host_site(api_server, host_origin, tmp_path_factory):
     """A university page on a different origin that embeds the widget with one script tag."""
     root = tmp_path_factory.mktemp("host-site")
     demo = (ROOT / "webui" / "demo.html").read_text()
@@ -137,7 +144,8 @@ def host_site(api_server, tmp_path_factory):
             pass
 
     httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root))
+        ("127.0.0.1", int(host_origin.rsplit(":", 1)[1])),
+        functools.partial(Quiet, directory=str(root)),
     )
     thread = threading.Thread(target=httpd.serve_forever, name="host-site", daemon=True)
     thread.start()
@@ -486,10 +494,13 @@ def test_admin_sign_in_upload_list_and_delete(page: Page, api_server, tmp_path, 
     confirm.focus()
     page.keyboard.press("Enter")
     # A delete saves the index with fsync; after the whole suite's writes that can take
-    # seconds, so the row gets longer than playwright's default 5 s to go.
-    expect(row).to_have_count(0, timeout=30_000)
+    # seconds, so it gets longer than playwright's default 5 s. A failed delete fails here
+    # with the message the page shows.
+    outcome = page.locator("#status:has-text('Deleted'), #upload-error:not(:empty)")
+    expect(outcome.first).to_be_visible(timeout=30_000)
+    expect(page.locator("#upload-error")).to_have_text("")
+    expect(row).to_have_count(0)
     expect(rows).to_have_count(before)
-    expect(page.locator("#status")).to_contain_text("Deleted")
     assert all(d.id != uploaded.id for d in service.documents())
 
     # The token also works for the API directly; the page used the same one.

@@ -73,13 +73,17 @@ def test_system_prompt_kv_cache_gives_the_uncached_answer():
     assert gen._prefix is None
     gen.prefix_caching = True
     cached = gen.generate(msgs)
-    assert gen._prefix is not None and gen._prefix[0] == msgs[0]["content"]
+    ids, shared = gen._prompt(msgs)
+    assert 0 < shared < len(ids)
+    assert gen._prefix is not None and gen._prefix[0] == tuple(ids[:shared])
     assert cached == plain and "Paris" in cached
     # No system turn: nothing to reuse. Another system prompt: its own prefix replaces it.
-    assert gen._prefix_cache(msgs[1:], gen._inputs(msgs[1:])["input_ids"]) is None
+    assert gen._prompt(msgs[1:])[1] == 0
     other = [{"role": "system", "content": "Be brief."}, msgs[1]]
-    assert gen._prefix_cache(other, gen._inputs(other)["input_ids"]) is not None
-    assert gen._prefix[0] == "Be brief."
+    other_ids, other_shared = gen._prompt(other)
+    gen.generate(other)
+    assert gen._prefix[0] == tuple(other_ids[:other_shared])
     # Input cut from the left no longer starts with the system turn.
-    ids = gen._inputs(other)["input_ids"][:, 3:]
-    assert gen._prefix_cache(other, ids) is None
+    gen.max_input_tokens = len(other_ids) - 3
+    assert gen._prompt(other) == (other_ids[3:], 0)
+    gen.close()

@@ -83,3 +83,65 @@ def test_reply_prefixes_are_put_in_the_mouth_and_returned(tiny_llama):
     assert tiny_llama.generate_batch([]) == []
     with pytest.raises(ValueError, match="2 conversations but 1 reply prefixes"):
         tiny_llama.generate_batch(convs, reply_prefixes=[""])
+
+
+def test_requests_decoded_together_write_what_each_writes_alone(tiny_llama):
+    """Continuous batching: rows of different lengths join a batch mid-decoding, are
+    padded and masked, and leave it; greedy replies equal generate()'s one at a time."""
+    from tests.threads import run_together
+
+    convs = [conversation(t) for t in (TEXTS[2], TEXTS[3], "Statement: x.", TEXTS[1])]
+    alone = [tiny_llama.generate_batch([c])[0] for c in convs]  # transformers' generate()
+    assert len(set(alone)) == 4
+    widths: list[int] = []
+    batch = tiny_llama._scheduler_batch
+    step = batch.step
+
+    def counted() -> object:
+        widths.append(len(batch))
+        return step()
+
+    batch.step = counted
+    try:
+        first = tiny_llama.stream(convs[0])
+        head = next(first)  # the first row is decoding before the others arrive
+        together = run_together(lambda job: tiny_llama.generate(convs[job + 1]), jobs=3, threads=3)
+        assert head + "".join(first) == alone[0]
+    finally:
+        del batch.step
+    assert all(replies == alone[1:] for replies in together)
+    assert max(widths) > 1, "the requests never shared a decoding step"
+
+
+def test_a_batch_row_sees_what_it_would_alone_after_others_join_and_leave(tiny_llama):
+    """DecodeBatch: a short row padded under a long one, then the long one leaves and the
+    padding no row needs is cut; each step's logits match the row decoded by itself."""
+    import torch
+
+    from model.generators.decode_batch import DecodeBatch
+
+    tok = tiny_llama.tokenizer
+    short, long = (tok(tiny_llama._render(conversation(t)))["input_ids"]
+                   for t in ("Statement: x.", TEXTS[2]))
+    assert len(short) < len(long)
+    with torch.inference_mode():
+        alone = DecodeBatch(tiny_llama._model)
+        row = alone.prefill(short)
+        alone.join(row, 5)
+        expected = [alone.step()[0]]
+        alone.feed([6])
+        expected.append(alone.step()[0])
+
+        batch = DecodeBatch(tiny_llama._model)
+        batch.join(batch.prefill(long), 7)
+        batch.join(batch.prefill(short), 5)
+        assert batch._mask.shape == (2, len(long))
+        assert int(batch._mask[1].sum()) == len(short)
+        first = batch.step()
+        batch.feed([8, 6])
+        batch.keep([1])  # the long row leaves
+        assert len(batch) == 1 and batch._mask.shape == (1, len(short) + 1)
+        assert all(layer.keys.shape[2] == len(short) + 1 for layer in batch._cache.layers)
+        second = batch.step()
+    torch.testing.assert_close(first[1], expected[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(second[0], expected[1], atol=1e-4, rtol=1e-4)

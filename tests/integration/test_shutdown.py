@@ -1,0 +1,106 @@
+"""SIGTERM to a real `lectern serve` while it parses an upload: a bounded exit, no orphan file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import MODEL_CACHE
+from tests.ingest.files import slow_text
+
+pytestmark = pytest.mark.integration
+TOKEN = "shutdown-admin-token-0000"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(data: Path, port: int, log: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "LECTERN_DATA_DIR": str(data),
+        "LECTERN_MODELS__CACHE_DIR": str(MODEL_CACHE),  # the one-time GGUF conversion
+        "LECTERN_API__ADMIN_TOKEN": TOKEN,
+        "LECTERN_API__PORT": str(port),
+        # The grace requests get after SIGTERM (default 10 s); the ingest below outlasts it,
+        # so the exit takes this plus the cancelling. 3 keeps the test short.
+        "LECTERN_API__SHUTDOWN_TIMEOUT_S": "3",
+    }
+    lectern = Path(sys.executable).with_name("lectern")
+    with log.open("wb") as out:  # a file, not a pipe nobody reads that could fill up
+        return subprocess.Popen([str(lectern), "serve"], env=env, stdout=out, stderr=out)
+
+
+def wait_ready(proc: subprocess.Popen, base: str) -> None:
+    deadline = time.monotonic() + 600  # the generator loads in the background
+    status = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            status = httpx.get(f"{base}/health", timeout=5).status_code
+        except httpx.HTTPError:
+            status = None
+        if status == 200:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the server did not become ready (last /health status: {status})")
+
+
+def test_sigterm_during_an_ingest_exits_within_10_s_and_leaves_no_orphan_upload(tmp_path):
+    data, port = tmp_path / "data", free_port()
+    # Under every cap, and half a minute of parsing: partition_text tags each paragraph.
+    upload = slow_text(tmp_path / "handbook.txt", 20_000)
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    proc = serve(data, port, log)
+    try:
+        wait_ready(proc, base)
+        answered: list[httpx.Response | Exception] = []
+
+        def send() -> None:
+            try:
+                with upload.open("rb") as f:
+                    answered.append(httpx.post(
+                        f"{base}/api/v1/documents",
+                        files={"files": (upload.name, f, "text/plain")},
+                        headers={"Authorization": f"Bearer {TOKEN}"},
+                        timeout=300,
+                    ))
+            except httpx.HTTPError as exc:  # the server went away mid-request
+                answered.append(exc)
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        kept = data / "uploads" / upload.name
+        deadline = time.monotonic() + 60
+        while not kept.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert kept.exists(), "the upload never reached the ingest step"
+        time.sleep(1.0)  # the parse is under way; it needs half a minute more
+        assert not answered, f"the ingest ended before SIGTERM: {answered}"
+
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            tail = log.read_text(errors="replace")[-3000:]
+            pytest.fail(f"`lectern serve` still ran 10 s after SIGTERM during an ingest:\n{tail}")
+        sender.join(timeout=10)
+        assert not any(isinstance(a, httpx.Response) and a.is_success for a in answered)
+        left = sorted(p.name for p in (data / "uploads").iterdir())
+        assert left == [], f"orphan uploads after the shutdown: {left}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

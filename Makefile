@@ -38,9 +38,10 @@ test: models chromium
 	$(BIN)/python -m pytest -ra
 
 bench: models
-	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/ingestion.py
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/answer_latency.py
+	$(BIN)/python bench/load.py
 
 # Mutation testing of the serving core with mutmut, one worker: ~1.5 h for all six modules,
 # so not in CI. Writes bench/results/mutation.{md,json}. One module, or its survivors only:

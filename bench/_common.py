@@ -6,10 +6,8 @@ import this module as `_common`.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -26,11 +24,9 @@ from lectern.reporting import (  # noqa: F401 - re-exported for the scripts
 from lectern.settings import Settings
 from retriever.embedder import SentenceTransformerEmbedder
 
-# `python bench/ingest.py` puts bench/ first on sys.path, where ingest.py would shadow the
-# project's `ingest` package; once this module is imported, bench/ is no longer needed
-# there. The scripts import this module before any project package.
-_BENCH_DIR = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH_DIR]
+# `python bench/<script>.py` puts bench/ first on sys.path, so no script here may be named
+# like a project package (bench/ingestion.py, not ingest.py); a spawned process (the parse
+# workers) re-imports the script with the same path.
 
 
 class TimedEmbedder:

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import _common  # first: it keeps bench/ingest.py from shadowing the `ingest` package
+import _common
 import numpy as np
 from _common import CpuMonitor, environment, latency_ms, table, write_results
 

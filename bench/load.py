@@ -167,7 +167,9 @@ def run_level(url: str, pid: int | None, route: str, clients: int, seconds: floa
         "requests": sum(statuses.values()),
         "answered": answered,
         "statuses": dict(statuses),
-        "server_errors_5xx": sum(v for k, v in statuses.items() if k.startswith("5")),
+        # 503 is the designed refusal (JSON, Retry-After), counted with the 429s below.
+        "server_errors_5xx_but_503": sum(
+            v for k, v in statuses.items() if k.startswith("5") and k != "503"),
         "refusals_503_429": statuses.get("503", 0) + statuses.get("429", 0),
         "refusals_without_retry_after": sum(c.refusals_without_retry_after for c in pool),
         "refusals_not_json": sum(c.refusals_not_json for c in pool),

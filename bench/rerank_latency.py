@@ -21,7 +21,7 @@ import random
 import time
 from pathlib import Path
 
-import _common  # first: it keeps bench/ingest.py from shadowing the `ingest` package
+import _common
 from _common import CpuMonitor, environment, latency_ms, table, write_results
 
 from lectern.settings import Settings

@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import _common  # first: it keeps bench/ingest.py from shadowing the `ingest` package
+import _common
 import numpy as np
 from _common import (
     CpuMonitor,

@@ -157,6 +157,10 @@ class GenerationSettings(BaseModel):
         description="requests decoded together in one batch (continuous batching); "
         "on 2 CPU cores a step for 8 costs about twice a step for 1",
     )
+    decode_threads: int = Field(
+        0, ge=0, le=256,
+        description="CPU threads a decoding step uses (prefill uses all); 0: chosen by dtype",
+    )
     max_waiting: int = Field(
         24, ge=0, le=4096,
         description="requests waiting to join a full batch; beyond them a request is "

@@ -32,5 +32,6 @@ def build(settings: Settings, plan: DevicePlan) -> Generator:
             max_input_tokens=g.max_input_tokens,
             max_batch=g.max_batch,
             max_waiting=g.max_waiting,
+            decode_threads=g.decode_threads or None,
         )
     raise ConfigError(f"unknown generator backend {backend!r}; use transformers")

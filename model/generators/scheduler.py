@@ -15,6 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,7 @@ class BatchScheduler:
         max_waiting: int = 32,
         prefix: PrefixCache | None = None,
         threads: tuple[int, int] | None = None,
+        context: Callable[[], AbstractContextManager[Any]] = nullcontext,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -84,6 +86,9 @@ class BatchScheduler:
         self.max_batch = max_batch
         self.max_waiting = max_waiting
         self.prefix = prefix
+        # Entered once by the decoding thread around all its work: torch.inference_mode,
+        # without which every cached key would keep its autograd history alive.
+        self.context = context
         # (prefill, decode) torch thread counts, switched in this thread: prefill is
         # compute-bound and wants every core, a memory-bound step may not.
         self.threads = threads
@@ -147,6 +152,10 @@ class BatchScheduler:
     # -- the decoding thread -----------------------------------------------------------
 
     def _run(self) -> None:
+        with self.context():
+            self._loop()
+
+    def _loop(self) -> None:
         while True:
             with self._wake:
                 while not self._rows and not self._waiting and not self._closing:

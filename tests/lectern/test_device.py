@@ -24,8 +24,10 @@ def test_cpu_int8_only_on_fp32_cpu():
     assert not plan(GPU, cpu_int8=True).dynamic_int8
 
 
-def test_cpu_with_native_bf16_defaults_to_bf16():
-    assert plan(DeviceCaps(cpu_bf16=True)).dtype == "bfloat16"
+def test_cpu_with_native_bf16_prefers_int8_and_else_bf16():
+    assert plan(DeviceCaps(cpu_bf16=True), cpu_int8=True).dtype == "float32"
+    assert plan(DeviceCaps(cpu_bf16=True), cpu_int8=True).dynamic_int8
+    assert plan(DeviceCaps(cpu_bf16=True), cpu_int8=False).dtype == "bfloat16"
 
 
 def test_gpu_with_everything_takes_int8_flash_attention_and_faiss_gpu():

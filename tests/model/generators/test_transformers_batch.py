@@ -93,12 +93,16 @@ def test_requests_decoded_together_write_what_each_writes_alone(tiny_llama):
     convs = [conversation(t) for t in (TEXTS[2], TEXTS[3], "Statement: x.", TEXTS[1])]
     alone = [tiny_llama.generate_batch([c])[0] for c in convs]  # transformers' generate()
     assert len(set(alone)) == 4
+    import torch
+
     widths: list[int] = []
+    no_autograd: list[bool] = []  # a cache built with grad on keeps every step's graph
     batch = tiny_llama._scheduler_batch
     step = batch.step
 
     def counted() -> object:
         widths.append(len(batch))
+        no_autograd.append(torch.is_inference_mode_enabled())
         return step()
 
     batch.step = counted
@@ -111,6 +115,7 @@ def test_requests_decoded_together_write_what_each_writes_alone(tiny_llama):
         del batch.step
     assert all(replies == alone[1:] for replies in together)
     assert max(widths) > 1, "the requests never shared a decoding step"
+    assert all(no_autograd)
 
 
 def test_a_batch_row_sees_what_it_would_alone_after_others_join_and_leave(tiny_llama):

@@ -1,7 +1,7 @@
 """Ingestion benchmark: every PDF and HTML file under the shared docs corpus, real encoder.
 
-    python bench/ingest.py              # full run (12 PDFs + 144 HTML pages)
-    python bench/ingest.py --limit 2    # quick run: the first 2 files of each format
+    python bench/ingestion.py              # full run (12 PDFs + 144 HTML pages)
+    python bench/ingestion.py --limit 2    # quick run: the first 2 files of each format
 
 Goes through `Lectern.ingest` with default settings in a fresh temporary data dir. The
 encoder is the one `Lectern.warm_up` would build, wrapped in a timer, and the
@@ -20,7 +20,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import _common  # first: it keeps bench/ingest.py from shadowing the `ingest` package
+import _common  # first: it keeps bench/ingestion.py from shadowing the `ingest` package
 from _common import (
     CpuMonitor,
     TimedEmbedder,

@@ -145,6 +145,7 @@ def serve(
 
     from api.app import CLOSE_S, create_app
     from api.forwarded import uvicorn_proxy_options
+    from api.graceful import graceful_server
     from api.security import admin_token
 
     settings = Settings()
@@ -154,8 +155,9 @@ def serve(
     admin_token(settings.api.admin_token, settings.data_dir)
     where = "LECTERN_API__ADMIN_TOKEN" if settings.api.admin_token else token_file
     typer.echo(f"Lectern on http://{host}:{port}  (admin: /admin, token in {where})")
-    uvicorn.run(
-        create_app(settings),
+    application = create_app(settings)
+    config = uvicorn.Config(
+        application,
         host=host,
         port=port,
         log_level="info",
@@ -165,6 +167,7 @@ def serve(
         timeout_graceful_shutdown=settings.api.shutdown_timeout_s - CLOSE_S,
         **uvicorn_proxy_options(settings.api.trusted_proxies),
     )
+    graceful_server(config, application.state.service.stop_ingests).run()
 
 
 @app.command()

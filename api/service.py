@@ -161,6 +161,7 @@ class Lectern:
         i = settings.ingest
         self._parsers = ParseWorkers(i.parse_workers, i.parse_timeout_s, i.pdf_strategy)
         self._ingests = IngestGate()  # closed by close(): in-flight ingests stop
+        self._closed = False
         self.admission = Admission(settings.api.max_answers_in_flight)
 
     @property
@@ -240,16 +241,25 @@ class Lectern:
         sources = [d.source for d in self.store.list_documents()]
         return remove_orphans(self.settings.upload_dir, sources)
 
+    def stop_ingests(self) -> None:
+        """Fail the ingests in flight at once (their parses killed) and refuse new ones.
+
+        Called shortly before a graceful shutdown's period ends, so an upload still
+        parsing answers with its per-file failure rather than being cut off. Idempotent.
+        """
+        self._ingests.close()
+        self._parsers.close()
+
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop: ingests in flight fail at once, their uploads are removed, the store closes.
 
         Parses are cancelled (their processes killed); an ingest past its parse stops at
         its next embedding slice. Waits up to `timeout_s` for them to unwind. Idempotent.
         """
-        if self._ingests.closed:
+        if self._closed:
             return
-        self._ingests.close()
-        self._parsers.close()
+        self._closed = True
+        self.stop_ingests()
         if self._ingests.wait_idle(timeout_s):
             # An upload whose ingest just failed may not have removed its file yet.
             self.remove_orphan_uploads()

@@ -47,9 +47,10 @@ class IngestSettings(BaseModel):
         "a document's XML deflates about 10:1, zip bombs 300:1 and more",
     )
     max_elements: int = Field(
-        100_000, ge=1,
+        40_000, ge=1,
         description="the most paragraphs (DOCX) or tags (HTML) a file may hold; unstructured "
-        "spends about 0.2 ms on each DOCX paragraph",
+        "spends about 2 ms on each DOCX paragraph (20,000 in 41 s), so a file at the cap "
+        "parses well within parse_timeout_s",
     )
     parse_timeout_s: float = Field(
         120.0, gt=0,

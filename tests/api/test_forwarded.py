@@ -87,19 +87,27 @@ def test_a_proxy_network_is_trusted_and_other_addresses_are_not(tmp_path):
 
 
 def test_serve_passes_the_trusted_proxies_to_uvicorn(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
-    monkeypatch.setattr("api.app.create_app", lambda settings: object())
+    service = SimpleNamespace(stop_ingests=lambda: None)
+    monkeypatch.setattr(
+        "api.graceful.graceful_server",
+        lambda config, stop: SimpleNamespace(run=lambda: calls.append(config)),
+    )
+    app = SimpleNamespace(state=SimpleNamespace(service=service))
+    monkeypatch.setattr("api.app.create_app", lambda settings: app)
     monkeypatch.setenv("LECTERN_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("LECTERN_API__ADMIN_TOKEN", TOKEN)
     monkeypatch.delenv("LECTERN_API__TRUSTED_PROXIES", raising=False)
     cli.serve(host="127.0.0.1", port=8123)
     monkeypatch.setenv("LECTERN_API__TRUSTED_PROXIES", '["10.0.0.5", "172.16.0.0/12"]')
     cli.serve(host="127.0.0.1", port=8123)
-    assert [(c["proxy_headers"], c["forwarded_allow_ips"]) for c in calls] == [
+    assert [(c.proxy_headers, c.forwarded_allow_ips) for c in calls] == [
         (False, []),
         (True, ["10.0.0.5", "172.16.0.0/12"]),
     ]
+    assert calls[0].timeout_graceful_shutdown == 7.0  # 10 s in all, the last 3 to close
 
 
 @pytest.mark.parametrize("bad", ["localhost", "*", "10.0.0.300", "proxy.uni.example"])

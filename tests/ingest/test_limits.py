@@ -140,7 +140,7 @@ def test_parse_limits_are_read_from_the_settings_and_validated():
     limits = ParseLimits.of(IngestSettings(max_unzipped_mb=2, max_compression_ratio=50,
                                            max_elements=7))
     assert limits == ParseLimits(2 * 2**20, 50, 7)
-    assert ParseLimits(64 * 2**20, 100, 100_000) == DEFAULTS
+    assert ParseLimits(64 * 2**20, 100, 40_000) == DEFAULTS
     with pytest.raises(ValueError, match="max_ratio=1"):
         ParseLimits(10, 1, 10)
     assert issubclass(ParseLimitError, FileTooLargeError)  # answered 413 where raised whole

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from lectern.errors import OverloadedError
+from lectern.timing import RunningMean
 
 
 class Admission:
@@ -21,7 +22,7 @@ class Admission:
             raise ValueError(f"the in-flight limit must be at least 1, got {limit}")
         self.limit = limit
         self._busy = 0
-        self._seconds = 2.0  # a running mean of an answer's time, for Retry-After
+        self._seconds = RunningMean(2.0)  # an answer's time, for Retry-After
         self._lock = threading.Lock()
 
     @property
@@ -31,7 +32,7 @@ class Admission:
 
     def retry_after(self) -> float:
         """About when one of the answers in progress will be done."""
-        return max(1.0, self._seconds)
+        return max(1.0, self._seconds.value)
 
     @contextmanager
     def slot(self) -> Iterator[None]:
@@ -50,4 +51,4 @@ class Admission:
             took = time.perf_counter() - start
             with self._lock:
                 self._busy -= 1
-                self._seconds = 0.8 * self._seconds + 0.2 * took
+                self._seconds.add(took)

@@ -22,13 +22,10 @@ from api.routes import ask, documents, health
 from api.security import BearerAuth, RateLimiter, admin_token
 from api.service import Lectern
 from lectern import __version__
-from lectern.settings import Settings
+from lectern.settings import SHUTDOWN_CLOSE_S, Settings
 
 log = logging.getLogger("lectern.api")
 WEBUI = Path(__file__).resolve().parent.parent / "webui"
-# The end of a shutdown: cancelling what still runs and closing the store. Lectern.close
-# waits up to 2 s for cancelled ingests; the rest is margin for the process to end.
-CLOSE_S = 3.0
 
 
 def _start(service: Lectern) -> None:
@@ -65,7 +62,7 @@ def create_app(settings: Settings | None = None, service: Lectern | None = None)
         loader.join(timeout=1)
         # After uvicorn's graceful period (api.shutdown_timeout_s): what still runs is
         # cancelled, and its uploads removed, before uvicorn ends the process.
-        await asyncio.to_thread(service.close, CLOSE_S - 1)
+        await asyncio.to_thread(service.close, SHUTDOWN_CLOSE_S - 1)
 
     app = FastAPI(
         title="Lectern",

@@ -39,7 +39,7 @@ def upload_cap(settings: Settings) -> int:
     """The bytes an upload request may carry: the configured cap, or every file at its limit."""
     if settings.api.max_upload_request_mb is not None:
         return int(settings.api.max_upload_request_mb * 2**20)
-    per_file = int(settings.ingest.max_file_mb * 2**20) + PART_OVERHEAD_BYTES
+    per_file = settings.ingest.max_file_bytes + PART_OVERHEAD_BYTES
     return settings.api.max_upload_files * per_file + PART_OVERHEAD_BYTES
 
 

@@ -13,7 +13,7 @@ import typer
 
 from api.cli_train import train_app
 from lectern.errors import LecternError
-from lectern.settings import Settings
+from lectern.settings import SHUTDOWN_CLOSE_S, Settings
 
 if TYPE_CHECKING:
     from retriever.corpus import Corpus
@@ -143,7 +143,7 @@ def serve(
 
     uvicorn = require("uvicorn", "api")
 
-    from api.app import CLOSE_S, create_app
+    from api.app import create_app
     from api.forwarded import uvicorn_proxy_options
     from api.graceful import graceful_server
     from api.security import admin_token
@@ -162,9 +162,9 @@ def serve(
         port=port,
         log_level="info",
         # After SIGTERM, requests get this long; then the lifespan's shutdown cancels
-        # what is left (Lectern.close), within CLOSE_S. Unset, uvicorn waits for them
+        # what is left (Lectern.close), within SHUTDOWN_CLOSE_S. Unset, uvicorn waits for them
         # without end.
-        timeout_graceful_shutdown=settings.api.shutdown_timeout_s - CLOSE_S,
+        timeout_graceful_shutdown=settings.api.shutdown_timeout_s - SHUTDOWN_CLOSE_S,
         **uvicorn_proxy_options(settings.api.trusted_proxies),
     )
     graceful_server(config, application.state.service.stop_ingests).run()

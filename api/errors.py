@@ -42,8 +42,8 @@ def status_of(exc: errors.LecternError) -> int:
 def response_of(exc: errors.LecternError) -> JSONResponse:
     """The JSON error response for `exc`: the handler's, and the body-limit middleware's."""
     headers = None
-    if isinstance(exc, errors.RateLimitedError | errors.OverloadedError):
-        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+    if isinstance(exc, errors.RetryLaterError):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     if isinstance(exc, errors.UnauthorizedError):
         headers = {"WWW-Authenticate": "Bearer"}
     return error_json(status_of(exc), code_of(exc), str(exc), headers)

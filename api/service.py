@@ -23,6 +23,7 @@ from ingest.sqlite_store import SQLiteDocumentStore
 from lectern import device
 from lectern.device import DevicePlan
 from lectern.errors import DocumentNotFoundError, NotReadyError
+from lectern.files import atomic_write
 from lectern.protocols import DocumentStore, Embedder, Generator, Reranker
 from lectern.settings import Settings
 from lectern.timing import elapsed_ms
@@ -108,15 +109,10 @@ def open_corpus(
 
 
 def _keep(path: Path, data: bytes) -> bytes | None:
-    """Write `data` at `path` through a temporary file beside it; the bytes it replaced."""
+    """Write `data` at `path` (atomically); the bytes it replaced, if any."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        tmp.write_bytes(data)
-        previous = path.read_bytes() if path.exists() else None
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    previous = path.read_bytes() if path.exists() else None
+    atomic_write(path, lambda f: f.write(data))
     return previous
 
 
@@ -451,7 +447,7 @@ class Lectern:
                 path.unlink(missing_ok=True)
                 _prune_empty(path.parent, root)
             else:
-                path.write_bytes(previous)
+                atomic_write(path, lambda f: f.write(previous))
         if result.status in ("added", "updated"):
             self.refresh()
         # A parser's error may quote the path it was given.

@@ -38,7 +38,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -46,12 +45,10 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import _common
+import _server
 import httpx
 from _common import CpuMonitor, environment, table, write_results
 
-ROOT = Path(__file__).resolve().parent.parent
-LECTERN = Path(sys.executable).with_name("lectern")
 MIB = 2**20
 HUGE = 300 * MIB
 CHUNK = 64 * 1024
@@ -99,63 +96,11 @@ def inflation(data: bytes) -> dict:
 # -- servers --------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def env_for(data: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "LECTERN_DATA_DIR": str(data),
-            "LECTERN_MODELS__CACHE_DIR": str(ROOT / "var" / "models"), **extra}
-
-
-def log_of(data: Path) -> Path:
-    return data.parent / f"{data.name}-serve.log"
-
-
-def start(data: Path, **extra: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    with log_of(data).open("ab") as log:  # a file: no pipe to fill
-        proc = subprocess.Popen([str(LECTERN), "serve", "--port", str(port)],
-                                env=env_for(data, **extra), stdout=log, stderr=log)
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def wait_answering(proc: subprocess.Popen, url: str, ready: bool) -> float:
-    """Seconds until /health answers (200 if `ready`; any status: the lifespan start-up ran)."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < 600:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/health", timeout=5).status_code == 200 or not ready:
-                return round(time.monotonic() - t0, 1)
-        time.sleep(0.3)
-    raise RuntimeError("the server did not answer within 600 s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @contextlib.contextmanager
-def serving(
-    data: Path, ready: bool = True, **extra: str
-) -> Iterator[tuple[subprocess.Popen, str, str]]:
-    """A server on `data`; yields (process, url, admin token)."""
-    proc, url = start(data, **extra)
-    try:
-        wait_answering(proc, url, ready)
+def serving(data: Path, **settings: str) -> Iterator[tuple[subprocess.Popen, str, str]]:
+    """A ready server on `data`; yields (process, url, admin token)."""
+    with _server.serving(data, **settings) as (proc, url):
         yield proc, url, (data / "admin-token").read_text().strip()
-    finally:
-        stop(proc)
 
 
 def rchar(pid: int) -> int:
@@ -267,10 +212,10 @@ def huge_upload(url: str, pid: int, token: str | None) -> dict:
 def shutdown_round(data: Path, k: int, slow: bytes) -> dict:
     """SIGTERM mid-ingest, then a restart; what each left behind."""
     uploads = data / "uploads"
-    log_from = log_of(data).stat().st_size if log_of(data).exists() else 0
-    proc, url = start(data)
+    log_from = _server.log_of(data).stat().st_size if _server.log_of(data).exists() else 0
+    proc, url = _server.start(data)
     try:
-        ready_s = wait_answering(proc, url, ready=True)
+        ready_s = _server.wait_answering(proc, url, ready=True)
         token = (data / "admin-token").read_text().strip()
         kept = upload(url, token, f"kept-{k}.txt", f"Round {k}: fees are due in May.".encode(),
                       "text/plain", 300)
@@ -317,13 +262,13 @@ def shutdown_round(data: Path, k: int, slow: bytes) -> dict:
                 os.kill(pid, signal.SIGKILL)
         left = files_under(uploads)
     finally:
-        stop(proc)
-    proc2, url2 = start(data)
+        _server.stop(proc)
+    proc2, url2 = _server.start(data)
     try:
-        restart_s = wait_answering(proc2, url2, ready=False)
+        restart_s = _server.wait_answering(proc2, url2, ready=False)
         after_restart = files_under(uploads)
     finally:
-        stop(proc2)
+        _server.stop(proc2)
     expected = [f"kept-{i}.txt" for i in range(1, k + 1)]
     slow_answer = answered[0] if answered else None
     out = {
@@ -342,7 +287,7 @@ def shutdown_round(data: Path, k: int, slow: bytes) -> dict:
                 and in_uploads and not answered_before_sigterm),
     }
     if not out["met"] or (slow_answer or {}).get("status", 0) >= 500:
-        with log_of(data).open("rb") as f:  # what the server said about it
+        with _server.log_of(data).open("rb") as f:  # what the server said about it
             f.seek(log_from)
             out["server_log_tail"] = f.read().decode(errors="replace").splitlines()[-60:]
     return out
@@ -366,8 +311,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lectern-abuse-") as tmp:
         work = Path(tmp)
         template = work / "template"
-        subprocess.run([str(LECTERN), "ingest", str(ROOT / "samples" / "corpus")],
-                       env=env_for(template), check=True, stdout=subprocess.DEVNULL)
+        _server.ingest_samples(template)
 
         # 1 and 2: one server at default settings.
         cpu = CpuMonitor()
@@ -473,5 +417,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _common.RESULTS_DIR.mkdir(exist_ok=True)
     main()

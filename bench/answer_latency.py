@@ -16,7 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import _common
 from _common import CpuMonitor, environment, latency_ms, table, write_results
 
 from api.service import Lectern
@@ -147,5 +146,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _common  # noqa: B018 - imported first for its sys.path fix
     main()

@@ -20,7 +20,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import _common  # first: it keeps bench/ingestion.py from shadowing the `ingest` package
+import _common
 from _common import (
     CpuMonitor,
     TimedEmbedder,

@@ -18,10 +18,7 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,72 +26,22 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import _common
+import _server
 import httpx
-from _common import environment, latency_ms, table, write_results
-
-ROOT = Path(__file__).resolve().parent.parent
-LECTERN = Path(sys.executable).with_name("lectern")
+from _common import CpuMonitor, environment, latency_ms, table, write_results
 
 
 def _questions() -> list[str]:
-    lines = (ROOT / "samples" / "queries.jsonl").read_text().splitlines()
+    lines = (_server.ROOT / "samples" / "queries.jsonl").read_text().splitlines()
     return [json.loads(line)["query"] for line in lines if line.strip()]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _cpu_seconds(pid: int) -> float:
-    """user + system CPU of a running process, from /proc (0 where there is none)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _busy_seconds() -> float:
-    cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in cpu[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager
 def local_server(workdir: Path) -> Iterator[tuple[str, int]]:
-    """A `lectern serve` on the sample corpus; yields (url, pid)."""
-    env = {
-        **os.environ,
-        "LECTERN_DATA_DIR": str(workdir),
-        "LECTERN_MODELS__CACHE_DIR": str(ROOT / "var" / "models"),
-        "LECTERN_API__RATE_LIMIT_PER_MINUTE": "0",
-    }
-    subprocess.run([str(LECTERN), "ingest", str(ROOT / "samples" / "corpus")], env=env,
-                   check=True, stdout=subprocess.DEVNULL)
-    port = _free_port()
-    log = (workdir / "server.log").open("w")
-    proc = subprocess.Popen([str(LECTERN), "serve", "--port", str(port)], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited; see {workdir / 'server.log'}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            time.sleep(1)
-        else:
-            raise RuntimeError("the server was not ready within 300 s")
+    """A `lectern serve` on the sample corpus, rate limit off; yields (url, pid)."""
+    _server.ingest_samples(workdir)
+    with _server.serving(workdir, LECTERN_API__RATE_LIMIT_PER_MINUTE="0") as (proc, url):
         yield url, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        log.close()
 
 
 class Client(threading.Thread):
@@ -141,7 +88,7 @@ class Client(threading.Thread):
 def run_level(url: str, pid: int | None, route: str, clients: int, seconds: float) -> dict:
     questions = _questions()
     start = time.monotonic()
-    busy0, server0, own0 = _busy_seconds(), _cpu_seconds(pid or 0), time.process_time()
+    cpu = CpuMonitor(pids=[pid] if pid else [])
     pool = [Client(url, route, questions, k, start + seconds) for k in range(clients)]
     for c in pool:
         c.start()
@@ -149,8 +96,7 @@ def run_level(url: str, pid: int | None, route: str, clients: int, seconds: floa
         c.join()
     end = max([c.last_done for c in pool] + [start + seconds])
     wall = end - start
-    busy = _busy_seconds() - busy0
-    ours = (_cpu_seconds(pid or 0) - server0) + (time.process_time() - own0)
+    load = cpu.stop()
     statuses = sum((c.statuses for c in pool), Counter())
     latencies = [x for c in pool for x in c.latencies]
     answered = statuses.get("200", 0)
@@ -178,8 +124,7 @@ def run_level(url: str, pid: int | None, route: str, clients: int, seconds: floa
         "answers_per_second": round(answered / wall, 3),
         "answers_per_second_by_window": {"mean": round(mean, 3), "se": round(se, 3),
                                          "window_seconds": window},
-        "other_processes_share_of_capacity": round(
-            max(busy - ours, 0.0) / (wall * (os.cpu_count() or 1)), 3),
+        "other_processes_share_of_capacity": load.get("other_processes_share_of_capacity"),
     }
 
 
@@ -233,5 +178,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _common.RESULTS_DIR.mkdir(exist_ok=True)
     main()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 import threading
-from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -106,10 +105,6 @@ class ParseWorkers:
         self._pending: dict[Future[Any], ProcessPool] = {}  # this instance's, by their pool
         self._closed = False
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def start(self) -> None:
         """Start the worker processes now rather than at the first parse."""
         if not self._closed:  # not a parse: close() leaves it be, not killing a warm pool
@@ -118,7 +113,7 @@ class ParseWorkers:
     def parse(self, path: Path, fmt: Format) -> Parsed:
         shown = str(path)
         args = (shown, fmt, self.pdf_strategy)
-        pool, future = self._submit(shown, _parse, args, self.timeout_s)
+        pool, future = self._submit(shown, args)
         return self._wait(pool, future, shown)
 
     def close(self) -> None:
@@ -131,19 +126,17 @@ class ParseWorkers:
         for pool in cancelled.values():
             _retire(pool)
 
-    def _submit(
-        self, shown: str, fn: Callable[..., Any], args: tuple, timeout: float | None
-    ) -> tuple[ProcessPool, Future[Any]]:
+    def _submit(self, shown: str, args: tuple) -> tuple[ProcessPool, Future[Any]]:
         with self._lock:
             if self._closed:
                 raise IngestCancelledError(shown, SHUTTING_DOWN)
             pool = _pool(self.workers)
             try:
-                future = pool.schedule(fn, args, timeout=timeout)
+                future = pool.schedule(_parse, args, timeout=self.timeout_s)
             except RuntimeError:  # "Unexpected error within the Pool": a loop of it died
                 _retire(pool)
                 pool = _pool(self.workers)
-                future = pool.schedule(fn, args, timeout=timeout)
+                future = pool.schedule(_parse, args, timeout=self.timeout_s)
             self._pending[future] = pool
         future.add_done_callback(self._forget)
         return pool, future

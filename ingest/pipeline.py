@@ -143,7 +143,7 @@ class Ingestor:
     def _ingest_file(self, path: Path, shown: str, source: str | None) -> FileResult:
         if not path.is_file():
             raise IngestError(shown, "no such file")
-        fmt = check_file(path, int(self.settings.max_file_mb * 2**20))
+        fmt = check_file(path, self.settings.max_file_bytes)
         data = path.read_bytes()
         source = source or str(path.resolve())
         content_hash = hashlib.sha256(data).hexdigest()

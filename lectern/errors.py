@@ -34,18 +34,28 @@ class UnauthorizedError(LecternError):
     """A missing or wrong admin token."""
 
 
-class RateLimitedError(LecternError):
-    def __init__(self, retry_after: float) -> None:
+class RetryLaterError(LecternError):
+    """Refused for now; `retry_after_s` (whole seconds, at least 1) says when to try again."""
+
+    def __init__(self, retry_after: float, reason: str) -> None:
         self.retry_after = retry_after
-        super().__init__(f"too many requests; retry in {retry_after:.0f} s")
+        super().__init__(f"{reason}; retry in {self.retry_after_s} s")
+
+    @property
+    def retry_after_s(self) -> int:
+        return max(1, round(self.retry_after))
 
 
-class OverloadedError(LecternError):
+class RateLimitedError(RetryLaterError):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(retry_after, "too many requests")
+
+
+class OverloadedError(RetryLaterError):
     """The server is at capacity; the request was refused before any work was done on it."""
 
     def __init__(self, retry_after: float, reason: str = "the server is at capacity") -> None:
-        self.retry_after = retry_after
-        super().__init__(f"{reason}; retry in {max(1, round(retry_after))} s")
+        super().__init__(retry_after, reason)
 
 
 class InvalidRequestError(LecternError):

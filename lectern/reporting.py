@@ -76,27 +76,42 @@ def _busy_jiffies() -> int | None:
     return user + nice + system + irq + softirq + steal
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """user + system CPU of a running process (all its threads); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    return (int(fields[11]) + int(fields[12])) / hz
+
+
 class CpuMonitor:
     """How much CPU other processes took while a benchmark ran (they skew its timings).
 
-    System-wide busy time from /proc/stat minus this process's own CPU time.
+    System-wide busy time from /proc/stat minus this process's own CPU time, its reaped
+    children's, and that of `pids` (a server it drives: alive, not reaped, all along).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, pids: Sequence[int] = ()) -> None:
         self.hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.pids = list(pids)
         self.start()
+
+    def _own_seconds(self) -> float:
+        t = os.times()
+        ours = t.user + t.system + t.children_user + t.children_system
+        return ours + sum(process_cpu_seconds(pid) for pid in self.pids)
 
     def start(self) -> None:
         self._wall = time.perf_counter()
         self._busy = _busy_jiffies()
-        t = os.times()
-        self._own = t.user + t.system + t.children_user + t.children_system
+        self._own = self._own_seconds()
 
     def stop(self) -> dict:
         wall = time.perf_counter() - self._wall
         busy = _busy_jiffies()
-        t = os.times()
-        own = t.user + t.system + t.children_user + t.children_system - self._own
+        own = self._own_seconds() - self._own
         cpus = os.cpu_count() or 1
         out = {"wall_seconds": round(wall, 2), "own_cpu_seconds": round(own, 2),
                "loadavg_1m_at_end": round(os.getloadavg()[0], 2)}

@@ -26,6 +26,11 @@ DEFAULT_GENERATOR = (
 )
 
 
+# The end of a shutdown: cancelling what still runs and closing the store (the API waits
+# up to 2 s for cancelled ingests; the rest is margin for the process to end).
+SHUTDOWN_CLOSE_S = 3.0
+
+
 class IngestSettings(BaseModel):
     chunk_tokens: int = Field(200, ge=16, le=8192, description="chunk size in encoder tokens")
     chunk_overlap: int = Field(32, ge=0, description="tokens shared by consecutive chunks")
@@ -61,6 +66,10 @@ class IngestSettings(BaseModel):
         description="processes that parse files, each kept warm (unstructured imported); "
         "files beyond them wait their turn",
     )
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 2**20)
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> IngestSettings:
@@ -201,10 +210,10 @@ class ApiSettings(BaseModel):
         "generation.max_batch + generation.max_waiting",
     )
     shutdown_timeout_s: float = Field(
-        10.0, ge=3,
+        10.0, ge=SHUTDOWN_CLOSE_S,
         description="after SIGTERM, the server exits within this many seconds: in-flight "
-        "requests get all but the last 3 to finish; then what is left is cancelled "
-        "(ingests fail, their uploads are removed)",
+        f"requests get all but the last {SHUTDOWN_CLOSE_S:g} to finish; then what is left is "
+        "cancelled (ingests fail, their uploads are removed)",
     )
     max_upload_request_mb: float | None = Field(
         None,

@@ -227,12 +227,14 @@ class EncoderTuningRecord(Record):
     held_out_after: dict[str, int | float] = Field(default_factory=dict)
     compared: dict[str, Any] = Field(default_factory=dict)
 
-    _null_is_default = field_validator("kind", "config", mode="before")(_default_if_null)
+    _null_is_default = field_validator(
+        "kind", "config", "held_out_before", "held_out_after", "compared", mode="before"
+    )(_default_if_null)
 
     @field_validator("held_out_before", "held_out_after", "compared", mode="before")
     @classmethod
     def _metric_keys(cls, value: Any) -> Any:
-        return {} if value is None else metric_keys(value)
+        return metric_keys(value)
 
     @field_validator("fusion", mode="before")
     @classmethod

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import os
+import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,30 @@ MODEL_CACHE = ROOT / ".cache" / "test-models"
 def in_ci() -> bool:
     """Whether this run is CI's (CI=true there), where no test may skip."""
     return os.environ.get("CI", "").strip().lower() in ("true", "1")
+
+
+def free_port() -> int:
+    """A loopback port free now (a server started right after binds it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(base: str, alive: Callable[[], bool], timeout_s: float = 600.0) -> None:
+    """Until `base`/health answers 200 while `alive()`; the models load in the background."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    status = None
+    while time.monotonic() < deadline and alive():
+        try:
+            status = httpx.get(f"{base}/health", timeout=5).status_code
+        except httpx.HTTPError:  # not listening yet
+            status = None
+        if status == 200:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the server did not become ready (last /health status: {status})")
 
 
 def require_or_skip(condition: object, reason: str, *, allow_module_level: bool = False) -> None:

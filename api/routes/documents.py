@@ -75,7 +75,7 @@ def upload(
         raise InvalidRequestError(
             f"{len(files)} files in one upload; the limit is {settings.api.max_upload_files}"
         )
-    max_bytes = int(settings.ingest.max_file_mb * 2**20)
+    max_bytes = settings.ingest.max_file_bytes
     # Check every file against the limits before ingesting any, so a rejected request
     # changes nothing. The format is that of the name the file is kept (and served) by.
     kept = [(f, str(upload_path(f.filename or "upload"))) for f in files]

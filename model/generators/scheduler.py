@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lectern.errors import NotReadyError, OverloadedError
+from lectern.timing import RunningMean
 from model.generators.decode_batch import DecodeBatch, Prefilled
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ class BatchScheduler:
         self._wake = threading.Condition()
         self._closing = False
         self._thread: threading.Thread | None = None
-        self._seconds_per_reply = 2.0  # a running mean, for Retry-After
+        self._seconds_per_reply = RunningMean(2.0)  # for Retry-After
 
     # -- request threads ---------------------------------------------------------------
 
@@ -127,7 +128,7 @@ class BatchScheduler:
     def retry_after(self) -> float:
         """Seconds until a place is likely free: a reply's time per batch ahead of it."""
         batches_ahead = 1 + len(self._waiting) // self.max_batch
-        return max(1.0, self._seconds_per_reply * batches_ahead)
+        return max(1.0, self._seconds_per_reply.value * batches_ahead)
 
     @property
     def load(self) -> tuple[int, int]:
@@ -233,5 +234,5 @@ class BatchScheduler:
     def _finish(self, ticket: Ticket, error: BaseException | None = None) -> bool:
         ticket.tokens.put(_DONE if error is None else error)
         took = time.perf_counter() - ticket.started
-        self._seconds_per_reply = 0.8 * self._seconds_per_reply + 0.2 * took
+        self._seconds_per_reply.add(took)
         return False

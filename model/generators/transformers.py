@@ -74,9 +74,9 @@ class TransformersGenerator:
         self._tokenizers: PerThread[Any] | None = None
         self._processors: Any = None
         self._scheduler: BatchScheduler | None = None
-        self._scheduler_batch: Any = None
         self._warm = threading.Lock()
-        # generate_batch (bulk work: `lectern train`) runs one call at a time.
+        # generate_batch (bulk work: `lectern train`) runs one call at a time; it calls
+        # the model beside the scheduler's thread (a forward pass only reads the weights).
         self._lock = threading.Lock()
 
     def load_kwargs(self) -> dict[str, Any]:
@@ -121,13 +121,12 @@ class TransformersGenerator:
         # A fast tokenizer is not safe to share between threads (lectern.threads).
         self._tokenizers = PerThread.copies_of(tokenizer)
         self._processors = self._logits_processors(transformers)
-        batch = self._scheduler_batch = DecodeBatch(model)
-        probe = batch.new_cache()
+        batch = DecodeBatch(model)
         scheduler = BatchScheduler(
             batch,
             self._choose,
             self._eos_ids(),
-            max_batch=self.max_batch if batchable(probe) or not probe.layers else 1,
+            max_batch=self.max_batch if batchable(batch.new_cache()) else 1,
             max_waiting=self.max_waiting,
             prefix=self._prefix_cache if self.prefix_caching else None,
             threads=self._thread_counts(),
@@ -183,9 +182,8 @@ class TransformersGenerator:
         return len(self._per_thread_tokenizer()(text, add_special_tokens=False)["input_ids"])
 
     def _render(
-        self, messages: Sequence[Message], *, generation_prompt: bool = True, tok: Any = None
+        self, messages: Sequence[Message], tok: Any, *, generation_prompt: bool = True
     ) -> str:
-        tok = self.tokenizer if tok is None else tok
         if tok.chat_template:
             return tok.apply_chat_template(
                 list(messages), add_generation_prompt=generation_prompt, tokenize=False
@@ -205,19 +203,22 @@ class TransformersGenerator:
         """
         tok = self._per_thread_tokenizer()
         with_template = bool(tok.chat_template)
-        text = self._render(messages, tok=tok)
-        ids = tok(text, add_special_tokens=not with_template)["input_ids"]
+        ids = self._encode(self._render(messages, tok), tok)
         cut = len(ids) > self.max_input_tokens
         ids = ids[-self.max_input_tokens :]
         if cut or not self.prefix_caching or not with_template:
             return ids, 0
         if not messages or messages[0]["role"] != "system":
             return ids, 0
-        system = tok(self._render(messages[:1], generation_prompt=False, tok=tok),
+        system = tok(self._render(messages[:1], tok, generation_prompt=False),
                      add_special_tokens=False)["input_ids"]
         # The rest of the prompt must keep at least one token to prefill.
         shared = len(system) < len(ids) and ids[: len(system)] == system
         return ids, len(system) if shared else 0
+
+    def _encode(self, prompt: str, tok: Any) -> list[int]:
+        """A rendered prompt's ids (a chat template holds its own special tokens)."""
+        return tok(prompt, add_special_tokens=not tok.chat_template)["input_ids"]
 
     def _prefix_cache(self, ids: list[int], shared: int) -> tuple[Any, int]:
         """A copy of the cache for `ids[:shared]`, computed once per distinct system turn.
@@ -226,16 +227,9 @@ class TransformersGenerator:
         """
         import copy
 
-        torch = require("torch", "torch")
-
         key = tuple(ids[:shared])
         if self._prefix is None or self._prefix[0] != key:
-            batch = self._scheduler_batch
-            cache = batch.new_cache()
-            with torch.inference_mode():
-                self._model(input_ids=torch.tensor([list(key)], device=self._model.device),
-                            cache=cache, use_cache=True, logits_to_keep=1)
-            self._prefix = (key, cache)
+            self._prefix = (key, self._require_scheduler().batch.prefill(list(key)).cache)
         return copy.deepcopy(self._prefix[1]), shared
 
     def _choose(self, logits: Any, ids: list[int]) -> int:
@@ -278,11 +272,6 @@ class TransformersGenerator:
             raise NotReadyError("generator used before warm_up()")
         return self._scheduler
 
-    @property
-    def load(self) -> tuple[int, int]:
-        """(requests decoding, requests waiting to join)."""
-        return self._require_scheduler().load
-
     def close(self, timeout: float = 1.0) -> None:
         """Stop the scheduler: requests decoding get `timeout` s to finish; idempotent.
 
@@ -316,11 +305,9 @@ class TransformersGenerator:
             )
         if not conversations:
             return []
-        tok = self.tokenizer
+        tok = self._per_thread_tokenizer()
         ids = [
-            tok(self._render(m) + p, add_special_tokens=not tok.chat_template)["input_ids"][
-                -self.max_input_tokens :
-            ]
+            self._encode(self._render(m, tok) + p, tok)[-self.max_input_tokens :]
             for m, p in zip(conversations, prefixes, strict=True)
         ]
         shared = 0  # leaves every prompt at least one token of its own
@@ -342,9 +329,7 @@ class TransformersGenerator:
         with self._lock, torch.inference_mode():
             cache = None
             if shared:
-                cache = self._model(
-                    input_ids=input_ids[:1, :shared].to(device), use_cache=True
-                ).past_key_values
+                cache = self._require_scheduler().batch.prefill(ids[0][:shared]).cache
                 cache.batch_repeat_interleave(len(ids))
             out = self._model.generate(
                 input_ids=input_ids.to(device),

@@ -2,7 +2,6 @@
 
 import json
 import threading
-import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,11 +10,10 @@ from api.app import create_app
 from api.service import Lectern
 from lectern.errors import NotReadyError
 from lectern.settings import ApiSettings, IngestSettings, Settings
+from tests.api import fake_app
+from tests.api.fake_app import AUTH, TOKEN
 from tests.conftest import SAMPLES, write_docx
 from tests.fakes import EchoGenerator, HashEmbedder
-
-TOKEN = "test-admin-token-0123456789"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def make_client(
@@ -35,12 +33,8 @@ def make_client(
     return TestClient(create_app(settings, svc))
 
 
-def wait_ready(client):
-    for _ in range(200):
-        if client.get("/health").status_code == 200:
-            return
-        time.sleep(0.05)
-    raise AssertionError("never ready")
+def wait_ready(client) -> None:
+    fake_app.wait_ready(client.get)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,17 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import MODEL_CACHE
+from tests.conftest import MODEL_CACHE, free_port, wait_healthy
 from tests.ingest.files import slow_text
 
 pytestmark = pytest.mark.integration
 TOKEN = "shutdown-admin-token-0000"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(data: Path, port: int, log: Path) -> subprocess.Popen:
@@ -34,28 +27,13 @@ def serve(data: Path, port: int, log: Path) -> subprocess.Popen:
         "LECTERN_MODELS__CACHE_DIR": str(MODEL_CACHE),  # the one-time GGUF conversion
         "LECTERN_API__ADMIN_TOKEN": TOKEN,
         "LECTERN_API__PORT": str(port),
-        # The grace requests get after SIGTERM (default 10 s); the ingest below outlasts it,
-        # so the exit takes this plus the cancelling. 3 keeps the test short.
-        # 3 s of grace: the ingest is stopped after 2, the last 3 are for closing.
+        # The ingest below outlasts the 3 s of grace: it is stopped after 2, and the
+        # last 3 s are for closing.
         "LECTERN_API__SHUTDOWN_TIMEOUT_S": "6",
     }
     lectern = Path(sys.executable).with_name("lectern")
     with log.open("wb") as out:  # a file, not a pipe nobody reads that could fill up
         return subprocess.Popen([str(lectern), "serve"], env=env, stdout=out, stderr=out)
-
-
-def wait_ready(proc: subprocess.Popen, base: str) -> None:
-    deadline = time.monotonic() + 600  # the generator loads in the background
-    status = None
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            status = httpx.get(f"{base}/health", timeout=5).status_code
-        except httpx.HTTPError:
-            status = None
-        if status == 200:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"the server did not become ready (last /health status: {status})")
 
 
 def test_sigterm_during_an_ingest_exits_within_10_s_and_leaves_no_orphan_upload(tmp_path):
@@ -66,7 +44,7 @@ def test_sigterm_during_an_ingest_exits_within_10_s_and_leaves_no_orphan_upload(
     log = tmp_path / "serve.log"
     proc = serve(data, port, log)
     try:
-        wait_ready(proc, base)
+        wait_healthy(base, lambda: proc.poll() is None)
         answered: list[httpx.Response | Exception] = []
 
         def send() -> None:

@@ -114,13 +114,19 @@ def crash_between_the_renames(monkeypatch, staging: Path) -> None:
     monkeypatch.setattr(Path, "rename", dying)
 
 
-def test_a_crash_between_the_renames_is_recovered(tmp_path, monkeypatch, caplog):
+def crashed_replacement(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    """(target, staging) after replace_folder died between its two renames."""
     target = folder(tmp_path / "model", "old")
     staging = folder(tmp_path / "staging", "new")
     with monkeypatch.context() as patch:
         crash_between_the_renames(patch, staging)
         with pytest.raises(Crash):
             replace_folder(staging, target)
+    return target, staging
+
+
+def test_a_crash_between_the_renames_is_recovered(tmp_path, monkeypatch, caplog):
+    target, _ = crashed_replacement(tmp_path, monkeypatch)
     # What the crash left: no target, the old folder aside.
     assert not target.exists()
     assert leftovers(tmp_path) == [f".model.old-{os.getpid()}", "staging"]
@@ -134,12 +140,7 @@ def test_a_crash_between_the_renames_is_recovered(tmp_path, monkeypatch, caplog)
 
 
 def test_the_next_replacement_recovers_first(tmp_path, monkeypatch):
-    target = folder(tmp_path / "model", "old")
-    staging = folder(tmp_path / "staging", "new")
-    with monkeypatch.context() as patch:
-        crash_between_the_renames(patch, staging)
-        with pytest.raises(Crash):
-            replace_folder(staging, target)
+    target, staging = crashed_replacement(tmp_path, monkeypatch)
     replace_folder(staging, target)
     assert (target / "weights.bin").read_text() == "new"
     assert leftovers(tmp_path) == ["model"]

@@ -20,14 +20,12 @@ import http.server
 import json
 import os
 import re
-import socket
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import MODEL_CACHE, ROOT, SAMPLES, require_or_skip
+from tests.conftest import MODEL_CACHE, ROOT, SAMPLES, free_port, require_or_skip, wait_healthy
 
 CHROMIUM = Path("/usr/bin/chromium")
 require_or_skip(
@@ -65,12 +63,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 WIDGET = "#lectern-widget"  # the shadow host; Playwright's CSS locators pierce open shadow roots
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ----------------------------------------------------------------------------- servers --
@@ -111,18 +103,7 @@ def api_server(tmp_path_factory, host_origin):
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{server.config.port}"
-    deadline = time.monotonic() + 600  # the generator loads in the background
-    status = None
-    while time.monotonic() < deadline and thread.is_alive():
-        if server.started:
-            try:
-                status = httpx.get(f"{base}/health", timeout=5).status_code
-            except httpx.HTTPError:
-                status = None
-            if status == 200:
-                break
-        time.sleep(0.5)
-    assert status == 200, f"the server did not become ready (last /health status: {status})"
+    wait_healthy(base, thread.is_alive)
 
     yield {"url": base, "service": service}
 

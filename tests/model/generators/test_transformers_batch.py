@@ -97,7 +97,7 @@ def test_requests_decoded_together_write_what_each_writes_alone(tiny_llama):
 
     widths: list[int] = []
     no_autograd: list[bool] = []  # a cache built with grad on keeps every step's graph
-    batch = tiny_llama._scheduler_batch
+    batch = tiny_llama._scheduler.batch
     step = batch.step
 
     def counted() -> object:
@@ -126,7 +126,7 @@ def test_a_batch_row_sees_what_it_would_alone_after_others_join_and_leave(tiny_l
     from model.generators.decode_batch import DecodeBatch
 
     tok = tiny_llama.tokenizer
-    short, long = (tok(tiny_llama._render(conversation(t)))["input_ids"]
+    short, long = (tok(tiny_llama._render(conversation(t), tok))["input_ids"]
                    for t in ("Statement: x.", TEXTS[2]))
     assert len(short) < len(long)
     with torch.inference_mode():

@@ -18,7 +18,7 @@ from api.body_limits import BodyLimits, upload_cap
 from api.methods import HeadAsGet
 from api.openapi import describe_the_server
 from api.origins import WidgetCors
-from api.routes import ask, documents, health
+from api.routes import adapters, ask, documents, health
 from api.security import BearerAuth, RateLimiter, admin_token
 from api.service import Lectern
 from lectern import __version__
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, service: Lectern | None = None)
     app.add_middleware(
         BodyLimits,
         auth=app.state.auth,
-        admin_routes=documents.admin_router.routes,
+        admin_routes=[*documents.admin_router.routes, *adapters.router.routes],
         admin_max_bytes=upload_cap(settings),
         max_bytes=settings.api.max_body_kb * 1024,
     )
@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None, service: Lectern | None = None)
     for module in (ask, documents, health):
         app.include_router(module.router)
     app.include_router(documents.admin_router)
+    app.include_router(adapters.router)
     _mount_webui(app)
     return app
 

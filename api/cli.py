@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from api import cli_train_generator  # noqa: F401 - registers `lectern train generator`
 from api.cli_train import train_app
 from lectern.errors import LecternError
 from lectern.settings import SHUTDOWN_CLOSE_S, Settings
@@ -26,7 +27,7 @@ app = typer.Typer(
 )
 documents_app = typer.Typer(no_args_is_help=True, help="List or delete ingested documents.")
 app.add_typer(documents_app, name="documents")
-eval_app = typer.Typer(no_args_is_help=True, help="Measure retrieval quality.")
+eval_app = typer.Typer(no_args_is_help=True, help="Measure retrieval and answer quality.")
 app.add_typer(eval_app, name="eval")
 app.add_typer(train_app, name="train")
 
@@ -233,7 +234,7 @@ def eval_retrieval(
     import shlex
     import tempfile
 
-    from api.service import open_corpus
+    from api.components import open_corpus
     from lectern.errors import ConfigError
     from lectern.reporting import RESULTS_DIR, environment, write_results
     from retriever.eval.datasets import load_beir, load_squad, sample_queries
@@ -274,7 +275,7 @@ def eval_retrieval(
             rerank.warm_up()
         def corpus_for(s: Settings) -> Corpus:
             # Each query is embedded once across the configurations that share an encoder.
-            from api.service import build_embedder, device_plan
+            from api.components import build_embedder, device_plan
 
             embedder = QueryMemo(build_embedder(s, device_plan(s).device))
             return open_corpus(plain(s), embedder=embedder)
@@ -301,6 +302,84 @@ def eval_retrieval(
     json_path, md_path = write_results(stem, result, page, out_dir or RESULTS_DIR)
     typer.echo(page)
     typer.echo(f"\nwrote {json_path} and {md_path}")
+
+
+@eval_app.command("answers")
+def eval_answers(
+    squad: Annotated[Path, typer.Option(help="SQuAD-format JSON: its paragraphs are indexed")],
+    removed: Annotated[
+        Path | None, typer.Option(help="JSON of question ids to leave out")
+    ] = None,
+    config: Annotated[
+        list[str] | None,
+        typer.Option(help="repeatable NAME=section.key=value;... (Settings overrides), e.g. "
+                     "'tuned=models.adapter=var/models/adapter'"),
+    ] = None,
+    adapter: Annotated[
+        list[str] | None,
+        typer.Option(help="repeatable: a configuration with this adapter ('none': the base "
+                     "model), on --generator when given"),
+    ] = None,
+    generator: Annotated[
+        str | None, typer.Option(help="generator for the --adapter configurations, or one "
+                                      "configuration of its own without --adapter")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="questions asked at once")] = 1,
+    limit_questions: Annotated[
+        int | None, typer.Option(min=1, help="evaluate a seeded random sample of N questions")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the question sample")] = 0,
+    name: Annotated[str, typer.Option(help="output file stem")] = "answers-squad",
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="index here and reuse it next time (default: a temporary dir)"),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="folder for <name>.jsonl/.json/.md "
+                                       "(default: <data dir>/eval/<name>)")
+    ] = None,
+) -> None:
+    """EM, F1, citations, abstentions (normal and probe) and latency of answer configurations."""
+    import shlex
+    import tempfile
+
+    from api.components import build_embedder, device_plan, open_corpus
+    from api.service import Lectern
+    from lectern.reporting import environment
+    from model.eval.answer_report import markdown, write
+    from model.eval.answers import AnswerEvaluation
+    from model.eval.configs import build_configs
+    from retriever.eval.datasets import load_squad, sample_queries
+
+    user = Settings()
+    folder = (out or (data_dir or user.data_dir) / "eval" / name).resolve()
+    with tempfile.TemporaryDirectory(prefix="lectern-eval-") as tmp:
+        where = (data_dir or Path(tmp)).resolve()
+        # The user's model cache, not the data dir's: conversions are made once.
+        models = user.models.model_copy(update={"cache_dir": user.model_cache_dir.resolve()})
+        base = user.model_copy(update={"data_dir": where, "models": models})
+        # Every option is checked before a model loads.
+        evaluation = AnswerEvaluation(
+            build_configs(base, config or [], adapter or [], generator), workers=workers
+        )
+        dataset = sample_queries(load_squad(squad, removed), limit_questions, seed)
+        folder.mkdir(parents=True, exist_ok=True)
+        embedder = build_embedder(base, device_plan(base).device)  # one for every config
+        index = open_corpus(base, embedder=embedder)
+        try:
+            result = evaluation.run(
+                dataset, index, lambda s: Lectern(s, embedder=embedder),
+                folder / f"{name}.jsonl", lambda m: typer.echo(m, err=True),
+            )
+        finally:
+            index.store.close()
+    result["run"] = {"command": shlex.join(["lectern", *sys.argv[1:]]),
+                     "data_dir": str(data_dir) if data_dir else None}
+    result["settings"] = base.model_dump(mode="json")
+    result["environment"] = environment()
+    json_path, md_path = write(result, name, folder)
+    typer.echo(markdown(result))
+    typer.echo(f"\nwrote {folder / f'{name}.jsonl'}, {json_path} and {md_path}")
 
 
 def main() -> None:

@@ -106,7 +106,8 @@ def train_encoder(
     """Tune the encoder on questions the generator writes for the ingested chunks."""
     from datetime import UTC, datetime
 
-    from api.service import Lectern, build_embedder, device_plan
+    from api.components import build_embedder, device_plan
+    from api.service import Lectern
     from lectern.errors import ConfigError
     from model import prepare
     from retriever import reindex

@@ -97,6 +97,28 @@ class UploadResponse(BaseModel):
     results: list[UploadResultOut]
 
 
+class AdapterOut(BaseModel):
+    name: str = Field(description="what PUT /api/v1/admin/adapters/active takes")
+    path: str = Field(description="its folder, under the data folder when it is there")
+    active: bool
+    record: dict[str, Any] | None = Field(
+        description="its training record's figures (data counts, hyperparameters, held-out "
+        "scores), when it has one"
+    )
+
+
+class AdapterList(BaseModel):
+    active: str | None = Field(description="the adapter serving; null: the base model")
+    refused: str | None = Field(
+        description="why the configured adapter is not serving (refused at start-up)"
+    )
+    adapters: list[AdapterOut]
+
+
+class UseAdapterRequest(BaseModel):
+    name: str | None = Field(description="an adapter's name from the list; null: the base model")
+
+
 class Health(BaseModel):
     status: Literal["ready", "starting"]
     documents: int = 0

@@ -1,12 +1,12 @@
-"""The composition root: builds the components from Settings and answers with them.
+"""The composition root: `Lectern` answers, searches and keeps documents with the
+components `api.components` builds from the Settings.
 
 `Lectern` composes a `Corpus` (store + indexes + reranker) and a generator. Which store,
-encoder, reranker and generator backend serve is decided here and nowhere below.
+encoder, reranker and generator backend serve is decided in `api` and nowhere below.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -14,14 +14,13 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from api.admission import Admission
+from api.components import build_reranker, device_plan, open_corpus
 from api.upload_names import upload_path
 from ingest.gate import IngestGate
 from ingest.orphans import remove_orphans
 from ingest.parse_worker import ParseWorkers
 from ingest.pipeline import FileResult, Ingestor, IngestReport, document_id
 from ingest.sqlite_store import SQLiteDocumentStore
-from lectern import device
-from lectern.device import DevicePlan
 from lectern.errors import DocumentNotFoundError, NotReadyError
 from lectern.files import atomic_write
 from lectern.protocols import DocumentStore, Embedder, Generator, Reranker
@@ -34,78 +33,19 @@ from lectern.types import (
     Chunk,
     DocumentInfo,
     ScoredChunk,
+    SearchFilter,
     StreamEvent,
     Timings,
     TokenEvent,
 )
-from model import generators, prepare
+from model import generators
 from model.answer import IDK, assemble, build_messages
 from model.context import Compressed, compress
-from retriever import reindex
+from model.generators.adapters import AdapterInfo
+from model.generators.served import ServedGenerator
 from retriever.corpus import Corpus, Counts, Mode
-from retriever.embedder import SentenceTransformerEmbedder
 
 log = logging.getLogger(__name__)
-
-
-def device_plan(settings: Settings) -> DevicePlan:
-    m = settings.models
-    return device.plan(device.probe(), m.device, m.dtype, cpu_int8=m.cpu_int8)
-
-
-def build_embedder(settings: Settings, device_name: str) -> SentenceTransformerEmbedder:
-    """The encoder the settings name, on onnxruntime when that backend is chosen."""
-    enc = prepare.encoder(reindex.serving_settings(settings))  # a switch outlives restarts
-    onnx_path = None
-    if settings.models.encoder_backend == "onnx":
-        key = hashlib.sha256(enc.fingerprint.encode()).hexdigest()[:16]
-        onnx_path = settings.model_cache_dir / f"encoder-{key}.onnx"
-    return SentenceTransformerEmbedder(
-        enc.folder, enc.fingerprint, device=device_name,
-        batch_size=settings.ingest.embed_batch_size, onnx_path=onnx_path,
-    )
-
-
-def build_reranker(settings: Settings) -> Reranker | None:
-    """The configured, trained or shipped reranker; None when reranking is off or none exists."""
-    if not settings.retrieval.rerank:
-        return None
-    from retriever.cross_encoder import SHIPPED_RERANKER, CrossEncoderReranker
-
-    folder = prepare.reranker(settings, shipped=SHIPPED_RERANKER)
-    if folder is None:
-        log.info(
-            "no reranker at %s (train one with `lectern train reranker`); "
-            "search results are not reranked",
-            prepare.default_reranker_dir(settings),
-        )
-        return None
-    log.info("reranker: %s (%s)", folder, settings.models.reranker_backend)
-    return CrossEncoderReranker(folder, backend=settings.models.reranker_backend)
-
-
-def open_corpus(
-    settings: Settings,
-    store: DocumentStore | None = None,
-    embedder: Embedder | None = None,
-    reranker: Reranker | None = None,
-) -> Corpus:
-    """A warmed-up Corpus on settings.data_dir; components not given are built.
-
-    A store opened here is closed again when warming up fails.
-    """
-    plan = device_plan(settings)
-    opened = store is None
-    store = SQLiteDocumentStore(settings.store_path) if store is None else store
-    try:
-        embedder = build_embedder(settings, plan.device) if embedder is None else embedder
-        corpus = Corpus(settings, store, embedder, reranker, use_gpu=plan.faiss_gpu)
-        corpus.warm_up()
-    except BaseException:
-        if opened:
-            store.close()
-        raise
-    return corpus
 
 
 def _keep(path: Path, data: bytes) -> bytes | None:
@@ -146,14 +86,12 @@ class Lectern:
         self.settings = settings
         self.store = SQLiteDocumentStore(settings.store_path) if store is None else store
         self._embedder = embedder
-        self._generator = generator
         self._reranker = reranker
         self._corpus: Corpus | None = None
-        self._generator_ready = False
         # Request threads and the start-up loader may warm up at once: one of them loads.
-        # Two locks: a search need not wait for the generator's load.
+        # The generator has its own lock (in ServedGenerator): a search need not wait for it.
         self._corpus_lock = threading.Lock()
-        self._generator_lock = threading.Lock()
+        self._generators = ServedGenerator(settings, self._build_generator, generator)
         i = settings.ingest
         self._parsers = ParseWorkers(i.parse_workers, i.parse_timeout_s, i.pdf_strategy)
         self._ingests = IngestGate()  # closed by close(): in-flight ingests stop
@@ -193,20 +131,16 @@ class Lectern:
             self._corpus = open_corpus(self.settings, self.store, self._embedder, reranker)
 
     def warm_up_generator(self) -> None:
-        """Load the generator (converting a GGUF once if needed); idempotent."""
-        if self._generator_ready:
-            return
-        with self._generator_lock:
-            if self._generator_ready:
-                return
-            if self._generator is None:
-                self._generator = generators.build(self.settings, device_plan(self.settings))
-            self._generator.warm_up()
-            self._generator_ready = True
+        """Load the generator (converting a GGUF once if needed) with its adapter merged
+        in, or the base model when the adapter is refused (see `adapters`); idempotent."""
+        self._generators.warm_up()
+
+    def _build_generator(self, settings: Settings) -> Generator:
+        return generators.build(settings, device_plan(settings))
 
     @property
     def ready(self) -> bool:
-        return self._corpus is not None and self._generator_ready
+        return self._corpus is not None and self._generators.ready
 
     def require_ready(self) -> None:
         if not self.ready:
@@ -217,9 +151,35 @@ class Lectern:
         return self._require_generator()
 
     def _require_generator(self) -> Generator:
-        if not self._generator_ready or self._generator is None:
+        generator = self._generators.current
+        if not self._generators.ready or generator is None:
             raise NotReadyError("generator used before warm_up_generator()")
-        return self._generator
+        return generator
+
+    @property
+    def _generator(self) -> Generator | None:
+        """The serving generator, warmed up or not (tests reach into a fake's state)."""
+        return self._generators.current
+
+    # -- generator adapters -----------------------------------------------------------
+
+    def adapters(self) -> list[AdapterInfo]:
+        """The adapters that can serve (shipped, configured, trained), the active marked."""
+        return self._generators.adapters()
+
+    @property
+    def adapter_refused(self) -> str | None:
+        """Why the configured adapter is not serving (refused at start-up), if it is not."""
+        return self._generators.refused
+
+    def use_adapter(self, name: str | None) -> AdapterInfo | None:
+        """Serve adapter `name` (None: the base model) from the next request on, without a
+        restart; answers already being written finish on the generator they started on.
+
+        AdapterNotFoundError for a name `adapters()` does not list; AdapterMismatchError
+        when it does not fit the base, the serving generator unchanged.
+        """
+        return self._generators.use(name)
 
     # -- start-up and shutdown ------------------------------------------------------
 
@@ -261,21 +221,25 @@ class Lectern:
             self.remove_orphan_uploads()
         else:  # one is still at work: its file stays, for the start-up sweep
             log.warning("ingests still running %.0f s after close(); closing anyway", timeout_s)
-        if self._generator is not None:
-            self._generator.close()  # requests still decoding get no more time: the
-            # server's graceful-shutdown period, before this, was theirs
+        self._generators.close()  # requests still decoding get no more time: the
+        # server's graceful-shutdown period, before this, was theirs
         self.store.close()
 
     # -- answering -------------------------------------------------------------------
 
     def _context(
-        self, question: str, top_k: int | None, timings: Timings, start: float
+        self,
+        question: str,
+        top_k: int | None,
+        timings: Timings,
+        start: float,
+        filters: SearchFilter | None = None,
     ) -> AskResult | Compressed:
         """The compressed passages to answer from, or the abstention when there are none."""
         g = self.settings.generation
         self.warm_up()
         hits, rerank_ms = self.corpus.search_timed(
-            question, top_k or g.passages, "hybrid", None, g.rerank_candidates
+            question, top_k or g.passages, "hybrid", None, g.rerank_candidates, filters=filters
         )
         timings.rerank_ms = rerank_ms
         timings.retrieve_ms = round(elapsed_ms(start) - rerank_ms, 2)
@@ -294,50 +258,60 @@ class Lectern:
         self, reply: str, context: Compressed, timings: Timings, start: float
     ) -> AskResult:
         g = self.settings.generation
-        answer = assemble(reply, context.passages, g.min_support, context.best)
+        fallback = context.best if g.quote_fallback else None
+        answer = assemble(reply, context.passages, g.min_support, fallback)
         timings.total_ms = elapsed_ms(start)
         return AskResult(answer, context.passages, timings)
 
-    def ask(self, question: str, top_k: int | None = None) -> AskResult:
+    def ask(
+        self, question: str, top_k: int | None = None, filters: SearchFilter | None = None
+    ) -> AskResult:
         """Answer from the top passages, citing them; abstain when there is nothing to cite.
 
-        Raises OverloadedError before any work when `api.max_answers_in_flight` are in
-        progress.
+        filters: documents kept out of retrieval (the evaluation's unanswerable probe asks
+        a question again without its own article). Raises OverloadedError before any work
+        when `api.max_answers_in_flight` are in progress.
         """
         with self.admission.slot():
-            return self._ask(question, top_k)
+            return self._ask(question, top_k, filters)
 
-    def _ask(self, question: str, top_k: int | None) -> AskResult:
+    def _ask(
+        self, question: str, top_k: int | None, filters: SearchFilter | None = None
+    ) -> AskResult:
         start = time.perf_counter()
         timings = Timings()
-        context = self._context(question, top_k, timings, start)
+        context = self._context(question, top_k, timings, start, filters)
         if isinstance(context, AskResult):
             return context
         gen_start = time.perf_counter()
-        reply = self.generator.generate(build_messages(question, context.passages))
+        reply = self._generators.generate(build_messages(question, context.passages))
         timings.generate_ms = elapsed_ms(gen_start)  # no first token: the reply comes whole
         return self._result(reply, context, timings, start)
 
-    def ask_stream(self, question: str, top_k: int | None = None) -> Iterator[StreamEvent]:
+    def ask_stream(
+        self, question: str, top_k: int | None = None, filters: SearchFilter | None = None
+    ) -> Iterator[StreamEvent]:
         """TokenEvents as the answer is generated, then one AnswerEvent with the checked answer.
 
-        The place among the answers in flight is taken on the first `next()` (which
-        raises OverloadedError when there is none) and given back when the stream ends
-        or is closed.
+        filters: as for ask(). The place among the answers in flight is taken on the first
+        `next()` (which raises OverloadedError when there is none) and given back when the
+        stream ends or is closed.
         """
         with self.admission.slot():
-            yield from self._ask_stream(question, top_k)
+            yield from self._ask_stream(question, top_k, filters)
 
-    def _ask_stream(self, question: str, top_k: int | None) -> Iterator[StreamEvent]:
+    def _ask_stream(
+        self, question: str, top_k: int | None, filters: SearchFilter | None = None
+    ) -> Iterator[StreamEvent]:
         start = time.perf_counter()
         timings = Timings()
-        context = self._context(question, top_k, timings, start)
+        context = self._context(question, top_k, timings, start, filters)
         if isinstance(context, AskResult):
             yield AnswerEvent(context)
             return
         gen_start = time.perf_counter()
         pieces: list[str] = []
-        for piece in self.generator.stream(build_messages(question, context.passages)):
+        for piece in self._generators.stream(build_messages(question, context.passages)):
             if timings.first_token_ms is None:
                 timings.first_token_ms = elapsed_ms(start)
             pieces.append(piece)
@@ -481,4 +455,4 @@ class Lectern:
         return self.store.list_documents()
 
 
-__all__ = ["AskResult", "Chunk", "Lectern", "Timings", "build_embedder", "open_corpus"]
+__all__ = ["AskResult", "Chunk", "Lectern", "Timings"]

@@ -99,7 +99,7 @@ class TimedEmbedder:
 
 def real_embedder(settings: Settings) -> tuple[SentenceTransformerEmbedder, dict]:
     """The encoder exactly as `Lectern.warm_up` builds it, plus what was chosen."""
-    from api.service import build_embedder, device_plan
+    from api.components import build_embedder, device_plan
 
     plan = device_plan(settings)
     emb = build_embedder(settings, plan.device)

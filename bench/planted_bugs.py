@@ -22,7 +22,7 @@ PLANTS = [
      "    folder = SHIPPED_RERANKER\n",
      ["tests/retriever/test_reranker.py"]),
     ("search returns [] whenever no reranker is loaded", "retriever/corpus.py",
-     "            return retriever.retrieve(query, k), 0.0\n",
+     "            return retriever.retrieve(query, k, filters), 0.0\n",
      "            return [], 0.0\n",
      ["tests/retriever/test_reranker.py", "tests/api"]),
     ("one rate-limit bucket for all clients, hits never expire", "api/security.py",

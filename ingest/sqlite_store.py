@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS vectors (
     PRIMARY KEY (chunk_id, encoder)
 );
 """
+_MAX_PARAMS = 900  # SQLite's bound-parameter limit (999 before 3.32), with room to spare
 _CHUNK_SELECT = (
     "SELECT c.id, c.document_id, c.text, d.source, d.title, c.section, c.page, c.position "
     "FROM chunks c JOIN documents d ON d.id = c.document_id"
@@ -177,6 +178,26 @@ class SQLiteDocumentStore:
             rows = self.db.execute("SELECT id FROM chunks ORDER BY id").fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
+    def chunk_ids_of(self, document_ids: Collection[str]) -> np.ndarray:
+        """The ids of these documents' chunks, ascending; an unknown document has none.
+
+        One indexed lookup (chunks_document) per 900 documents: a filtered search calls
+        this once per query.
+        """
+        wanted = sorted(set(document_ids))
+        found: list[int] = []
+        with self._lock:
+            for start in range(0, len(wanted), _MAX_PARAMS):
+                part = wanted[start : start + _MAX_PARAMS]
+                found.extend(
+                    r[0]
+                    for r in self.db.execute(
+                        f"SELECT id FROM chunks WHERE document_id IN ({','.join('?' * len(part))})",
+                        part,
+                    )
+                )
+        return np.sort(np.fromiter(found, dtype=np.int64, count=len(found)))
+
     def chunk_count(self) -> int:
         with self._lock:
             return self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
@@ -186,8 +207,8 @@ class SQLiteDocumentStore:
         wanted = [int(i) for i in ids]
         found: dict[int, bytes] = {}
         with self._lock:
-            for start in range(0, len(wanted), 900):  # SQLite's bound-parameter limit
-                part = wanted[start : start + 900]
+            for start in range(0, len(wanted), _MAX_PARAMS):
+                part = wanted[start : start + _MAX_PARAMS]
                 found.update(
                     self.db.execute(
                         f"SELECT chunk_id, vector FROM vectors WHERE encoder = ? AND chunk_id IN "

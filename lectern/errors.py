@@ -62,6 +62,26 @@ class InvalidRequestError(LecternError):
     """A request outside a limit the API sets (too many files, ...)."""
 
 
+class AdapterMismatchError(InvalidRequestError):
+    """A generator adapter that does not fit the base model; refused before it is merged."""
+
+    def __init__(self, adapter: str, base: str, reason: str) -> None:
+        self.adapter = adapter
+        self.base = base
+        self.reason = reason
+        super().__init__(f"adapter {adapter} does not fit the base model {base}: {reason}")
+
+
+class AdapterNotFoundError(LecternError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.known = known
+        listed = ", ".join(repr(k) for k in known) or "none"
+        super().__init__(
+            f"no adapter named {name!r}; available: {listed} (null serves the base model)"
+        )
+
+
 class RequestTooLargeError(LecternError):
     """A request body over the limit for its route, refused before (or while) it is read."""
 

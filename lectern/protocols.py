@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from lectern.types import Chunk, DocumentInfo, ScoredChunk
+from lectern.types import Chunk, DocumentInfo, ScoredChunk, SearchFilter
 
 
 @runtime_checkable
@@ -33,8 +33,16 @@ class Embedder(Protocol):
 
 @runtime_checkable
 class Retriever(Protocol):
-    def retrieve(self, query: str, top_k: int) -> list[ScoredChunk]:
-        """At most top_k chunks, best first (scores non-increasing)."""
+    def retrieve(
+        self, query: str, top_k: int, filters: SearchFilter | None = None
+    ) -> list[ScoredChunk]:
+        """At most top_k chunks, best first (scores non-increasing).
+
+        With `filters`, no returned chunk's document is one it keeps out, and the filter
+        is applied before the top k are chosen: when top_k allowed chunks match, top_k
+        come back (a short list filtered afterwards would return fewer). No filter, or
+        one that keeps nothing out, gives the same results as none.
+        """
         ...
 
 
@@ -95,6 +103,10 @@ class DocumentStore(Protocol):
     def all_chunks(self) -> list[Chunk]: ...
 
     def chunk_ids(self) -> np.ndarray: ...
+
+    def chunk_ids_of(self, document_ids: Collection[str]) -> np.ndarray:
+        """The ids of these documents' chunks, ascending; an unknown document has none."""
+        ...
 
     def vectors(self, ids: Sequence[int], encoder: str) -> np.ndarray: ...
 

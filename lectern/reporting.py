@@ -142,6 +142,19 @@ def latency_ms(seconds: Sequence[float]) -> dict:
     }
 
 
+def mean_se(values: Sequence[float]) -> tuple[float, float | None]:
+    """The mean and its standard error (sample standard deviation / sqrt(n)).
+
+    The error is None for a single value: one question says nothing about the spread.
+    """
+    if not values:
+        raise ValueError("mean_se of no values")
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, statistics.stdev(values) / len(values) ** 0.5
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(headers) + " |",
              "|" + "|".join("---" for _ in headers) + "|"]

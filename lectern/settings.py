@@ -121,6 +121,12 @@ class RetrievalSettings(BaseModel):
 class ModelSettings(BaseModel):
     encoder: str = Field(DEFAULT_ENCODER, description="local path, hub id or pypi: reference")
     generator: str = Field(DEFAULT_GENERATOR)
+    adapter: str | None = Field(
+        None,
+        description="LoRA adapter merged into the generator at load: a folder, hub id or "
+        "pypi: reference; 'none': the base model; None: the adapter shipped with Lectern "
+        "when the generator is the default one, else none",
+    )
     generator_backend: Literal["transformers"] = Field(
         "transformers", description="the library that runs the generator (model.generators)"
     )
@@ -144,6 +150,17 @@ class ModelSettings(BaseModel):
     allow_download: bool = Field(
         True, description="let hub ids download (needs internet); local paths always work"
     )
+
+    @field_validator("adapter")
+    @classmethod
+    def _adapter_named(cls, adapter: str | None) -> str | None:
+        # An empty LECTERN_MODELS__ADAPTER= would otherwise resolve to the current folder.
+        if adapter is not None and not adapter.strip():
+            raise ValueError(
+                f"adapter: {adapter!r} is blank; name a folder, hub id or pypi: reference, "
+                "'none' for the base model, or leave it unset for the shipped adapter"
+            )
+        return adapter
 
 
 class GenerationSettings(BaseModel):
@@ -190,6 +207,11 @@ class GenerationSettings(BaseModel):
         ge=0,
         le=1,
         description="share of an uncited answer's words a passage must hold to be cited",
+    )
+    quote_fallback: bool = Field(
+        True,
+        description="when the reply states a number or name no passage holds, quote the "
+        "passage sentence closest to the question instead (false: abstain)",
     )
 
 

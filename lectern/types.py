@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -39,6 +40,47 @@ class Chunk:
 class ScoredChunk:
     chunk: Chunk
     score: float
+
+
+def _id_set(name: str, value: object) -> frozenset[str]:
+    """`value` as a frozenset of document ids; a TypeError naming `name` otherwise."""
+    # A plain string is iterable: frozenset("doc-1") would quietly mean six one-letter ids.
+    if isinstance(value, str | bytes) or not isinstance(value, Collection):
+        raise TypeError(f"{name} must be a set of document ids, got {value!r}")
+    ids = frozenset(value)
+    bad = [i for i in ids if not isinstance(i, str)]
+    if bad:
+        raise TypeError(f"{name} must hold document ids (str), got {bad[0]!r}")
+    return ids
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilter:
+    """Which documents a search may return: not the excluded ones and, when `only_documents`
+    is given, none outside it. Every Retriever applies it before choosing its top k.
+    """
+
+    exclude_documents: frozenset[str] = frozenset()
+    only_documents: frozenset[str] | None = None  # None: every document not excluded
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "exclude_documents", _id_set("exclude_documents", self.exclude_documents)
+        )
+        if self.only_documents is not None:
+            object.__setattr__(
+                self, "only_documents", _id_set("only_documents", self.only_documents)
+            )
+
+    def allows(self, document_id: str) -> bool:
+        return document_id not in self.exclude_documents and (
+            self.only_documents is None or document_id in self.only_documents
+        )
+
+    @property
+    def restricts(self) -> bool:
+        """Whether any document is kept out (False: the search runs as if unfiltered)."""
+        return bool(self.exclude_documents) or self.only_documents is not None
 
 
 @dataclass(frozen=True, slots=True)

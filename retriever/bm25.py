@@ -12,7 +12,7 @@ import numpy as np
 from lectern.optional import require
 from lectern.protocols import DocumentStore
 from lectern.threads import PerThread
-from lectern.types import Chunk, ScoredChunk
+from lectern.types import Chunk, ScoredChunk, SearchFilter
 
 # PyStemmer: "The algorithm has internal state, so must not be called concurrently",
 # so every thread stems with a Stemmer of its own.
@@ -47,6 +47,7 @@ class _Built:
     split: Callable[[str], list[str]]  # a compiled regex's findall
     stopwords: frozenset[str]
     stem: Callable[[str], str]
+    rows_of: Mapping[str, np.ndarray]  # document id -> the rows of its chunks
 
     def terms(self, query: str) -> list[str]:
         """The query's stems that the index holds, in order (a repeated word repeats).
@@ -60,6 +61,23 @@ class _Built:
         text = query.lower() if self.lower else query
         found = (self.stem(w) for w in self.split(text) if w not in self.stopwords)
         return [s for s in found if s in self.vocab]
+
+    def weights(self, filters: SearchFilter) -> np.ndarray:
+        """1 for each chunk `filters` allows, 0 for the rest: bm25s's `weight_mask`.
+
+        Built from the filter's documents, not by testing every chunk: a probe that keeps
+        out one document costs a copy of the ones, not a Python loop over the corpus.
+        """
+        none = np.zeros(0, dtype=np.int64)
+        if filters.only_documents is None:
+            mask = np.ones(len(self.chunks), dtype=np.float32)
+        else:
+            mask = np.zeros(len(self.chunks), dtype=np.float32)
+            for doc in filters.only_documents:
+                mask[self.rows_of.get(doc, none)] = 1.0
+        for doc in filters.exclude_documents:
+            mask[self.rows_of.get(doc, none)] = 0.0
+        return mask
 
 
 class BM25Retriever:
@@ -94,7 +112,7 @@ class BM25Retriever:
             vocab = tok.get_vocab_dict()
             index.index((ids, vocab), show_progress=False)
             built = _Built(index, vocab, chunks, tok.lower, tok.splitter,
-                           frozenset(tok.stopwords), tok.stemmer)
+                           frozenset(tok.stopwords), tok.stemmer, _rows_of(chunks))
         with self._lock:
             self._built = built
 
@@ -111,15 +129,27 @@ class BM25Retriever:
         built = self._current()
         return [] if built is None else built.terms(query)
 
-    def retrieve(self, query: str, top_k: int) -> list[ScoredChunk]:
+    def retrieve(
+        self, query: str, top_k: int, filters: SearchFilter | None = None
+    ) -> list[ScoredChunk]:
         built = self._current()
         if built is None or top_k < 1:
             return []
         terms = built.terms(query)
         if not terms:
             return []
-        scores = built.index.get_scores(terms)
+        # A kept-out chunk scores 0 before the top k are taken, and only chunks scoring
+        # above 0 are returned: the k come from the allowed chunks.
+        mask = built.weights(filters) if filters is not None and filters.restricts else None
+        scores = built.index.get_scores(terms, weight_mask=mask)
         k = min(top_k, len(built.chunks))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
         return [ScoredChunk(built.chunks[i], float(scores[i])) for i in top if scores[i] > 0]
+
+
+def _rows_of(chunks: Sequence[Chunk]) -> dict[str, np.ndarray]:
+    rows: dict[str, list[int]] = {}
+    for row, chunk in enumerate(chunks):
+        rows.setdefault(chunk.document_id, []).append(row)
+    return {doc: np.array(r, dtype=np.int64) for doc, r in rows.items()}

@@ -19,7 +19,7 @@ from lectern.errors import NotReadyError
 from lectern.protocols import DocumentStore, Embedder, Reranker, Retriever
 from lectern.settings import Settings
 from lectern.timing import elapsed_ms
-from lectern.types import ScoredChunk
+from lectern.types import ScoredChunk, SearchFilter
 from retriever import fusion, reindex
 from retriever.bm25 import BM25Retriever
 from retriever.dense import DenseRetriever
@@ -237,13 +237,16 @@ class Corpus:
         top_k: int | None = None,
         mode: Mode = "hybrid",
         rerank: bool | None = None,
+        *,
+        filters: SearchFilter | None = None,
     ) -> list[ScoredChunk]:
         """The best chunks for `query`, reranked when a reranker is loaded.
 
         rerank=None follows settings.retrieval.rerank. The reranker reorders the top
         `rerank_candidates`; beyond them (top_k larger) the fused order follows.
+        filters: documents kept out of the search (see Retriever.retrieve).
         """
-        return self.search_timed(query, top_k, mode, rerank)[0]
+        return self.search_timed(query, top_k, mode, rerank, filters=filters)[0]
 
     def search_timed(
         self,
@@ -252,6 +255,8 @@ class Corpus:
         mode: Mode,
         rerank: bool | None,
         candidates: int | None = None,
+        *,
+        filters: SearchFilter | None = None,
     ) -> tuple[list[ScoredChunk], float]:
         """The hits and the milliseconds spent reranking them.
 
@@ -261,9 +266,9 @@ class Corpus:
         k = top_k or self.settings.retrieval.top_k
         use = self.settings.retrieval.rerank if rerank is None else rerank
         if not use or self._reranker is None:
-            return retriever.retrieve(query, k), 0.0
+            return retriever.retrieve(query, k, filters), 0.0
         n = candidates or self.settings.retrieval.rerank_candidates
-        hits = retriever.retrieve(query, max(k, n))
+        hits = retriever.retrieve(query, max(k, n), filters)
         start = time.perf_counter()
         return rerank_top(self._reranker, query, hits, n, k), elapsed_ms(start)
 

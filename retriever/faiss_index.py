@@ -32,6 +32,7 @@ from lectern.optional import require
 from lectern.protocols import DocumentStore
 from lectern.settings import RetrievalSettings
 from retriever.faiss_choice import IndexKind, auto_kind, default_memory_budget, default_pq_m
+from retriever.faiss_filter import IdFilter
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ _MIN_IVF_LISTS = 4  # fewer lists is a flat scan with extra steps
 # IVF-PQ candidates re-ranked at least: a top-1 taken from 4 PQ candidates is fragile, and
 # re-scoring a few dozen vectors costs microseconds.
 _MIN_REFINE_DEPTH = 32
+# The largest k faiss's GPU indexes search for (GPU_MAX_SELECTION_K); a filter keeping out
+# more than this can leave a GPU search short of k.
+_GPU_MAX_K = 2048
 
 
 def _faiss() -> ModuleType:
@@ -331,32 +335,109 @@ class FaissIndex:
                 self._ids = want
             return len(new), len(stale)
 
-    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, scores) of the k nearest vectors by inner product, best first."""
+    def search(
+        self,
+        query: np.ndarray,
+        k: int,
+        exclude: np.ndarray | None = None,
+        only: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, scores) of the k nearest vectors by inner product, best first.
+
+        `exclude`: ids never returned; `only`: when given, no other id is returned. The
+        filter works inside the search (a FAISS IDSelector), so k come back whenever k
+        allowed vectors exist: when an approximate index finds fewer (an HNSW walk or the
+        probed IVF lists mostly kept out), every allowed vector is searched instead.
+        """
         faiss = _faiss()
+        empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         with self._lock:
             if self._index is None or not len(self._ids) or k < 1:
-                return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+                return empty
+            allowed = IdFilter.of(self._ids, exclude, only)
+            k = min(k, len(self._ids) if allowed is None else allowed.count)
+            if k < 1:
+                return empty
             q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dimension)
-            k = min(k, len(self._ids))
             # The OpenMP thread count is per calling thread: this leaves builds alone.
             threads = faiss.omp_get_max_threads()
             if self.search_threads:
                 faiss.omp_set_num_threads(self.search_threads)
             try:
-                if self._refine is None:
-                    scores, ids = self._index.search(q, k)
-                    keep = ids[0] >= 0
-                    return ids[0][keep], scores[0][keep]
-                # IVF-PQ scores are approximate: take more candidates, re-score them exactly.
-                depth = min(max(k * self.pq_refine_factor, _MIN_REFINE_DEPTH), len(self._ids))
-                _, cand = self._index.search(q, depth)
+                ids, scores = self._nearest(q, k, allowed, exhaustive=False)
+                if allowed is not None and len(ids) < k:
+                    ids, scores = self._nearest(q, k, allowed, exhaustive=True)
             finally:
                 faiss.omp_set_num_threads(threads)
-            cand = cand[0][cand[0] >= 0]
-            exact = self._refine.reconstruct_batch(cand) @ q[0]
+        return ids, scores
+
+    def _nearest(
+        self, q: np.ndarray, k: int, allowed: IdFilter | None, exhaustive: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """search() with the lock held: (ids, scores), re-ranked exactly for IVF-PQ."""
+        if self._refine is None:
+            return self._candidates(q, k, allowed, exhaustive)
+        # IVF-PQ scores are approximate: take more candidates, re-score them exactly.
+        n = len(self._ids) if allowed is None else allowed.count
+        depth = min(max(k * self.pq_refine_factor, _MIN_REFINE_DEPTH), n)
+        cand, _ = self._candidates(q, depth, allowed, exhaustive)
+        exact = self._refine.reconstruct_batch(cand) @ q[0]
         best = np.argsort(-exact, kind="stable")[:k]
         return cand[best], exact[best]
+
+    def _candidates(
+        self, q: np.ndarray, k: int, allowed: IdFilter | None, exhaustive: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The index's own top k (ids, scores) among the allowed ids, without the -1s.
+
+        exhaustive: visit every vector (every IVF list; HNSW's flat storage, not its graph).
+        """
+        faiss = _faiss()
+        if allowed is None:
+            scores, ids = self._index.search(q, k)
+        elif self._on_gpu:
+            return self._post_filtered(q, k, allowed)
+        elif exhaustive and self._active == "hnsw":
+            # The vectors sit in a flat index inside the HNSW, by row: select its rows
+            # through the id map, then name them by id.
+            storage = faiss.downcast_index(faiss.downcast_index(self._index.index).storage)
+            rows_sel = faiss.IDSelectorTranslated(self._index.id_map, allowed.selector())
+            scores, rows = storage.search(q, k, params=faiss.SearchParameters(sel=rows_sel))
+            id_map = self._index.id_map
+            ids = np.array([[id_map.at(int(r)) if r >= 0 else -1 for r in rows[0]]])
+        else:
+            scores, ids = self._index.search(q, k, params=self._params(allowed, exhaustive))
+        keep = ids[0] >= 0
+        return ids[0][keep], scores[0][keep]
+
+    def _params(self, allowed: IdFilter, exhaustive: bool):  # noqa: ANN202
+        """Search parameters carrying the selector, for the kind built (CPU).
+
+        Parameters passed to a search replace the index's own, so HNSW's efSearch and
+        IVF's nprobe are restated: left out, faiss would use its defaults (16 and 1).
+        """
+        faiss = _faiss()
+        sel = allowed.selector()
+        if self._active == "hnsw":
+            return faiss.SearchParametersHNSW(sel=sel, efSearch=self.hnsw_ef_search)
+        if self._active in ("ivf", "ivfpq"):
+            nlist = faiss.extract_index_ivf(self._index).nlist
+            nprobe = nlist if exhaustive else min(self.ivf_nprobe, nlist)
+            return faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
+        return faiss.SearchParameters(sel=sel)
+
+    def _post_filtered(
+        self, q: np.ndarray, k: int, allowed: IdFilter
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A GPU index's top k allowed: faiss's GPU indexes take no IDSelector, so search
+        deep enough that k remain after dropping every id kept out, then drop them.
+        """
+        kept_out = len(self._ids) - allowed.count
+        depth = min(k + kept_out, len(self._ids), _GPU_MAX_K)
+        scores, ids = self._index.search(q, depth)
+        ids, scores = ids[0], scores[0]
+        keep = (ids >= 0) & allowed.allows(ids)
+        return ids[keep][:k], scores[keep][:k]
 
     def _parts(self) -> list:
         """What is saved, on the CPU: the index, then the refine store if there is one."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lectern.protocols import Retriever
-from lectern.types import Chunk, ScoredChunk
+from lectern.types import Chunk, ScoredChunk, SearchFilter
 
 
 class HybridRetriever:
@@ -30,14 +30,18 @@ class HybridRetriever:
         self.rrf_k = rrf_k
         self.candidates = candidates
 
-    def retrieve(self, query: str, top_k: int) -> list[ScoredChunk]:
+    def retrieve(
+        self, query: str, top_k: int, filters: SearchFilter | None = None
+    ) -> list[ScoredChunk]:
         if top_k < 1:
             return []
         fused: dict[int, float] = {}
         chunks: dict[int, Chunk] = {}
         depth = max(self.candidates, top_k)
         for retriever, weight in self.retrievers:
-            for rank, hit in enumerate(retriever.retrieve(query, depth), start=1):
+            # Each list is filtered before its ranks are counted, so a kept-out chunk
+            # neither appears nor pushes an allowed one down a rank.
+            for rank, hit in enumerate(retriever.retrieve(query, depth, filters), start=1):
                 fused[hit.chunk.id] = fused.get(hit.chunk.id, 0.0) + weight / (self.rrf_k + rank)
                 chunks[hit.chunk.id] = hit.chunk
         best = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:top_k]

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lectern.text import words
 from lectern.types import ScoredChunk
+
+if TYPE_CHECKING:
+    from lectern.settings import Settings
 
 
 def word_count(text: str) -> int:
@@ -124,3 +128,39 @@ class OverlapReranker:
         ]
         scored.sort(key=lambda h: (-h.score, h.chunk.id))
         return scored[:top_k]
+
+
+class AdapterGenerator(EchoGenerator):
+    """What `model.generators.build` makes for settings naming an adapter, without a model.
+
+    It replies "Adapter <folder name> [1]." ("base" without one) and, like the real
+    generator, refuses at warm_up an adapter that does not fit: here, one whose
+    adapter_config.json names another `base_model_name_or_path` than `base`.
+    """
+
+    def __init__(self, settings: Settings, base: str = "fake-base") -> None:
+        from model import prepare
+
+        self.adapter = prepare.adapter(settings)
+        super().__init__(f"Adapter {self.adapter.name if self.adapter else 'base'} [1].")
+        self.base = base
+        self.warmed = 0
+        self.closed = 0
+
+    def warm_up(self) -> None:
+        import json
+
+        from lectern.errors import AdapterMismatchError
+        from model.prepare import ADAPTER_CONFIG
+
+        self.warmed += 1
+        if self.adapter is None:
+            return
+        made_for = json.loads((self.adapter / ADAPTER_CONFIG).read_text()).get(
+            "base_model_name_or_path"
+        )
+        if made_for != self.base:
+            raise AdapterMismatchError(str(self.adapter), self.base, f"it was made for {made_for}")
+
+    def close(self) -> None:
+        self.closed += 1

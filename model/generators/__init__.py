@@ -17,7 +17,8 @@ def build(settings: Settings, plan: DevicePlan) -> Generator:
     """The generator the settings name, its weights ready on disk but not loaded.
 
     A GGUF generator is converted here, once, into a safetensors folder under the model
-    cache (about 20 s); later calls find the conversion and return at once.
+    cache (about 20 s); later calls find the conversion and return at once. The adapter
+    `models.adapter` names (prepare.adapter) is merged in when it loads.
     """
     backend = settings.models.generator_backend
     if backend == "transformers":
@@ -33,5 +34,6 @@ def build(settings: Settings, plan: DevicePlan) -> Generator:
             max_batch=g.max_batch,
             max_waiting=g.max_waiting,
             decode_threads=g.decode_threads or None,
+            adapter=prepare.adapter(settings),
         )
     raise ConfigError(f"unknown generator backend {backend!r}; use transformers")

@@ -13,6 +13,8 @@ from lectern.errors import NotReadyError
 from lectern.optional import require
 from lectern.protocols import Message
 from lectern.threads import PerThread
+from model.chat_prompt import encode, render
+from model.generators.adapters import merged
 from model.generators.decode_batch import DecodeBatch, batchable
 from model.generators.scheduler import BatchScheduler
 
@@ -48,6 +50,7 @@ class TransformersGenerator:
         max_waiting: int = 32,
         token_timeout_s: float = 300.0,
         decode_threads: int | None = None,
+        adapter: Path | str | None = None,
     ) -> None:
         if max_input_tokens < 16:
             raise ValueError(f"max_input_tokens must be at least 16, got {max_input_tokens}")
@@ -60,6 +63,7 @@ class TransformersGenerator:
         if token_timeout_s <= 0:
             raise ValueError(f"token_timeout_s must be positive, got {token_timeout_s}")
         self.folder = Path(folder)
+        self.adapter = None if adapter is None else Path(adapter)  # LoRA, merged at load
         self.plan = plan
         self.sampling = sampling or Sampling()
         self.max_input_tokens = max_input_tokens
@@ -112,6 +116,8 @@ class TransformersGenerator:
         model = AutoModelForCausalLM.from_pretrained(
             self.folder, local_files_only=True, **self.load_kwargs()
         )
+        if self.adapter is not None:  # merged before quantising: int8 of the tuned weights
+            model = merged(model, self.adapter, self.folder)
         if self.plan.device == "cpu":
             model = model.to("cpu")
         if self.plan.dynamic_int8:
@@ -181,17 +187,6 @@ class TransformersGenerator:
     def count_tokens(self, text: str) -> int:
         return len(self._per_thread_tokenizer()(text, add_special_tokens=False)["input_ids"])
 
-    def _render(
-        self, messages: Sequence[Message], tok: Any, *, generation_prompt: bool = True
-    ) -> str:
-        if tok.chat_template:
-            return tok.apply_chat_template(
-                list(messages), add_generation_prompt=generation_prompt, tokenize=False
-            )
-        # base models: a plain transcript
-        text = "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
-        return text + "\n\nAssistant:" if generation_prompt else text
-
     def _prompt(self, messages: Sequence[Message]) -> tuple[list[int], int]:
         """The prompt's token ids (left-truncated), and how many lead ids are the system turn.
 
@@ -203,22 +198,18 @@ class TransformersGenerator:
         """
         tok = self._per_thread_tokenizer()
         with_template = bool(tok.chat_template)
-        ids = self._encode(self._render(messages, tok), tok)
+        ids = encode(render(messages, tok), tok)
         cut = len(ids) > self.max_input_tokens
         ids = ids[-self.max_input_tokens :]
         if cut or not self.prefix_caching or not with_template:
             return ids, 0
         if not messages or messages[0]["role"] != "system":
             return ids, 0
-        system = tok(self._render(messages[:1], tok, generation_prompt=False),
+        system = tok(render(messages[:1], tok, generation_prompt=False),
                      add_special_tokens=False)["input_ids"]
         # The rest of the prompt must keep at least one token to prefill.
         shared = len(system) < len(ids) and ids[: len(system)] == system
         return ids, len(system) if shared else 0
-
-    def _encode(self, prompt: str, tok: Any) -> list[int]:
-        """A rendered prompt's ids (a chat template holds its own special tokens)."""
-        return tok(prompt, add_special_tokens=not tok.chat_template)["input_ids"]
 
     def _prefix_cache(self, ids: list[int], shared: int) -> tuple[Any, int]:
         """A copy of the cache for `ids[:shared]`, computed once per distinct system turn.
@@ -307,7 +298,7 @@ class TransformersGenerator:
             return []
         tok = self._per_thread_tokenizer()
         ids = [
-            self._encode(self._render(m, tok) + p, tok)[-self.max_input_tokens :]
+            encode(render(m, tok) + p, tok)[-self.max_input_tokens :]
             for m, p in zip(conversations, prefixes, strict=True)
         ]
         shared = 0  # leaves every prompt at least one token of its own

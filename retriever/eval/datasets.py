@@ -34,6 +34,8 @@ class Query:
     id: str
     text: str
     qrels: dict[str, float]
+    # The gold answer texts (SQuAD), which `lectern eval answers` scores against.
+    answers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +96,10 @@ def load_squad(path: Path, removed: Path | None = None) -> Dataset:
                     if qa["id"] in skip:
                         skipped += 1
                         continue
-                    queries.append(Query(str(qa["id"]), qa["question"], {item.id: 1.0}))
+                    golds = tuple(str(a["text"]) for a in qa.get("answers", []))
+                    queries.append(
+                        Query(str(qa["id"]), qa["question"], {item.id: 1.0}, golds)
+                    )
     except (KeyError, TypeError) as exc:
         raise DatasetError(f"{path} is not SQuAD format: {type(exc).__name__} {exc}") from exc
     info = {

@@ -25,7 +25,7 @@ import numpy as np
 
 from lectern.protocols import Retriever
 from lectern.settings import RetrievalSettings
-from lectern.types import Chunk, ScoredChunk
+from lectern.types import Chunk, ScoredChunk, SearchFilter
 from retriever.eval.metrics import MRR, mrr_at_k
 from retriever.hybrid import HybridRetriever
 from retriever.records import metric_keys
@@ -66,8 +66,13 @@ class _Fixed:
     def __init__(self, hits: list[ScoredChunk]) -> None:
         self.hits = hits
 
-    def retrieve(self, query: str, top_k: int) -> list[ScoredChunk]:
-        return self.hits[:top_k]
+    def retrieve(
+        self, query: str, top_k: int, filters: SearchFilter | None = None
+    ) -> list[ScoredChunk]:
+        hits = self.hits if filters is None else [
+            h for h in self.hits if filters.allows(h.chunk.document_id)
+        ]
+        return hits[:top_k]
 
 
 def _mrr_at_10(hits: Sequence[ScoredChunk], chunk_id: int) -> float:

@@ -295,7 +295,7 @@ def test_the_encoder_is_built_from_the_settings_with_its_onnx_file(settings, mon
     import hashlib
     from types import SimpleNamespace
 
-    import api.service as service_module
+    import api.components as service_module
 
     asked = []
 
@@ -326,7 +326,7 @@ def test_reranking_off_builds_no_reranker(settings):
 
 
 def test_no_reranker_anywhere_means_none(settings, monkeypatch):
-    import api.service as service_module
+    import api.components as service_module
 
     settings.retrieval.rerank = True
     monkeypatch.setattr(service_module.prepare, "reranker", lambda s, shipped=None: None)
@@ -356,7 +356,7 @@ def test_open_corpus_is_warm_and_uses_what_it_is_handed(settings, embedder, tmp_
 
 
 def test_a_found_reranker_is_built_with_the_configured_backend(settings, monkeypatch, tmp_path):
-    import api.service as service_module
+    import api.components as service_module
     import retriever.cross_encoder as cross_encoder
 
     built, fallbacks = [], []
@@ -379,7 +379,7 @@ def test_a_found_reranker_is_built_with_the_configured_backend(settings, monkeyp
 
 
 def test_warm_up_builds_the_encoder_for_the_planned_device(settings, monkeypatch):
-    import api.service as service_module
+    import api.components as service_module
 
     devices = []
 
@@ -514,7 +514,7 @@ def test_warm_up_builds_the_reranker_when_none_is_handed_in(settings, embedder, 
 
 
 def test_the_device_plan_passes_the_device_and_int8_settings_on(settings, monkeypatch):
-    import api.service as service_module
+    import api.components as service_module
     from lectern.device import DeviceCaps
 
     monkeypatch.setattr(service_module.device, "probe", lambda: DeviceCaps(cuda_devices=1))
@@ -530,7 +530,7 @@ def test_the_device_plan_passes_the_device_and_int8_settings_on(settings, monkey
 
 
 def test_open_corpus_opens_the_settings_store_and_builds_the_encoder(settings, monkeypatch):
-    import api.service as service_module
+    import api.components as service_module
     from ingest.sqlite_store import SQLiteDocumentStore
     from lectern.device import DeviceCaps
 
@@ -553,7 +553,7 @@ def test_open_corpus_opens_the_settings_store_and_builds_the_encoder(settings, m
 def test_open_corpus_closes_only_the_store_it_opened_when_warming_up_fails(
     settings, embedder, monkeypatch
 ):
-    import api.service as service_module
+    import api.components as service_module
     from ingest.sqlite_store import SQLiteDocumentStore
 
     class Tracked(SQLiteDocumentStore):
@@ -586,7 +586,7 @@ def test_open_corpus_closes_only_the_store_it_opened_when_warming_up_fails(
 
 
 def test_open_corpus_puts_the_index_on_the_gpu_the_plan_names(settings, embedder, monkeypatch):
-    import api.service as service_module
+    import api.components as service_module
     from lectern.device import DevicePlan
 
     gpu = DevicePlan("cuda", "float16", False, "sdpa", faiss_gpu=True)

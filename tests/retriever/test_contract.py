@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from api.service import Lectern, build_embedder
+from api.components import build_embedder
+from api.service import Lectern
 from ingest.sqlite_store import SQLiteDocumentStore
 from lectern.protocols import DocumentStore, Retriever
 from lectern.settings import IngestSettings, Settings
@@ -172,7 +173,7 @@ def test_hybrid_fuses_by_reciprocal_rank():
         def __init__(self, order):
             self.order = order
 
-        def retrieve(self, query, top_k):
+        def retrieve(self, query, top_k, filters=None):
             return [ScoredChunk(chunk(i), 1.0 / (n + 1)) for n, i in enumerate(self.order)][:top_k]
 
     lists = [(Fixed([1, 2, 3]), 1.0), (Fixed([3, 2, 4]), 1.0)]
@@ -227,7 +228,7 @@ def unit_rows(n: int, start: int = 0) -> np.ndarray:
 
 
 def test_the_store_has_every_method_of_the_protocol(store):
-    assert len(STORE_METHODS) == 15
+    assert len(STORE_METHODS) == 16
     assert [m for m in STORE_METHODS if not callable(getattr(store, m, None))] == []
 
 
@@ -301,3 +302,17 @@ def test_vectors_are_kept_per_encoder(store):
     assert store.vector_count() == 4
     assert store.delete_document("a") == 2
     assert store.vector_count() == 0 and store.encoders() == set()
+
+
+def test_chunk_ids_of_gives_the_documents_chunks_ascending(store):
+    a = store.upsert_document(doc("a", 3), passages("a", 3), unit_rows(3), "enc")
+    b = store.upsert_document(doc("b", 2), passages("b", 2), unit_rows(2, 3), "enc")
+    assert store.chunk_ids_of({"a"}).tolist() == sorted(a)
+    assert store.chunk_ids_of(["b", "a", "b"]).tolist() == sorted([*a, *b])
+    assert store.chunk_ids_of({"nope"}).tolist() == [] and store.chunk_ids_of(set()).tolist() == []
+    assert store.chunk_ids_of({"a"}).dtype == np.int64
+    store.delete_document("a")
+    assert store.chunk_ids_of({"a", "b"}).tolist() == sorted(b)
+    # More documents than SQLite binds in one statement.
+    many = {f"d{i}" for i in range(2000)} | {"b"}
+    assert store.chunk_ids_of(many).tolist() == sorted(b)

@@ -10,7 +10,7 @@ import logging
 import numpy as np
 import pytest
 
-from api.service import build_embedder
+from api.components import build_embedder
 from lectern.protocols import Embedder
 from lectern.settings import ModelSettings, Settings
 from model import prepare

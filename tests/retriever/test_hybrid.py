@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lectern.types import Chunk, ScoredChunk
+from lectern.types import Chunk, ScoredChunk, SearchFilter
 from retriever.hybrid import HybridRetriever
 
 
@@ -18,9 +18,13 @@ class Ranked:
     def __init__(self, order: list[int]) -> None:
         self.order = order
         self.depths: list[int] = []
+        self.filters: list[SearchFilter | None] = []
 
-    def retrieve(self, query: str, top_k: int) -> list[ScoredChunk]:
+    def retrieve(
+        self, query: str, top_k: int, filters: SearchFilter | None = None
+    ) -> list[ScoredChunk]:
         self.depths.append(top_k)
+        self.filters.append(filters)
         return [ScoredChunk(chunk(i), 1.0) for i in self.order][:top_k]
 
 
@@ -106,3 +110,11 @@ def test_a_chunk_in_several_lists_sums_its_weighted_reciprocal_ranks():
     assert hits[0].score == pytest.approx(2.0 / 3 + 1.0 / 4)
     assert hits[1].score == pytest.approx(2.0 / 4 + 1.0 / 3)
     assert hits[0].chunk == chunk(1)
+
+
+def test_the_filter_goes_to_every_retriever():
+    a, b = Ranked([1, 2, 3]), Ranked([3, 1])
+    keep_out = SearchFilter(exclude_documents=frozenset({"x"}))
+    HybridRetriever([(a, 1.0), (b, 1.0)]).retrieve("q", 2, keep_out)
+    HybridRetriever([(a, 1.0), (b, 1.0)]).retrieve("q", 2)
+    assert a.filters == b.filters == [keep_out, None]

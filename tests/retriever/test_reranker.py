@@ -266,7 +266,7 @@ def test_service_reranks_the_fused_candidates(settings, embedder, tmp_path):
 
 def test_service_without_any_reranker_says_so(settings, embedder, caplog, monkeypatch, tmp_path):
     monkeypatch.setattr("retriever.cross_encoder.SHIPPED_RERANKER", tmp_path / "none")
-    caplog.set_level(logging.INFO, logger="api.service")
+    caplog.set_level(logging.INFO, logger="api.components")
     svc = Lectern(settings, embedder=embedder)
     try:
         svc.warm_up()

@@ -4,6 +4,7 @@ prefix cache do not change what greedy decoding writes."""
 import pytest
 
 from lectern.device import DeviceCaps, plan
+from model.chat_prompt import render
 from model.generators.transformers import Sampling, TransformersGenerator
 
 CHAT_TEMPLATE = (
@@ -126,7 +127,7 @@ def test_a_batch_row_sees_what_it_would_alone_after_others_join_and_leave(tiny_l
     from model.generators.decode_batch import DecodeBatch
 
     tok = tiny_llama.tokenizer
-    short, long = (tok(tiny_llama._render(conversation(t), tok))["input_ids"]
+    short, long = (tok(render(conversation(t), tok))["input_ids"]
                    for t in ("Statement: x.", TEXTS[2]))
     assert len(short) < len(long)
     with torch.inference_mode():

@@ -215,7 +215,7 @@ def test_query_memo_embeds_a_query_once_and_replays_its_time(monkeypatch):
 
 def open_service(settings, embedder):
     """A corpus as `lectern eval retrieval` opens one: no reranker, queries embedded once."""
-    from api.service import open_corpus
+    from api.components import open_corpus
 
     return open_corpus(plain(settings), embedder=QueryMemo(embedder))
 
@@ -330,11 +330,11 @@ class FakeCrossEncoder(OverlapReranker):
 
 
 def test_cli_writes_json_and_markdown(tmp_path, settings, monkeypatch):
-    from api import service
+    from api import components
     from api.cli import app
     from retriever import cross_encoder
 
-    monkeypatch.setattr(service, "build_embedder", lambda s, device: HashEmbedder(64))
+    monkeypatch.setattr(components, "build_embedder", lambda s, device: HashEmbedder(64))
     monkeypatch.setattr(cross_encoder, "CrossEncoderReranker", FakeCrossEncoder)
     folder = write_beir(tmp_path / "tiny")
     out = tmp_path / "out"
@@ -369,14 +369,14 @@ def test_cli_writes_json_and_markdown(tmp_path, settings, monkeypatch):
     (["--configs", "bm25,nope"], "unknown configuration 'nope'"),
 ])
 def test_cli_refuses_bad_options_before_loading_models(tmp_path, monkeypatch, args, message):
-    from api import service
+    from api import components
     from api.cli import app
 
     def no_models(*_args, **_kwargs):
         raise AssertionError("models loaded before the options were checked")
 
-    monkeypatch.setattr(service, "open_corpus", no_models)
-    monkeypatch.setattr(service, "build_embedder", no_models)
+    monkeypatch.setattr(components, "open_corpus", no_models)
+    monkeypatch.setattr(components, "build_embedder", no_models)
     folder = write_beir(tmp_path / "tiny")
     source = ["--beir", str(folder)] if args else []
     result = CliRunner().invoke(app, ["eval", "retrieval", *source, *args])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -232,6 +233,7 @@ class LoraTrainer:
             heldout=state.heldout, command=command,
         )
         self._save_adapter(model, record)
+        shutil.rmtree(self.checkpoint, ignore_errors=True)  # done: nothing left to resume
         return record
 
     def _save_adapter(self, model: Any, record: GeneratorTrainingRecord) -> None:

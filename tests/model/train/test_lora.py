@@ -141,6 +141,7 @@ def test_resuming_from_a_checkpoint_gives_the_same_adapter(tiny, tmp_path):
     assert not resumed.exists() and (tmp_path / "resumed.checkpoint" / "trainer.pt").is_file()
     record = trainer(tiny, resumed).train(data, data[:2], DATA, resume=True)
     assert record.resumed_from_step == 2 and record.steps == 6
+    assert not (tmp_path / "resumed.checkpoint").exists()  # finished: nothing to resume
     a, b = lora_weights(straight), lora_weights(resumed)
     assert a.keys() == b.keys()
     for key in a:

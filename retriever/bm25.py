@@ -89,7 +89,10 @@ class BM25Retriever:
     immutable state and stems with the thread's own stemmer.
     """
 
-    def __init__(self, store: DocumentStore, k1: float = 1.2, b: float = 0.75) -> None:
+    def __init__(
+        self, store: DocumentStore | None = None, k1: float = 1.2, b: float = 0.75
+    ) -> None:
+        """`store`: what `sync()` rebuilds from; without one, only `build(chunks)` fills it."""
         if k1 < 0 or not 0 <= b <= 1:
             raise ValueError(f"BM25 needs k1 >= 0 and 0 <= b <= 1, got k1={k1}, b={b}")
         self.store = store
@@ -99,6 +102,8 @@ class BM25Retriever:
         self._lock = threading.Lock()
 
     def sync(self) -> None:
+        if self.store is None:
+            raise ValueError("this BM25 index has no store to sync from; use build(chunks)")
         self.build(self.store.all_chunks())
 
     def build(self, chunks: Sequence[Chunk]) -> None:

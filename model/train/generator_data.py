@@ -21,11 +21,12 @@ from model.train.lora_data import (
     ExampleBuilder,
     build_examples,
     counts,
+    gold_chunk,
     held_out,
     normal,
     rebalanced,
 )
-from model.train.qa_sources import SOURCES, SourceData, read_source
+from model.train.qa_sources import SOURCES, SourceData, SourceQuestion, read_source
 
 Log = Callable[[str], None]
 SPLIT_RULE = (f"a document is held out when the first byte of sha1('<source>/<doc id>') "
@@ -48,9 +49,6 @@ def _split(data: SourceData, heldout: bool) -> SourceData:
 
 def _squad(builder: ExampleBuilder, examples: Sequence[Example]) -> list[dict]:
     """One article per held-out document; each chunk a paragraph; questions on their gold."""
-    from model.train.lora_data import gold_chunk
-    from model.train.qa_sources import SourceQuestion
-
     articles: dict[str, dict] = {}
     for e in examples:
         if e.kind != "answer":

@@ -131,7 +131,7 @@ class ExampleBuilder:
         for c in self.chunks:
             self.by_doc.setdefault(c.source, []).append(c)
         self.docs = {d.doc_id: d for d in data.docs}
-        self.bm25 = BM25Retriever(store=None)  # type: ignore[arg-type]  # built, never synced
+        self.bm25 = BM25Retriever()  # built from these chunks, never synced
         self.bm25.build(self.chunks)
 
     def distractors(self, question: str, doc_id: str, n: int) -> list[Chunk]:

@@ -139,3 +139,11 @@ def test_a_rebuild_while_threads_retrieve_serves_one_build_or_the_other():
     for results in run_together(work, len(queries), threads=4):
         for n, got in enumerate(results):
             assert got in (expect["a"][n], expect["b"][n])
+
+
+def test_an_index_without_a_store_is_built_from_chunks_and_cannot_sync():
+    bm25 = BM25Retriever()
+    bm25.build([Chunk(1, "d", "fees are due in October", "s", "Fees")])
+    assert [h.chunk.id for h in bm25.retrieve("when are fees due", 3)] == [1]
+    with pytest.raises(ValueError, match="no store"):
+        bm25.sync()

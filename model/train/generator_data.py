@@ -23,7 +23,6 @@ from model.train.lora_data import (
     counts,
     gold_chunk,
     held_out,
-    normal,
     rebalanced,
 )
 from model.train.qa_sources import SOURCES, SourceData, SourceQuestion, read_source
@@ -62,7 +61,7 @@ def _squad(builder: ExampleBuilder, examples: Sequence[Example]) -> list[dict]:
             "paragraphs": [{"context": c.text, "qas": []} for c in chunks],
         })
         para = art["paragraphs"][[c.id for c in chunks].index(gold.id)]
-        answers = [{"text": a, "answer_start": max(normal(gold.text).find(normal(a)), -1)}
+        answers = [{"text": a, "answer_start": gold.text.find(a)}  # -1: not a span
                    for a in e.answers]
         para["qas"].append({"id": f"{e.source}-{e.doc_id}-{len(para['qas'])}",
                             "question": e.question, "answers": answers})

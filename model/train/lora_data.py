@@ -26,6 +26,7 @@ from lectern.protocols import Embedder, Message
 from lectern.types import Chunk
 from model.answer import build_messages
 from model.context import compress, content_words
+from model.eval.metrics import normalize
 from model.train.qa_sources import SourceData, SourceDoc, SourceQuestion
 from retriever.bm25 import BM25Retriever
 
@@ -52,11 +53,6 @@ class Example:
     relevance: float
 
 
-def normal(text: str) -> str:
-    """Lower-cased words and numbers, punctuation dropped: for finding an answer in a text."""
-    return " ".join("".join(ch.lower() if ch.isalnum() else " " for ch in text).split())
-
-
 def chunk_docs(docs: Iterable[SourceDoc], chunker: Chunker, start_id: int = 0) -> list[Chunk]:
     """The documents chunked as `Ingestor.ingest_text` chunks them (paragraphs on blank lines)."""
     chunks: list[Chunk] = []
@@ -79,8 +75,8 @@ def gold_chunk(q: SourceQuestion, chunks: Sequence[Chunk]) -> Chunk:
     """The chunk of the question's document its evidence (or answer, or question) is in."""
     probe = q.evidence or (q.answers[0] if q.answers and q.source != "boolq" else q.question)
     if q.evidence:
-        flat = normal(q.evidence)
-        exact = [c for c in chunks if flat and flat in normal(c.text)]
+        flat = normalize(q.evidence)
+        exact = [c for c in chunks if flat and flat in normalize(c.text)]
         if exact:
             return exact[0]
     return max(chunks, key=lambda c: (_overlap(probe, c.text), _overlap(q.question, c.text)))
@@ -88,11 +84,11 @@ def gold_chunk(q: SourceQuestion, chunks: Sequence[Chunk]) -> Chunk:
 
 def _supported(q: SourceQuestion, gold_text: str, document: str) -> bool | None:
     """Does the prompt's gold passage still hold the answer? None: cannot tell (dropped)."""
-    kept = normal(gold_text)
-    answer = normal(q.answers[0])
+    kept = normalize(gold_text)
+    answer = normalize(q.answers[0])
     if q.source == "boolq":
         return _overlap(q.question, gold_text) >= 0.3
-    if answer and f" {answer} " in f" {normal(document)} ":  # extractive: must still be there
+    if answer and f" {answer} " in f" {normalize(document)} ":  # extractive: must still be there
         return f" {answer} " in f" {kept} "
     if q.evidence:
         return _overlap(q.evidence, gold_text) >= 0.6

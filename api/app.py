@@ -18,7 +18,7 @@ from api.body_limits import BodyLimits, upload_cap
 from api.methods import HeadAsGet
 from api.openapi import describe_the_server
 from api.origins import WidgetCors
-from api.routes import adapters, ask, documents, health
+from api.routes import adapters, ask, calibration, documents, health
 from api.security import BearerAuth, RateLimiter, admin_token
 from api.service import Lectern
 from lectern import __version__
@@ -43,6 +43,10 @@ def _warm(service: Lectern) -> None:
         service.warm_up()
         service.warm_up_generator()
         log.info("models loaded; ready")
+        # A corpus never calibrated, or changed while the server was down, is fitted now
+        # in the background; searches use the settings meanwhile.
+        if service.calibrator.after_change():
+            log.info("calibrating retrieval for this corpus in the background")
     except Exception:  # /health keeps answering 503, and the log says why
         log.exception("warm-up failed")
 
@@ -78,7 +82,9 @@ def create_app(settings: Settings | None = None, service: Lectern | None = None)
     app.add_middleware(
         BodyLimits,
         auth=app.state.auth,
-        admin_routes=[*documents.admin_router.routes, *adapters.router.routes],
+        admin_routes=[
+            *documents.admin_router.routes, *adapters.router.routes, *calibration.router.routes
+        ],
         admin_max_bytes=upload_cap(settings),
         max_bytes=settings.api.max_body_kb * 1024,
     )
@@ -94,6 +100,7 @@ def create_app(settings: Settings | None = None, service: Lectern | None = None)
         app.include_router(module.router)
     app.include_router(documents.admin_router)
     app.include_router(adapters.router)
+    app.include_router(calibration.router)
     _mount_webui(app)
     return app
 

@@ -12,11 +12,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from api import cli_train_generator  # noqa: F401 - registers `lectern train generator`
+from api.cli_calibrate import calibrate_app
 from api.cli_train import train_app
 from lectern.errors import LecternError
 from lectern.settings import SHUTDOWN_CLOSE_S, Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from lectern.protocols import Reranker
+    from retriever.calibration import RetrievalCalibration
     from retriever.corpus import Corpus
 
 app = typer.Typer(
@@ -30,6 +35,7 @@ app.add_typer(documents_app, name="documents")
 eval_app = typer.Typer(no_args_is_help=True, help="Measure retrieval and answer quality.")
 app.add_typer(eval_app, name="eval")
 app.add_typer(train_app, name="train")
+app.add_typer(calibrate_app, name="calibrate")
 
 SAMPLE_CORPUS = Path(__file__).resolve().parent.parent / "samples" / "corpus"
 SAMPLE_QUERIES = [
@@ -85,7 +91,8 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help="files or folders")]
         f"{report.count(s)} {s}" for s in ("added", "updated", "unchanged", "duplicate", "failed")
     )
     c = service.counts()
-    typer.echo(f"{summary}; store: {c.documents} documents, {c.chunks} chunks")
+    cut = f"{report.truncated} chunks longer than the encoder reads"  # the chunker aims for 0
+    typer.echo(f"{summary}; {cut}; store: {c.documents} documents, {c.chunks} chunks")
     if report.failed:
         raise typer.Exit(1)
 
@@ -200,6 +207,21 @@ def eval_retrieval(
         typer.Option(help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv"),
     ] = None,
     split: Annotated[str, typer.Option(help="with --beir: the qrels split")] = "test",
+    domains: Annotated[
+        Path | None,
+        typer.Option(help="the training data folder (../shared/data): a table over the "
+                     "reranker's domains, held-out documents only; with --squad, a row for it"),
+    ] = None,
+    only: Annotated[
+        str | None, typer.Option(help="with --domains: comma-separated domains (default: all)")
+    ] = None,
+    long_titles: Annotated[
+        bool, typer.Option(help="with --domains: also each domain with ~40-token URL titles")
+    ] = False,
+    max_items: Annotated[
+        int, typer.Option(min=1, help="with --domains: a larger domain keeps its held-out "
+                          "documents and a seeded sample of the rest, up to N chunks")
+    ] = 4000,
     configs: Annotated[
         str | None,
         typer.Option(help="comma-separated: bm25, dense, hybrid, tuned, tuned-dense, each "
@@ -216,9 +238,14 @@ def eval_retrieval(
         int, typer.Option(min=1, max=1000, help="top chunks the reranker reorders")
     ] = 20,
     limit_queries: Annotated[
-        int | None, typer.Option(min=1, help="evaluate a seeded random sample of N queries")
+        int | None, typer.Option(min=1, help="evaluate a seeded random sample of N queries "
+                                 "(with --domains: per dataset, default 300)")
     ] = None,
     seed: Annotated[int, typer.Option(help="seed of the query sample")] = 0,
+    calibration_questions: Annotated[
+        int, typer.Option(min=10, help="with --domains: synthetic questions each corpus's "
+                          "calibration (the 'calibrated' configuration) is fitted on")
+    ] = 300,
     name: Annotated[
         str | None, typer.Option(help="output file stem (default: eval-squad / eval-beir-<dir>)")
     ] = None,
@@ -230,17 +257,21 @@ def eval_retrieval(
         Path | None, typer.Option(help="where <name>.json and .md go (default: bench/results)")
     ] = None,
 ) -> None:
-    """Recall@1/5/20, MRR@10, nDCG@10 and p50 latency of retriever configurations."""
+    """Recall@1/5/20, MRR@10, nDCG@10 (± SE) and p50 latency of retriever configurations."""
     import shlex
     import tempfile
 
-    from api.components import open_corpus
     from lectern.errors import ConfigError
     from lectern.reporting import RESULTS_DIR, environment, write_results
     from retriever.eval.datasets import load_beir, load_squad, sample_queries
-    from retriever.eval.harness import RetrievalEvaluation, default_configs, markdown
-    from retriever.eval.indexing import QueryMemo, plain, tuned_settings
+    from retriever.eval.harness import RetrievalEvaluation, default_configs, markdown, write_ranks
+    from retriever.eval.indexing import tuned_settings
 
+    if domains is not None:
+        _eval_domains(domains, only, long_titles, max_items, squad, removed, beir, configs,
+                      reranker, tuned_encoder, rerank_candidates, limit_queries, seed,
+                      calibration_questions, name, data_dir, out_dir)
+        return
     source = squad or beir
     if source is None or (squad and beir):
         raise ConfigError("give one of --squad FILE or --beir DIR")
@@ -260,12 +291,8 @@ def eval_retrieval(
     def log(message: str) -> None:
         typer.echo(message, err=True)
 
-    user = Settings()
-    # The user's model cache, not the data dir's: the encoder's ONNX export is made once.
-    models = user.models.model_copy(update={"cache_dir": user.model_cache_dir.resolve()})
     with tempfile.TemporaryDirectory(prefix="lectern-eval-") as tmp:
-        where = (data_dir or Path(tmp)).resolve()
-        settings = user.model_copy(update={"data_dir": where, "models": models})
+        settings = _eval_settings(data_dir or Path(tmp))
         rerank = None
         if reranker is not None and evaluation.needs_reranker:
             # Imported only here: loading a cross-encoder pulls in transformers.
@@ -273,18 +300,11 @@ def eval_retrieval(
 
             rerank = CrossEncoderReranker(Path(reranker))
             rerank.warm_up()
-        def corpus_for(s: Settings) -> Corpus:
-            # Each query is embedded once across the configurations that share an encoder.
-            from api.components import build_embedder, device_plan
-
-            embedder = QueryMemo(build_embedder(s, device_plan(s).device))
-            return open_corpus(plain(s), embedder=embedder)
-
-        base = corpus_for(settings)
+        base = _eval_corpus(settings)
         tuned = None
         try:
             if tuned_encoder is not None and evaluation.needs_tuned:
-                tuned = corpus_for(tuned_settings(settings, tuned_encoder))
+                tuned = _eval_corpus(tuned_settings(settings, tuned_encoder))
             result = evaluation.run(dataset, base, tuned, rerank, log)
         finally:
             for corpus in (base, tuned):
@@ -298,10 +318,126 @@ def eval_retrieval(
         "data_dir": str(data_dir) if data_dir else None,
     }
     result["environment"] = environment()
+    ranks = write_ranks((out_dir or RESULTS_DIR) / f"{stem}.ranks.jsonl", result.pop("per_query"))
     page = markdown(result)
     json_path, md_path = write_results(stem, result, page, out_dir or RESULTS_DIR)
     typer.echo(page)
-    typer.echo(f"\nwrote {json_path} and {md_path}")
+    typer.echo(f"\nwrote {json_path}, {md_path} and {ranks}")
+
+
+def _eval_settings(data_dir: Path) -> Settings:
+    user = Settings()
+    # The user's model cache, not the data dir's: the encoder's ONNX export is made once.
+    models = user.models.model_copy(update={"cache_dir": user.model_cache_dir.resolve()})
+    return user.model_copy(update={"data_dir": data_dir.resolve(), "models": models})
+
+
+def _eval_corpus(settings: Settings, reranker: Reranker | None = None) -> Corpus:
+    """A corpus to evaluate on; each query is embedded once across the configurations
+    sharing it. Without `reranker` it reranks nothing itself (the +rerank configurations
+    rerank); with one, it searches as it would serve (the calibrated configuration)."""
+    from api.components import build_embedder, device_plan, open_corpus
+    from retriever.eval.indexing import QueryMemo, plain
+
+    embedder = QueryMemo(build_embedder(settings, device_plan(settings).device))
+    if reranker is None:
+        return open_corpus(plain(settings), embedder=embedder)
+    return open_corpus(settings, embedder=embedder, reranker=reranker)
+
+
+def _domain_calibration(
+    questions: int, log: Callable[[str], None]
+) -> Callable[[Corpus], RetrievalCalibration]:
+    """Each corpus calibrated by itself, with one generator loaded for all of them."""
+    from api.calibration_runner import Calibrator
+    from api.components import device_plan
+    from model import generators
+
+    settings = Settings()
+    generator = generators.build(settings, device_plan(settings))
+    generator.warm_up()
+
+    def fit(corpus: Corpus) -> RetrievalCalibration:
+        c = corpus.settings.calibration.model_copy(update={"questions": questions})
+        own = corpus.settings.model_copy(update={"calibration": c})
+        return Calibrator(own, lambda: corpus, lambda: generator).fit(log)
+
+    return fit
+
+
+def _eval_domains(
+    data: Path, only: str | None, long_titles: bool, max_items: int, squad: Path | None,
+    removed: Path | None, beir: Path | None, configs: str | None, reranker: str | None,
+    tuned_encoder: str | None, rerank_candidates: int, limit: int | None, seed: int,
+    calibration_questions: int, name: str | None, data_dir: Path | None, out_dir: Path | None,
+) -> None:
+    """`lectern eval retrieval --domains`: one table, a row per domain (see cross_domain)."""
+    import shlex
+    import tempfile
+
+    from lectern.errors import ConfigError
+    from lectern.reporting import RESULTS_DIR, environment, write_results
+    from retriever.cross_encoder import SHIPPED_RERANKER, CrossEncoderReranker
+    from retriever.eval import cross_domain, domains
+    from retriever.eval.datasets import load_squad, sample_queries
+    from retriever.eval.harness import RetrievalEvaluation, write_ranks
+
+    if beir is not None or tuned_encoder is not None:
+        raise ConfigError("--domains goes with --squad only, not --beir or --tuned-encoder")
+    if removed is not None and squad is None:
+        raise ConfigError("--removed goes with --squad")
+    names = domains.parse_domains(only)
+
+    def log(message: str) -> None:
+        typer.echo(message, err=True)
+
+    evaluation = RetrievalEvaluation(
+        [c for c in configs.split(",") if c.strip()] if configs
+        else list(cross_domain.DEFAULT_CONFIGS),
+        rerank_candidates=rerank_candidates,
+    )
+    # The held-out documents are those of the reranker evaluated: the shipped one unless
+    # another is given.
+    folder = Path(reranker) if reranker else SHIPPED_RERANKER
+    share = domains.holdout_share(folder)
+    limit = limit or 300
+    sets = domains.load_domains(data, names, domains.training_split(folder), share,
+                                max_items=max_items, seed=seed)
+    sets = [sample_queries(d, limit, seed) for d in sets]
+    rerank = None
+    calibrated = any(s.served for s in evaluation.specs)
+    if evaluation.needs_reranker or calibrated:
+        rerank = CrossEncoderReranker(folder)
+        rerank.warm_up()
+    calibrate = _domain_calibration(calibration_questions, log) if calibrated else None
+    if long_titles:
+        count = domains.token_count(folder)
+        sets = [v for d in sets for v in (d, domains.with_long_titles(d, count))]
+    if squad is not None:
+        sets.append(sample_queries(load_squad(squad, removed), limit, seed))
+    stem = name or "eval-domains"
+
+    with tempfile.TemporaryDirectory(prefix="lectern-eval-") as tmp:
+        work = (data_dir or Path(tmp)).resolve()
+        result, rows = cross_domain.run_datasets(
+            sets, evaluation,
+            lambda where: _eval_corpus(_eval_settings(where), rerank if calibrated else None),
+            work, rerank, log, calibrate,
+        )
+    result["run"] = {
+        "command": shlex.join(["lectern", *sys.argv[1:]]),
+        "reranker": str(folder),
+        "reranker_info": getattr(rerank, "info", None),
+        "holdout_share": share,
+        "data_dir": str(data_dir) if data_dir else None,
+    }
+    result["environment"] = environment()
+    out = out_dir or RESULTS_DIR
+    ranks = write_ranks(out / f"{stem}.ranks.jsonl", rows)
+    page = cross_domain.markdown(result)
+    json_path, md_path = write_results(stem, result, page, out)
+    typer.echo(page)
+    typer.echo(f"\nwrote {json_path}, {md_path} and {ranks}")
 
 
 @eval_app.command("answers")

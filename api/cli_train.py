@@ -256,7 +256,7 @@ def train_reranker(
 
     from ingest.sqlite_store import SQLiteDocumentStore
     from model import prepare
-    from retriever.train.questions import load as load_questions
+    from retriever.questions import load as load_questions
     from retriever.train.reranker import train
     from retriever.train.reranker_corpus import CorpusQuestions
 

@@ -36,7 +36,7 @@ def _corpus(settings: Settings, questions: Path):  # noqa: ANN202 - qa_sources.S
 
     from ingest.sqlite_store import SQLiteDocumentStore
     from model.train.qa_sources import corpus_questions
-    from retriever.train.questions import load
+    from retriever.questions import load
 
     with closing(SQLiteDocumentStore(settings.store_path)) as store:
         return corpus_questions(load(questions), store.all_chunks())

@@ -16,6 +16,7 @@ STATUS: list[tuple[type[errors.LecternError], int]] = [
     (errors.UnauthorizedError, 401),
     (errors.DocumentNotFoundError, 404),
     (errors.AdapterNotFoundError, 404),
+    (errors.CalibrationRunningError, 409),
     (errors.FileTooLargeError, 413),
     (errors.RequestTooLargeError, 413),
     (errors.UnsupportedFileTypeError, 415),

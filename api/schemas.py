@@ -90,6 +90,10 @@ class UploadResultOut(BaseModel):
     status: Literal["added", "updated", "unchanged", "duplicate", "failed"]
     document_id: str | None
     chunks: int
+    truncated_chunks: int = Field(
+        0, description="chunks longer, under their heading, than the encoder reads: their "
+        "end is not embedded (the chunker aims for 0)"
+    )
     detail: str
 
 
@@ -113,6 +117,27 @@ class AdapterList(BaseModel):
         description="why the configured adapter is not serving (refused at start-up)"
     )
     adapters: list[AdapterOut]
+
+
+class RetrievalServed(BaseModel):
+    rrf_k: int
+    bm25_weight: float
+    dense_weight: float
+    rerank: bool
+    rerank_prior_weight: float | None = Field(
+        description="null: the weight recorded with the reranker"
+    )
+
+
+class CalibrationStatus(BaseModel):
+    running: bool = Field(description="a calibration is under way (the old settings serve)")
+    started: datetime | None = Field(description="when the one under way started")
+    due: bool = Field(description="enough of the corpus changed since the last fit to refit")
+    last_error: str | None = Field(description="why the last calibration failed, if it did")
+    serving: RetrievalServed = Field(description="the retrieval settings searches use")
+    calibration: dict[str, Any] | None = Field(
+        description="the record of the calibration serving (retriever.calibration); null: none"
+    )
 
 
 class UseAdapterRequest(BaseModel):

@@ -7,6 +7,7 @@ encoder, reranker and generator backend serve is decided in `api` and nowhere be
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from api.admission import Admission
+from api.calibration_runner import Calibrator
 from api.components import build_reranker, device_plan, open_corpus
 from api.upload_names import upload_path
 from ingest.gate import IngestGate
@@ -21,7 +23,7 @@ from ingest.orphans import remove_orphans
 from ingest.parse_worker import ParseWorkers
 from ingest.pipeline import FileResult, Ingestor, IngestReport, document_id
 from ingest.sqlite_store import SQLiteDocumentStore
-from lectern.errors import DocumentNotFoundError, NotReadyError
+from lectern.errors import CalibrationRunningError, DocumentNotFoundError, NotReadyError
 from lectern.files import atomic_write
 from lectern.protocols import DocumentStore, Embedder, Generator, Reranker
 from lectern.settings import Settings
@@ -97,6 +99,7 @@ class Lectern:
         self._ingests = IngestGate()  # closed by close(): in-flight ingests stop
         self._closed = False
         self.admission = Admission(settings.api.max_answers_in_flight)
+        self.calibrator = Calibrator(settings, self._warm_corpus, self._warm_generator)
 
     @property
     def corpus(self) -> Corpus:
@@ -129,6 +132,14 @@ class Lectern:
             reranker = build_reranker(self.settings) if self._reranker is None else self._reranker
             # Published only once it is ready to search.
             self._corpus = open_corpus(self.settings, self.store, self._embedder, reranker)
+
+    def _warm_corpus(self) -> Corpus:
+        self.warm_up()
+        return self.corpus
+
+    def _warm_generator(self) -> Generator:
+        self.warm_up_generator()
+        return self.generator
 
     def warm_up_generator(self) -> None:
         """Load the generator (converting a GGUF once if needed) with its adapter merged
@@ -215,6 +226,7 @@ class Lectern:
         if self._closed:
             return
         self._closed = True
+        self.calibrator.close(timeout_s)
         self.stop_ingests()
         if self._ingests.wait_idle(timeout_s):
             # An upload whose ingest just failed may not have removed its file yet.
@@ -333,7 +345,16 @@ class Lectern:
         return self.corpus.search(query, top_k, mode, rerank)
 
     def refresh(self) -> None:
+        """Bring the indexes in line with the store, then recalibrate in the background
+        if enough of the corpus changed (see api.calibration_runner)."""
         self.corpus.refresh()
+        self.calibrator.after_change()
+
+    def start_calibration(self) -> None:
+        """Calibrate retrieval in the background (CalibrationRunningError if one runs)."""
+        self.require_ready()
+        if not self.calibrator.start():
+            raise CalibrationRunningError("a retrieval calibration is already running")
 
     def switch_encoder(
         self,
@@ -341,9 +362,12 @@ class Lectern:
         ref: str | None = None,
         on_progress: Callable[[int, int], None] | None = None,
     ) -> int:
-        """Serve `embedder` from now on (see Corpus.switch_encoder)."""
+        """Serve `embedder` from now on (see Corpus.switch_encoder); a new encoder needs
+        its own calibration, fitted in the background."""
         self.warm_up()
-        return self.corpus.switch_encoder(embedder, ref, on_progress)
+        done = self.corpus.switch_encoder(embedder, ref, on_progress)
+        self.calibrator.after_change()
+        return done
 
     def counts(self) -> Counts:
         if self._corpus is None:
@@ -426,14 +450,13 @@ class Lectern:
             self.refresh()
         # A parser's error may quote the path it was given.
         detail = result.detail.replace(str(path.resolve()), shown).replace(str(path), shown)
-        return FileResult(
-            shown, result.status, result.document_id, result.chunks, result.pages, detail
-        )
+        return dataclasses.replace(result, path=shown, detail=detail)
 
     def delete(self, key: str) -> DocumentInfo:
         self.warm_up()
         info = self.resolve_document(key)
         self.corpus.delete(info.id)
+        self.calibrator.after_change()
         source = Path(info.source)
         root = self.settings.upload_dir.resolve()
         if source.is_relative_to(root):

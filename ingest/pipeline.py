@@ -40,6 +40,9 @@ class FileResult:
     chunks: int = 0
     pages: int = 0
     detail: str = ""
+    # Chunks longer, under their heading, than the encoder reads: their end is not
+    # embedded (BM25 and the answer still see it). The chunker aims for none.
+    truncated: int = 0
 
 
 @dataclass(slots=True)
@@ -56,6 +59,11 @@ class IngestReport:
     @property
     def failed(self) -> list[FileResult]:
         return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def truncated(self) -> int:
+        """Chunks stored by this ingest that the encoder read only in part."""
+        return sum(r.truncated for r in self.results)
 
 
 def document_id(source: str) -> str:
@@ -112,13 +120,35 @@ class Ingestor:
     @property
     def chunker(self) -> Chunker:
         if self._chunker is None:
+            window, special = self._window()
             self._chunker = Chunker(
                 self.embedder.count_tokens,
                 self.settings.chunk_tokens,
                 self.settings.chunk_overlap,
                 self.settings.min_section_tokens,
+                max_tokens=window,
+                special_tokens=special,
             )
         return self._chunker
+
+    def _window(self) -> tuple[int | None, int]:
+        """(tokens the encoder reads of a passage, how many of them are not its text).
+
+        The Embedder protocol does not ask an encoder for its window; one that tells
+        (SentenceTransformerEmbedder) bounds the chunks. (None, 0): no bound.
+        """
+        window = getattr(self.embedder, "max_tokens", None)
+        if window is None:
+            return None, 0
+        return int(window), int(getattr(self.embedder, "passage_overhead", 0))
+
+    def truncated(self, chunks: list[Chunk]) -> int:
+        """How many of `chunks` the encoder reads only in part (0 when it has no window)."""
+        window, special = self._window()
+        if window is None:
+            return 0
+        count = self.embedder.count_tokens
+        return sum(special + count(c.model_text) > window for c in chunks)
 
     def ingest_paths(
         self, paths: Iterable[Path], on_file: Callable[[FileResult], None] | None = None
@@ -205,7 +235,7 @@ class Ingestor:
         size: int,
     ) -> FileResult:
         doc_id = document_id(source)
-        pieces: list[Piece] = self.chunker.split(blocks)
+        pieces: list[Piece] = self.chunker.split(blocks, title)
         chunks = [
             Chunk(
                 id=-1,
@@ -219,7 +249,7 @@ class Ingestor:
             )
             for i, p in enumerate(pieces)
         ]
-        vectors = self._embed(shown, [c.context_text for c in chunks])
+        vectors = self._embed(shown, [c.model_text for c in chunks])
         self.gate.check(shown)  # the last point to stop: the store's write is all or nothing
         existed = self.store.get_document(doc_id) is not None
         info = DocumentInfo(
@@ -234,7 +264,10 @@ class Ingestor:
         )
         self.store.upsert_document(info, chunks, vectors, self.embedder.fingerprint)
         pages = len({b.page for b in blocks if b.page is not None})
-        return FileResult(shown, "updated" if existed else "added", doc_id, len(chunks), pages)
+        return FileResult(
+            shown, "updated" if existed else "added", doc_id, len(chunks), pages,
+            truncated=self.truncated(chunks),
+        )
 
     def _embed(self, shown: str, texts: list[str]) -> np.ndarray:
         if len(texts) <= EMBED_SLICE:

@@ -72,6 +72,10 @@ class AdapterMismatchError(InvalidRequestError):
         super().__init__(f"adapter {adapter} does not fit the base model {base}: {reason}")
 
 
+class CalibrationRunningError(LecternError):
+    """A calibration was asked for while another one runs."""
+
+
 class AdapterNotFoundError(LecternError):
     def __init__(self, name: str, known: list[str]) -> None:
         self.name = name

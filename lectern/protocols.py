@@ -49,8 +49,19 @@ class Retriever(Protocol):
 @runtime_checkable
 class Reranker(Protocol):
     def rerank(
-        self, query: str, chunks: Sequence[ScoredChunk], top_k: int
-    ) -> list[ScoredChunk]: ...
+        self,
+        query: str,
+        chunks: Sequence[ScoredChunk],
+        top_k: int,
+        *,
+        prior_weight: float | None = None,
+    ) -> list[ScoredChunk]:
+        """The best `top_k` of `chunks` for `query`, best first.
+
+        prior_weight: how much the incoming order counts beside the reranker's own score
+        (a corpus's calibration sets it); None: the reranker's default.
+        """
+        ...
 
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": ...}

@@ -110,12 +110,35 @@ class RetrievalSettings(BaseModel):
     rerank_candidates: int = Field(
         20, ge=1, le=200, description="fused candidates the reranker scores per query"
     )
+    rerank_prior_weight: float | None = Field(
+        None, ge=0, le=10,
+        description="weight of the incoming rank beside the reranker's score; None: the "
+        "corpus's calibration, else the weight recorded with the reranker",
+    )
 
     @model_validator(mode="after")
     def _some_weight(self) -> RetrievalSettings:
         if self.bm25_weight == 0 and self.dense_weight == 0:
             raise ValueError("bm25_weight and dense_weight cannot both be 0")
         return self
+
+
+class CalibrationSettings(BaseModel):
+    """`lectern calibrate retrieval`, and the one that runs by itself after ingests."""
+
+    questions: int = Field(300, ge=10, le=5000, description="synthetic questions to fit on")
+    max_minutes: float = Field(
+        10.0, gt=0, le=240, description="time for writing the questions; fewer if it runs out"
+    )
+    seed: int = 0
+    auto_share: float = Field(
+        0.2, ge=0, le=1,
+        description="recalibrate in the background once this share of the chunks changed "
+        "since the last fit (0: never by itself)",
+    )
+    min_chunks: int = Field(
+        50, ge=1, description="a corpus smaller than this is not calibrated by itself"
+    )
 
 
 class ModelSettings(BaseModel):
@@ -312,6 +335,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     ingest: IngestSettings = IngestSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
+    calibration: CalibrationSettings = CalibrationSettings()
     models: ModelSettings = ModelSettings()
     generation: GenerationSettings = GenerationSettings()
     api: ApiSettings = ApiSettings()

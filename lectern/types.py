@@ -6,6 +6,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from lectern.headings import model_heading
+
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
@@ -22,17 +24,32 @@ class Chunk:
 
     @property
     def context_text(self) -> str:
-        """The text retrievers index: the passage prefixed by its title and section.
+        """The text BM25 indexes: the passage prefixed by its title and section path.
 
         A chunk deep inside a section rarely repeats the heading that gives it meaning
-        ("International: EUR 18,000" under "MSc Data Science > Fees"), so both the
-        embedding and BM25 see the heading path too.
+        ("International: EUR 18,000" under "MSc Data Science > Fees"), so BM25 sees the
+        whole heading path too; the models read a bounded one (model_text).
         """
         head = (
             self.title
             if not self.section or self.section == self.title
             else (f"{self.title} > {self.section}")
         )
+        return f"{head}\n{self.text}" if head else self.text
+
+    @property
+    def model_heading(self) -> str:
+        """The heading the encoder and the reranker read: title and section, bounded.
+
+        Their inputs have a fixed number of tokens; a URL title or a deep section path
+        would take them from the passage (see lectern.headings).
+        """
+        return model_heading(self.title, self.section)
+
+    @property
+    def model_text(self) -> str:
+        """The text the encoder embeds: the passage prefixed by its bounded heading."""
+        head = self.model_heading
         return f"{head}\n{self.text}" if head else self.text
 
 

@@ -17,11 +17,12 @@ from typing import Literal
 
 from lectern.errors import NotReadyError
 from lectern.protocols import DocumentStore, Embedder, Reranker, Retriever
-from lectern.settings import Settings
+from lectern.settings import RetrievalSettings, Settings
 from lectern.timing import elapsed_ms
 from lectern.types import ScoredChunk, SearchFilter
-from retriever import fusion, reindex
+from retriever import calibration, fusion, reindex
 from retriever.bm25 import BM25Retriever
+from retriever.calibration import RetrievalCalibration
 from retriever.dense import DenseRetriever
 from retriever.faiss_index import FaissIndex
 from retriever.hybrid import HybridRetriever
@@ -31,14 +32,21 @@ MODES: tuple[Mode, ...] = ("hybrid", "dense", "bm25")
 
 
 def rerank_top(
-    reranker: Reranker, query: str, hits: Sequence[ScoredChunk], candidates: int, top_k: int
+    reranker: Reranker,
+    query: str,
+    hits: Sequence[ScoredChunk],
+    candidates: int,
+    top_k: int,
+    prior_weight: float | None = None,
 ) -> list[ScoredChunk]:
     """The first `candidates` hits in the reranker's order, the rest after them as they were.
 
     Beyond the candidates the first stage's order stands, so Recall@k past them stays
     comparable with the ranking that was not reranked.
     """
-    best = reranker.rerank(query, hits[:candidates], min(top_k, candidates))
+    best = reranker.rerank(
+        query, hits[:candidates], min(top_k, candidates), prior_weight=prior_weight
+    )
     return [*best, *hits[candidates:]][:top_k]
 
 
@@ -59,6 +67,10 @@ class _Serving:
     index: FaissIndex
     retrievers: dict[Mode, Retriever]
     fusion: dict[str, float]
+    # The retrieval settings searches follow: the operator's, with the corpus's
+    # calibration (or a tuned encoder's fusion) for what the operator left unset.
+    retrieval: RetrievalSettings
+    calibration: RetrievalCalibration | None
 
 
 class Corpus:
@@ -106,6 +118,30 @@ class Corpus:
         return self._state().fusion
 
     @property
+    def retrieval(self) -> RetrievalSettings:
+        """The retrieval settings as served: the operator's, then the calibration's."""
+        return self._state().retrieval
+
+    @property
+    def calibration(self) -> RetrievalCalibration | None:
+        """The corpus's calibration being served, if any."""
+        return self._state().calibration
+
+    def use_calibration(self, record: RetrievalCalibration) -> None:
+        """Serve `record`'s choice from the next search on (no restart).
+
+        A record fitted with another encoder is refused and the current settings stay.
+        """
+        with self._write_lock:
+            serving = self._state()
+            if record.encoder != serving.embedder.fingerprint:
+                raise ValueError(
+                    f"calibration fitted with encoder {record.encoder}, not the one serving "
+                    f"({serving.embedder.fingerprint})"
+                )
+            self._serving = self._serving_for(serving.embedder, serving.index, record)
+
+    @property
     def ready(self) -> bool:
         return self._serving is not None
 
@@ -151,11 +187,17 @@ class Corpus:
             self._refresh(serving)
         self._serving = serving  # published last: `ready` means searchable
 
-    def _serving_for(self, embedder: Embedder, index: FaissIndex) -> _Serving:
+    def _serving_for(
+        self, embedder: Embedder, index: FaissIndex, record: RetrievalCalibration | None = None
+    ) -> _Serving:
         bm25 = self.bm25
         dense = DenseRetriever(embedder, index, self.store)
-        # A tuned encoder carries the fusion fitted for it; a fake embedder has no folder.
-        r = fusion.for_encoder(self.settings.retrieval, getattr(embedder, "folder", None))
+        record = record or calibration.load(self.settings, embedder.fingerprint)
+        if record is not None:
+            r = calibration.applied(self.settings.retrieval, record.chosen)
+        else:
+            # A tuned encoder carries the fusion fitted for it; a fake embedder has no folder.
+            r = fusion.for_encoder(self.settings.retrieval, getattr(embedder, "folder", None))
         hybrid = HybridRetriever(
             [(bm25, r.bm25_weight), (dense, r.dense_weight)],
             rrf_k=r.rrf_k,
@@ -166,6 +208,8 @@ class Corpus:
             index,
             {"dense": dense, "bm25": bm25, "hybrid": hybrid},
             {name: getattr(r, name) for name in fusion.FIELDS},
+            r,
+            record,
         )
 
     def refresh(self) -> None:
@@ -177,8 +221,10 @@ class Corpus:
         """refresh() for `serving`, with the write lock held."""
         embedder, index = serving.embedder, serving.index
         missing = self.store.ids_without_vectors(embedder.fingerprint)
-        if len(missing):  # chunks written by another encoder: embed them for this one
-            texts = [c.context_text for c in self.store.get_chunks(missing.tolist())]
+        # Chunks written by another encoder, or embedded from another passage text (see
+        # embedder.PASSAGE_FORMAT): embed them for this one.
+        if len(missing):
+            texts = [c.model_text for c in self.store.get_chunks(missing.tolist())]
             self.store.add_vectors(missing, embedder.embed_passages(texts), embedder.fingerprint)
         added, removed = index.sync(self.store)
         folder = self._index_dir(embedder)
@@ -263,14 +309,16 @@ class Corpus:
         candidates: how many fused hits the reranker scores (default: the retrieval setting).
         """
         retriever = self.retriever(mode)
-        k = top_k or self.settings.retrieval.top_k
-        use = self.settings.retrieval.rerank if rerank is None else rerank
+        served = self._state().retrieval
+        k = top_k or served.top_k
+        use = served.rerank if rerank is None else rerank
         if not use or self._reranker is None:
             return retriever.retrieve(query, k, filters), 0.0
-        n = candidates or self.settings.retrieval.rerank_candidates
+        n = candidates or served.rerank_candidates
         hits = retriever.retrieve(query, max(k, n), filters)
         start = time.perf_counter()
-        return rerank_top(self._reranker, query, hits, n, k), elapsed_ms(start)
+        ranked = rerank_top(self._reranker, query, hits, n, k, served.rerank_prior_weight)
+        return ranked, elapsed_ms(start)
 
     def counts(self) -> Counts:
         return Counts(

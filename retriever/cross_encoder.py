@@ -4,8 +4,8 @@ A cross-encoder reads the question and a passage together, so it sees which sent
 answers the question, which neither BM25 nor a bi-encoder can. It is also the most
 expensive stage: on two CPU cores a 6-layer MiniLM needs about a second for 20 chunks
 of 200 tokens. The trained model is therefore shallow (3 layers by default), reads a
-short input (question plus the passage's heading and the sentences around the one
-sharing most words with the question, 64 tokens in all) and runs as int8 ONNX.
+short input (question plus the passage's bounded heading and the sentences around the
+one sharing most words with the question, 64 tokens in all) and runs as int8 ONNX.
 """
 
 from __future__ import annotations
@@ -44,13 +44,15 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 TORCH_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 DEFAULT_MAX_LENGTH = 256  # for a model whose record does not say what it was trained on
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
+# The heading reads at most max_length // HEADING_SHARE tokens of the model's window (16
+# of 64): even a heading that is still long after lectern.headings shortened it (a title
+# of long words) leaves the passage the rest.
+HEADING_SHARE = 4
 
 
 def head_and_body(chunk: Chunk) -> tuple[str, str]:
-    """chunk.context_text as (heading line, passage text); the heading may be empty."""
-    full = chunk.context_text
-    head = full[: len(full) - len(chunk.text)].rstrip("\n")
-    return head, chunk.text
+    """(the heading the models read, the passage text); the heading may be empty."""
+    return chunk.model_heading, chunk.text
 
 
 class QueryFocus:
@@ -81,7 +83,7 @@ class QueryFocus:
         token_starts[i]: where each token of "head\nbody" (or body) starts, in characters;
         one tokenizer pass gives the size of every sentence.
         """
-        texts = [f"{h}\n{b}" if h else b for h, b in passages]
+        texts = [_joined(h, b) for h, b in passages]
         long = [i for i, starts in enumerate(token_starts) if len(starts) > budget]
         if not long:
             return texts
@@ -118,12 +120,11 @@ class QueryFocus:
                 lo -= 1
                 used += sizes[lo]
                 grown = True
-        body = " ".join(sentences[lo : hi + 1])
-        return f"{head}\n{body}" if head else body
+        return _joined(head, " ".join(sentences[lo : hi + 1]))
 
 
 class CrossEncoderReranker:
-    """Scores (query, chunk.context_text) pairs and keeps the best `top_k`, best first.
+    """Scores (query, heading + passage) pairs and keeps the best `top_k`, best first.
 
     Cheap to construct; `warm_up()` loads the tokenizer and the model (idempotent).
     Scores are the model's logits: higher is more relevant, not a probability.
@@ -225,6 +226,10 @@ class CrossEncoderReranker:
             out[idx] = self._logits(enc)
         return out
 
+    def score_chunks(self, query: str, chunks: Sequence[Chunk]) -> np.ndarray:
+        """One logit per chunk, as rerank() reads them (a calibration scores with this)."""
+        return self.score(query, [head_and_body(c) for c in chunks])
+
     def _logits(self, enc: Any) -> np.ndarray:
         if self._session is not None:
             names = [i.name for i in self._session.get_inputs()]
@@ -236,13 +241,20 @@ class CrossEncoderReranker:
             feeds = {k: torch.from_numpy(v) for k, v in enc.items() if k in _INPUTS}
             return self._model(feeds)["scores"].float().reshape(-1).numpy()
 
-    def rerank(self, query: str, chunks: Sequence[ScoredChunk], top_k: int) -> list[ScoredChunk]:
+    def rerank(
+        self,
+        query: str,
+        chunks: Sequence[ScoredChunk],
+        top_k: int,
+        *,
+        prior_weight: float | None = None,
+    ) -> list[ScoredChunk]:
         if top_k < 1 or not chunks:
             return []
         if self._tokenizer is None:
             raise NotReadyError("reranker used before warm_up()")
-        scores = fuse(self.score(query, [head_and_body(hit.chunk) for hit in chunks]),
-                      self.prior_weight)
+        weight = self.prior_weight if prior_weight is None else prior_weight
+        scores = fuse(self.score_chunks(query, [hit.chunk for hit in chunks]), weight)
         # Ties keep the incoming (fused) order.
         order = sorted(range(len(chunks)), key=lambda i: (-float(scores[i]), i))
         return [ScoredChunk(chunks[i].chunk, float(scores[i])) for i in order[:top_k]]
@@ -282,20 +294,50 @@ def model_inputs(
 ) -> list[str]:
     """(heading, text) passages as the model reads them next to `query`.
 
-    Training and serving both build their inputs here, so the model is trained on
-    exactly what it will be shown.
+    Each heading keeps at most max_length // HEADING_SHARE tokens; with a focus, a long
+    passage is cut to the rest of the room around its best sentence. Training and
+    serving both build their inputs here, so the model is trained on exactly what it
+    will be shown.
     """
-    if focus is None:
-        return [f"{h}\n{b}" if h else b for h, b in passages]
-
-    texts = [f"{h}\n{b}" if h else b for h, b in passages]
+    texts = [_joined(h, b) for h, b in passages]
     offsets = tokenizer(
         [query, *texts], add_special_tokens=False, return_offsets_mapping=True, verbose=False
     )["offset_mapping"]
     starts = [[a for a, _ in row] for row in offsets]
+    passages, token_starts = bound_headings(passages, starts[1:], max_length // HEADING_SHARE)
+    if focus is None:
+        return [_joined(h, b) for h, b in passages]
     # [CLS] query [SEP] passage [SEP]; a long query keeps at most half of the room.
     budget = max(max_length - min(len(starts[0]), max_length // 2) - 3, 8)
-    return focus.apply(query, passages, budget, starts[1:])
+    return focus.apply(query, passages, budget, token_starts)
+
+
+def _joined(head: str, body: str) -> str:
+    return f"{head}\n{body}" if head else body
+
+
+def bound_headings(
+    passages: Sequence[tuple[str, str]], token_starts: Sequence[Sequence[int]], limit: int
+) -> tuple[list[tuple[str, str]], list[list[int]]]:
+    """Each heading cut to its first `limit` tokens, and where the tokens of the new text start.
+
+    token_starts[i]: where each token of "head\nbody" (or body) starts, in characters. A
+    heading is cut where its token number `limit` starts, so the tokens kept are the
+    ones counted; the body's tokens move left by what was cut.
+    """
+    out_passages: list[tuple[str, str]] = []
+    out_starts: list[list[int]] = []
+    for (head, body), starts in zip(passages, token_starts, strict=True):
+        starts = list(starts)
+        in_head = bisect.bisect_left(starts, len(head)) if head else 0
+        if in_head > limit:
+            cut = head[: starts[limit]].rstrip()
+            shift = len(head) - len(cut) + (0 if cut else 1)  # no heading: no newline either
+            starts = (starts[:limit] if cut else []) + [a - shift for a in starts[in_head:]]
+            head = cut
+        out_passages.append((head, body))
+        out_starts.append(starts)
+    return out_passages, out_starts
 
 
 def has_torch_weights(model_dir: Path) -> bool:

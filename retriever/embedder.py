@@ -18,6 +18,16 @@ from retriever import onnx_encoder
 from retriever.onnx_encoder import OnnxEncoder
 
 log = logging.getLogger(__name__)
+# What ingestion and re-indexing embed: Chunk.model_text (the passage under its bounded
+# heading; "h1" was the whole heading path). The format is part of the fingerprint the
+# store keys vectors by, so a store holding vectors of another text finds them missing
+# and re-embeds its chunks on the next start (Corpus.refresh).
+PASSAGE_FORMAT = "h2"
+
+
+def passage_fingerprint(weights: str) -> str:
+    """The fingerprint of vectors that encoder `weights` made of today's passage text."""
+    return f"{weights}+passages:{PASSAGE_FORMAT}"
 
 
 class SentenceTransformerEmbedder:
@@ -109,16 +119,29 @@ class SentenceTransformerEmbedder:
 
     @property
     def fingerprint(self) -> str:
-        return self._fingerprint
+        """The weights' fingerprint with the passage format (see passage_fingerprint)."""
+        return passage_fingerprint(self._fingerprint)
 
     @property
     def max_tokens(self) -> int:
+        """Tokens the encoder reads of a text, its special tokens included; it cuts the rest."""
         return int(self.model.max_seq_length)
 
+    @property
+    def passage_overhead(self) -> int:
+        """Tokens of max_tokens every passage spends besides its own: special tokens, prefix."""
+        return self._count(self.passage_prefix, special=True)
+
     def count_tokens(self, text: str) -> int:
+        return self._count(text, special=False)
+
+    def _count(self, text: str, special: bool) -> int:
         if self._tokenizers is None:
             raise NotReadyError("embedder used before warm_up()")
-        return len(self._tokenizers.get()(text, add_special_tokens=False)["input_ids"])
+        # verbose=False: counting a text longer than the model reads is no error, so no
+        # "sequence length is longer than the specified maximum" warning.
+        ids = self._tokenizers.get()(text, add_special_tokens=special, verbose=False)
+        return len(ids["input_ids"])
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:

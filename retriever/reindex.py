@@ -99,7 +99,7 @@ def embed_missing(
         ids = missing[start : start + batch_size]
         # A chunk deleted meanwhile is left out here; its vector would cascade away anyway.
         chunks = store.get_chunks(ids.tolist())
-        vectors = embedder.embed_passages([c.context_text for c in chunks])
+        vectors = embedder.embed_passages([c.model_text for c in chunks])
         store.add_vectors([c.id for c in chunks], vectors, embedder.fingerprint)
         if on_progress is not None:
             on_progress(min(start + batch_size, len(missing)), len(missing))

@@ -11,6 +11,9 @@ import pytest
 os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("SCARF_NO_ANALYTICS", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
+# A calibration in the background would call the generator behind a test's back; the
+# tests of it switch it on themselves.
+os.environ.setdefault("LECTERN_CALIBRATION__AUTO_SHARE", "0")
 
 from lectern.settings import IngestSettings, Settings
 from tests.fakes import HashEmbedder

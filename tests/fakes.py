@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lectern.text import words
-from lectern.types import ScoredChunk
+from lectern.types import Chunk, ScoredChunk
 
 if TYPE_CHECKING:
     from lectern.settings import Settings
@@ -68,6 +68,16 @@ class HashEmbedder:
         return self._vector(text)
 
 
+class WindowedEmbedder(HashEmbedder):
+    """A HashEmbedder that, like the real encoder, reads at most `max_tokens` tokens (words),
+    `passage_overhead` of them spent on special tokens."""
+
+    def __init__(self, max_tokens: int, passage_overhead: int = 2, dimension: int = 64) -> None:
+        super().__init__(dimension, fingerprint=f"hash-window-{max_tokens}")
+        self.max_tokens = max_tokens
+        self.passage_overhead = passage_overhead
+
+
 class EchoGenerator:
     """Replies with a fixed text, or else the last line of the last message.
 
@@ -106,6 +116,7 @@ class OverlapReranker:
 
     def __init__(self) -> None:
         self.candidates: list[int] = []  # how many chunks each call scored
+        self.prior_weights: list[float | None] = []  # what each call was given
 
     @property
     def calls(self) -> int:
@@ -114,20 +125,29 @@ class OverlapReranker:
     def warm_up(self) -> None:
         pass
 
-    def rerank(self, query: str, chunks: Sequence[ScoredChunk], top_k: int) -> list[ScoredChunk]:
+    def rerank(
+        self,
+        query: str,
+        chunks: Sequence[ScoredChunk],
+        top_k: int,
+        *,
+        prior_weight: float | None = None,
+    ) -> list[ScoredChunk]:
         self.candidates.append(len(chunks))
+        self.prior_weights.append(prior_weight)
         if top_k < 1 or not chunks:
             return []
-        wanted = set(words(query))
-        scored = [
-            ScoredChunk(
-                hit.chunk,
-                len(wanted & set(words(hit.chunk.context_text))) / max(len(wanted), 1),
-            )
-            for hit in chunks
-        ]
+        shares = self.score_chunks(query, [hit.chunk for hit in chunks])
+        scored = [ScoredChunk(hit.chunk, float(s)) for hit, s in zip(chunks, shares, strict=True)]
         scored.sort(key=lambda h: (-h.score, h.chunk.id))
         return scored[:top_k]
+
+    def score_chunks(self, query: str, chunks: Sequence[Chunk]) -> np.ndarray:
+        wanted = set(words(query))
+        return np.array(
+            [len(wanted & set(words(c.context_text))) / max(len(wanted), 1) for c in chunks],
+            dtype=np.float32,
+        )
 
 
 class AdapterGenerator(EchoGenerator):

@@ -89,6 +89,7 @@ def upload(
             status=r.status,
             document_id=r.document_id,
             chunks=r.chunks,
+            truncated_chunks=r.truncated,
             detail=r.detail,
         )
         for r in results

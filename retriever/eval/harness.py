@@ -2,16 +2,20 @@
 
 Indexes an evaluation set through the normal ingest path (`Ingestor.ingest_text`, the
 same chunking and embedding as any document), runs every retriever configuration over
-its queries and reports Recall@k, MRR@k, nDCG@k and query latency side by side. The
-caller writes the result dict and its markdown (see `lectern.reporting.write_results`).
+its queries and reports Recall@k, MRR@k, nDCG@k (each with its standard error) and query
+latency side by side. The caller writes the result dict and its markdown (see
+`lectern.reporting.write_results`); the result's "per_query" rows (each query's rank of
+its first relevant item per configuration) go to a JSONL file of their own (write_ranks).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lectern.errors import ConfigError
@@ -19,9 +23,15 @@ from lectern.protocols import Reranker
 from lectern.reporting import CpuMonitor, latency_ms, table
 from lectern.types import ScoredChunk
 from retriever.corpus import Corpus, Mode, rerank_top
-from retriever.eval.datasets import Dataset, DatasetError
+from retriever.eval.datasets import Dataset, DatasetError, Query
 from retriever.eval.indexing import Log, QueryMemo, index_dataset, quiet
-from retriever.eval.metrics import mean_scores, ranked_items, score_ranking
+from retriever.eval.metrics import (
+    first_relevant_rank,
+    mean_scores,
+    mean_se_scores,
+    ranked_items,
+    score_ranking,
+)
 
 # name -> (which encoder's index, search mode); "+rerank" may follow any of them.
 RETRIEVALS: dict[str, tuple[str, Mode]] = {
@@ -32,6 +42,10 @@ RETRIEVALS: dict[str, tuple[str, Mode]] = {
     "tuned": ("tuned", "hybrid"),
 }
 RERANK = "+rerank"
+# The corpus searched exactly as it serves: its calibration (retriever.calibration)
+# chooses the fusion and whether and how to rerank. Run it after the corpus is calibrated
+# and after the fixed configurations, which a calibration would otherwise change.
+CALIBRATED = "calibrated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,15 +54,19 @@ class ConfigSpec:
     encoder: str  # "base" or "tuned"
     mode: Mode
     rerank: bool
+    served: bool = False  # the corpus's own search (CALIBRATED): its settings decide
 
 
 def parse_configs(names: Sequence[str]) -> list[ConfigSpec]:
     specs = []
     for raw in names:
         name = raw.strip()
+        if name == CALIBRATED:
+            specs.append(ConfigSpec(name, "base", "hybrid", False, served=True))
+            continue
         base = name.removesuffix(RERANK)
         if base not in RETRIEVALS:
-            known = ", ".join([*RETRIEVALS, *(f"{r}{RERANK}" for r in RETRIEVALS)])
+            known = ", ".join([*RETRIEVALS, *(f"{r}{RERANK}" for r in RETRIEVALS), CALIBRATED])
             raise ConfigError(f"unknown configuration {raw!r}; known: {known}")
         encoder, mode = RETRIEVALS[base]
         specs.append(ConfigSpec(name, encoder, mode, name.endswith(RERANK)))
@@ -104,6 +122,22 @@ class RetrievalEvaluation:
         self.depth = depth
         self.warmup = warmup
 
+    def _with(self, names: Sequence[str]) -> RetrievalEvaluation | None:
+        if not names:
+            return None
+        return RetrievalEvaluation(
+            names, rerank_candidates=self.rerank_candidates, recall_ks=self.recall_ks,
+            cutoff=self.cutoff, depth=self.depth, warmup=self.warmup,
+        )
+
+    def only(self, *names: str) -> RetrievalEvaluation | None:
+        """The same evaluation of just these configurations (None: none of them)."""
+        return self._with([s.name for s in self.specs if s.name in names])
+
+    def without(self, *names: str) -> RetrievalEvaluation | None:
+        """The same evaluation of the other configurations (None: no other)."""
+        return self._with([s.name for s in self.specs if s.name not in names])
+
     @property
     def needs_tuned(self) -> bool:
         return any(s.encoder == "tuned" for s in self.specs)
@@ -133,6 +167,10 @@ class RetrievalEvaluation:
         memo = corpus.embedder if isinstance(corpus.embedder, QueryMemo) else None
         replayed = memo.replayed if memo else 0.0
         start = time.perf_counter()
+        if spec.served:
+            hits = corpus.search(text, depth, spec.mode)
+            seconds = time.perf_counter() - start
+            return hits, seconds + ((memo.replayed - replayed) if memo else 0.0)
         hits = corpus.search(text, depth, spec.mode, rerank=False)  # reranked below, once
         if spec.rerank and reranker is not None:
             hits = rerank_top(reranker, text, hits, self.rerank_candidates, depth)
@@ -168,6 +206,8 @@ class RetrievalEvaluation:
                 self._search(spec, corpora[spec.encoder], reranker, q.text, depth)
 
         scores: dict[str, list[dict[str, float]]] = {s.name: [] for s in self.specs}
+        rows: list[dict[str, Any]] = []
+        gain = f"ndcg@{self.cutoff}"
         seconds: dict[str, list[float]] = {s.name: [] for s in self.specs}
         short: Counter[str] = Counter()
         full = min(self.max_k, len(dataset.items))
@@ -177,16 +217,22 @@ class RetrievalEvaluation:
             # Rotate which configuration goes first, so a change in machine load over the
             # run falls on all of them alike.
             shift = n % len(self.specs)
+            found: dict[str, tuple[int | None, str | None, float]] = {}
             for spec in self.specs[shift:] + self.specs[:shift]:
                 hits, secs = self._search(
                     spec, corpora[spec.encoder], reranker, query.text, depth
                 )
-                ranked = ranked_items(hits, lambda h: dataset.item_id(h.chunk.source))
-                ranked = ranked[: self.max_k]
+                items = ranked_items(hits, lambda h: dataset.item_id(h.chunk.source))
+                ranked = items[: self.max_k]
                 qrels = reports[spec.encoder].qrels(query)
-                scores[spec.name].append(score_ranking(ranked, qrels, self.recall_ks, self.cutoff))
+                scored = score_ranking(ranked, qrels, self.recall_ks, self.cutoff)
+                scores[spec.name].append(scored)
                 seconds[spec.name].append(secs)
                 short[spec.name] += len(ranked) < full
+                found[spec.name] = (
+                    first_relevant_rank(items, qrels), items[0] if items else None, scored[gain]
+                )
+            rows.append(self._row(query, reports["base"].qrels(query), found, gain))
             if (n + 1) % 1000 == 0:
                 log(f"  {n + 1}/{len(dataset.queries)} queries "
                     f"({time.perf_counter() - start:.0f} s)")
@@ -198,6 +244,8 @@ class RetrievalEvaluation:
                 "mode": s.mode,
                 "rerank": s.rerank,
                 **{k: round(v, 4) for k, v in mean_scores(scores[s.name]).items()},
+                "se": {k: None if v is None else round(v, 4)
+                       for k, v in mean_se_scores(scores[s.name]).items()},
                 "latency": latency_ms(seconds[s.name]),
                 "queries_with_fewer_items_than_max_k": short[s.name],
             }
@@ -221,11 +269,46 @@ class RetrievalEvaluation:
             "encoders": {key: s.embedder.fingerprint for key, s in corpora.items()},
             "fusion": {key: s.fusion for key, s in corpora.items()},
             "settings": base.settings.model_dump(mode="json"),
+            "per_query": rows,
         }
+
+    def _row(
+        self,
+        query: Query,
+        qrels: dict[str, float],
+        found: dict[str, tuple[int | None, str | None, float]],
+        gain: str,
+    ) -> dict[str, Any]:
+        """One query's JSONL row: per configuration (in the order given, whichever ran
+        first), the rank of its first relevant item (None: not among the chunks
+        searched), the item it put first and its nDCG."""
+        names = [s.name for s in self.specs]
+        return {
+            "query": query.id,
+            "text": query.text,
+            "relevant": sorted(item for item, grade in qrels.items() if grade > 0),
+            "ranks": {name: found[name][0] for name in names},
+            "top": {name: found[name][1] for name in names},
+            gain: {name: round(found[name][2], 4) for name in names},
+        }
+
+
+def write_ranks(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """The per-query rows of a result ("per_query"), one JSON object a line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
 
 
 def _delta(value: float, reference: float | None) -> str:
     return "—" if reference is None else f"{value - reference:+.3f}"
+
+
+def _se(config: dict[str, Any], key: str) -> str:
+    """The standard error of a config's `key`, "—" when unknown (one query, or a result
+    written before errors were)."""
+    se = config.get("se", {}).get(key)
+    return "—" if se is None else f"±{se:.3f}"
 
 
 def _fusion(fusion: dict[str, dict[str, float]]) -> str:
@@ -247,14 +330,15 @@ def markdown(result: dict[str, Any]) -> str:
     rows, previous = [], None
     for name, c in configs.items():
         rows.append([
-            f"`{name}`", *(f"{c[k]:.3f}" for k in keys), f"{c['latency']['p50_ms']:.1f}",
+            f"`{name}`", *(f"{c[k]:.3f}" for k in keys), _se(c, gain),
+            f"{c['latency']['p50_ms']:.1f}",
             _delta(c[gain], previous),
             _delta(c[gain], None if name == baseline else configs[baseline][gain]),
         ])
         previous = c[gain]
     headers = [
         "configuration", *(f"R@{k}" for k in m["recall_ks"]), f"MRR@{cut}", f"nDCG@{cut}",
-        "p50 ms", f"ΔnDCG@{cut} vs row above", f"ΔnDCG@{cut} vs {baseline}",
+        "± SE", "p50 ms", f"ΔnDCG@{cut} vs row above", f"ΔnDCG@{cut} vs {baseline}",
     ]
     sample = (
         f" (a sample, seed {ds['seed']}, of {ds['queries']})" if ds.get("queries_sampled") else ""
@@ -281,7 +365,8 @@ def markdown(result: dict[str, Any]) -> str:
         table(headers, rows),
         "",
         f"Every configuration searches {m['chunks_searched']} chunks; a chunk counts for the "
-        "item it came from, and an item ranks where its best chunk ranks. "
+        "item it came from, and an item ranks where its best chunk ranks; ± SE is the "
+        f"standard error of the nDCG@{cut} mean over the queries. "
         + (f"`+rerank`: the top {m['rerank_candidates']} chunks reordered by {m['reranker']}, "
            "the rest after them. " if reranked else "")
         + ("`tuned`: hybrid with the tuned encoder. " if "tuned" in result["encoders"] else "")

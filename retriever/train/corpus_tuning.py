@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from lectern.protocols import Generator
 from retriever.bm25 import BM25Retriever
+from retriever.embedder import passage_fingerprint
+from retriever.questions import QuestionWriter, SyntheticQuestion, generate, load
 from retriever.train.encoder import TuningReport, tune
 from retriever.train.encoder_config import CorpusTuning
-from retriever.train.questions import QuestionWriter, SyntheticQuestion, generate, load
 
 if TYPE_CHECKING:
     from retriever.corpus import Corpus
@@ -92,8 +93,13 @@ def tune_from_corpus(
     )
     chunks = {c.id: c for c in corpus.store.all_chunks()}
     stored = None
-    if base_fingerprint is not None and base_fingerprint == corpus.embedder.fingerprint:
-        stored = corpus.store.vectors(sorted(chunks), base_fingerprint)
+    serving = corpus.embedder.fingerprint
+    # The serving encoder's fingerprint carries the passage format (embedder.PASSAGE_FORMAT)
+    # of the vectors stored, which are then what the base model makes of Chunk.model_text.
+    if base_fingerprint is not None and serving in (
+        base_fingerprint, passage_fingerprint(base_fingerprint)
+    ):
+        stored = corpus.store.vectors(sorted(chunks), serving)
     bm25 = BM25Retriever(corpus.store)
     bm25.sync()
 

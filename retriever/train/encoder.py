@@ -31,12 +31,12 @@ from lectern.optional import require
 from lectern.protocols import Retriever
 from lectern.types import Chunk
 from retriever.eval.metrics import MRR, mean_scores, score_rank
+from retriever.questions import SyntheticQuestion
+from retriever.questions import load as load_questions
 from retriever.records import EncoderTuningRecord
 from retriever.train import fusion_fit
 from retriever.train.encoder_config import TuningConfig
 from retriever.train.encoder_data import Example, batches, mine_examples, split_holdout
-from retriever.train.questions import SyntheticQuestion
-from retriever.train.questions import load as load_questions
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = EncoderTuningRecord.FILE
@@ -82,7 +82,7 @@ def retrieval_metrics(
         return {}
     ids = np.array(sorted(chunks), dtype=np.int64)
     if passages is None:
-        passages = encode([chunks[int(i)].context_text for i in ids])
+        passages = encode([chunks[int(i)].model_text for i in ids])
     queries = encode([q.question for q in questions])
     scores = queries @ passages.T
     own = scores[np.arange(len(questions)), np.searchsorted(ids, [q.chunk_id for q in questions])]
@@ -274,7 +274,7 @@ def tune(
     report.steps = len(report.losses)
     report.seconds["train"] = round(time.perf_counter() - t0, 2)
     t0 = time.perf_counter()
-    tuned_passages = encode([chunks[i].context_text for i in sorted(chunks)])
+    tuned_passages = encode([chunks[i].model_text for i in sorted(chunks)])
     report.after = retrieval_metrics(encode, held_q, chunks, tuned_passages)
     report.seconds["measure_after"] = round(time.perf_counter() - t0, 2)
     if held_q:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from lectern.protocols import Retriever
 from lectern.types import Chunk
-from retriever.train.questions import SyntheticQuestion
+from retriever.questions import SyntheticQuestion
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,15 +61,15 @@ def mine_examples(
             if len(picked) == negatives:
                 break
             if hit.chunk.document_id != own.document_id:
-                picked.append(hit.chunk.context_text)
+                picked.append(hit.chunk.model_text)
         for _ in range(100 * negatives):
             if len(picked) == negatives:
                 break
             other = rng.choice(pool)
-            if other.document_id != own.document_id and other.context_text not in picked:
-                picked.append(other.context_text)
+            if other.document_id != own.document_id and other.model_text not in picked:
+                picked.append(other.model_text)
         if len(picked) == negatives:
-            out.append(Example(q.question, q.chunk_id, own.context_text, tuple(picked)))
+            out.append(Example(q.question, q.chunk_id, own.model_text, tuple(picked)))
     return out
 
 

@@ -25,23 +25,12 @@ import numpy as np
 
 from lectern.protocols import Retriever
 from lectern.settings import RetrievalSettings
-from lectern.types import Chunk, ScoredChunk, SearchFilter
+from lectern.types import Chunk, ScoredChunk
+from retriever.calibration_fit import DENSE_WEIGHTS, RRF_KS, FixedList, Ranked
 from retriever.eval.metrics import MRR, mrr_at_k
 from retriever.hybrid import HybridRetriever
+from retriever.questions import SyntheticQuestion
 from retriever.records import metric_keys
-from retriever.train.questions import SyntheticQuestion
-
-RRF_KS = (10, 20, 60)
-DENSE_WEIGHTS = (0.5, 0.75, 1.0, 1.5, 2.0)  # BM25's weight stays 1
-
-
-@dataclass(frozen=True, slots=True)
-class Ranked:
-    """One question's own chunk and the two lists the hybrid fuses."""
-
-    chunk_id: int
-    bm25: list[ScoredChunk]
-    dense: list[ScoredChunk]
 
 
 @dataclass(slots=True)
@@ -58,21 +47,6 @@ class FusionFit:
     def as_record(self) -> dict[str, Any]:
         """As the tuned encoder's record holds it, metrics keyed like metrics.score_ranking's."""
         return metric_keys(asdict(self))
-
-
-class _Fixed:
-    """A retriever that returns a list computed beforehand."""
-
-    def __init__(self, hits: list[ScoredChunk]) -> None:
-        self.hits = hits
-
-    def retrieve(
-        self, query: str, top_k: int, filters: SearchFilter | None = None
-    ) -> list[ScoredChunk]:
-        hits = self.hits if filters is None else [
-            h for h in self.hits if filters.allows(h.chunk.document_id)
-        ]
-        return hits[:top_k]
 
 
 def _mrr_at_10(hits: Sequence[ScoredChunk], chunk_id: int) -> float:
@@ -92,7 +66,7 @@ def fit(ranked: Sequence[Ranked], default: RetrievalSettings | None = None) -> F
         per_point[(k, wb, wd)] = np.array([
             _mrr_at_10(
                 HybridRetriever(
-                    [(_Fixed(r.bm25), wb), (_Fixed(r.dense), wd)], rrf_k=k, candidates=depth
+                    [(FixedList(r.bm25), wb), (FixedList(r.dense), wd)], rrf_k=k, candidates=depth
                 ).retrieve("", 10),
                 r.chunk_id,
             )

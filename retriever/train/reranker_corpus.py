@@ -1,7 +1,7 @@
 """The corpus's own synthetic questions as one more reranker training source.
 
 `lectern train encoder` writes a question for a sentence of each ingested chunk and keeps
-it when BM25 finds the chunk (see retriever.train.questions). The reranker trained on the
+it when BM25 finds the chunk (see retriever.questions). The reranker trained on the
 four reading-comprehension sets has never seen this corpus's kind of text or question;
 adding these pairs adapts it the way the encoder is adapted. Only the documents are read: the
 questions are the generator's, never an evaluation set's.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from lectern.errors import ConfigError
 from lectern.types import Chunk
-from retriever.train.questions import SyntheticQuestion
+from retriever.questions import SyntheticQuestion
 from retriever.train.reranker_data import Example, SourceData
 
 NAME = "corpus"

@@ -13,7 +13,7 @@ from lectern.settings import ApiSettings, IngestSettings, Settings
 from tests.api import fake_app
 from tests.api.fake_app import AUTH, TOKEN
 from tests.conftest import SAMPLES, write_docx
-from tests.fakes import EchoGenerator, HashEmbedder
+from tests.fakes import EchoGenerator, HashEmbedder, WindowedEmbedder, word_count
 
 
 def make_client(
@@ -284,6 +284,7 @@ def test_an_upload_with_a_good_and_a_bad_file_ingests_the_good_one(client):
         "status": "failed",
         "document_id": None,
         "chunks": 0,
+        "truncated_chunks": 0,
         "detail": "file is empty",
     }
     listed = documents(client)
@@ -336,6 +337,29 @@ def test_a_failed_reupload_keeps_the_earlier_file(client, tmp_path, name, good, 
     hits = client.app.state.service.search("staff car park permit per semester", top_k=3)
     assert hits[0].chunk.document_id == added["document_id"]
     assert sorted(p.name for p in path.parent.iterdir()) == [name], "no .part file is left"
+
+
+@pytest.mark.parametrize(("window", "all_cut"), [(8, True), (512, False)])
+def test_an_upload_says_how_many_chunks_the_encoder_reads_only_in_part(tmp_path, window,
+                                                                       all_cut):
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        ingest=IngestSettings(chunk_tokens=40, chunk_overlap=4, min_section_tokens=8),
+        api=ApiSettings(admin_token=TOKEN),
+    )
+    # A window of 8 words is smaller than the heading plus the least chunk the chunker
+    # makes (all but the heading's own short chunk are cut); one of 512 cuts none.
+    svc = Lectern(settings, embedder=WindowedEmbedder(window), generator=EchoGenerator("x"))
+    body = "\n\n".join(" ".join(f"p{j}w{i}" for i in range(30)) for j in range(4))
+    with TestClient(create_app(settings, svc)) as c:
+        wait_ready(c)
+        r = upload(c, ("handbook.md", f"# Module handbook\n\n{body}\n".encode()))
+        assert r.status_code == 200, r.text
+        (result,) = r.json()["results"]
+        over = [c for c in svc.store.all_chunks() if 2 + word_count(c.model_text) > window]
+    assert result["status"] == "added" and result["chunks"] >= 3
+    assert result["truncated_chunks"] == len(over)
+    assert (len(over) >= result["chunks"] - 1) if all_cut else not over
 
 
 def test_upload_ask_delete(client):

@@ -307,10 +307,13 @@ def test_the_encoder_is_built_from_the_settings_with_its_onnx_file(settings, mon
     settings.models.encoder_backend = "onnx"
     settings.ingest.embed_batch_size = 7
     built = service_module.build_embedder(settings, "cpu")
+    from retriever.embedder import passage_fingerprint
+
+    # The ONNX file is of the weights alone; the vectors' fingerprint names the passage text.
     key = hashlib.sha256(b"enc@1").hexdigest()[:16]
     assert built.onnx_path == settings.model_cache_dir / f"encoder-{key}.onnx"
     assert (built.folder, built.fingerprint, built.device, built.batch_size) == (
-        tmp_path / "enc", "enc@1", "cpu", 7
+        tmp_path / "enc", passage_fingerprint("enc@1"), "cpu", 7
     )
     assert asked == [settings.models.encoder]
     settings.models.encoder_backend = "torch"

@@ -13,7 +13,7 @@ from ingest.pipeline import FileResult, Ingestor, IngestReport, document_id, exp
 from ingest.sqlite_store import SQLiteDocumentStore
 from lectern.settings import IngestSettings
 from tests.conftest import write_pdf
-from tests.fakes import HashEmbedder
+from tests.fakes import HashEmbedder, WindowedEmbedder, word_count
 
 TEXT = (
     "Loans last 28 days for students and staff alike, counted from the day of the loan.\n\n"
@@ -62,7 +62,7 @@ def write(path: Path, text: str) -> Path:
 
 def test_a_file_result_defaults_to_no_document_chunks_pages_or_detail():
     r = FileResult("a.md", "failed")
-    assert (r.document_id, r.chunks, r.pages, r.detail) == (None, 0, 0, "")
+    assert (r.document_id, r.chunks, r.pages, r.detail, r.truncated) == (None, 0, 0, "", 0)
 
 
 def test_a_report_counts_statuses_and_knows_what_changed_and_failed():
@@ -73,6 +73,8 @@ def test_a_report_counts_statuses_and_knows_what_changed_and_failed():
     assert IngestReport([FileResult("u", "updated")]).changed
     assert not IngestReport([FileResult("a", "unchanged"), FileResult("b", "duplicate")]).changed
     assert IngestReport().results == [] and IngestReport().failed == []
+    cut = [FileResult("a", "added", truncated=2), FileResult("b", "updated", truncated=3)]
+    assert IngestReport(cut).truncated == 5 and report.truncated == 0
 
 
 def test_a_document_id_is_the_first_16_hex_digits_of_the_source_s_sha256():
@@ -121,11 +123,12 @@ def test_a_new_file_is_added_with_its_chunks_vectors_and_metadata(tmp_path, inge
     assert [c.position for c in chunks] == list(range(result.chunks))
     assert {c.document_id for c in chunks} == {doc_id}
     assert "Fines are 20 cents a day." in chunks[-1].text
-    # Each chunk is embedded once, with its heading path, under the embedder's fingerprint.
-    assert embedder.texts == [[c.context_text for c in chunks]]
+    # Each chunk is embedded once, under its heading, under the embedder's fingerprint.
+    assert embedder.texts == [[c.model_text for c in chunks]]
+    assert all(t.startswith("loans\n") for t in embedder.texts[0])
     ids = store.chunk_ids()
     stored = store.vectors(ids, "recording-v1")
-    assert np.allclose(stored, embedder.embed_passages([c.context_text for c in chunks]))
+    assert np.allclose(stored, embedder.embed_passages([c.model_text for c in chunks]))
 
 
 def test_the_same_file_again_is_unchanged_and_not_embedded_again(tmp_path, ingestor, embedder):
@@ -317,3 +320,40 @@ def test_text_sent_again_is_unchanged_under_its_source(ingestor):
     assert dup == FileResult(
         "faq:copy", "duplicate", first.document_id, first.chunks, detail="same content as faq:loans"
     )
+
+
+# -- the encoder's window ------------------------------------------------------------
+
+URL = "https://news.example.com/2015/03/12/world/library-opening-hours-change-in-spring/index.html"
+LONG = "\n\n".join(" ".join(f"p{j}w{i}" for i in range(30)) for j in range(4))
+
+
+def test_the_encoder_embeds_the_bounded_heading_and_bm25_keeps_the_url(ingestor, store,
+                                                                       embedder):
+    ingestor.ingest_text("news:1", URL, TEXT)
+    chunks = store.all_chunks()
+    assert embedder.texts == [[c.model_text for c in chunks]]
+    assert all(t.startswith("library opening hours change in spring\n")
+               for t in embedder.texts[0])
+    assert all(c.context_text.startswith(URL) for c in chunks)
+
+
+@pytest.mark.parametrize(("window", "truncated"), [(8, "all"), (24, 0), (512, 0)])
+def test_chunks_the_encoder_would_cut_are_counted(store, window, truncated):
+    embedder = WindowedEmbedder(max_tokens=window)
+    settings = IngestSettings(chunk_tokens=40, chunk_overlap=4, min_section_tokens=0)
+    ingestor = Ingestor(store, embedder, settings)
+    result = ingestor.ingest_text("news:1", URL, LONG)
+    chunks = store.all_chunks()
+    assert result.status == "added" and result.chunks == len(chunks) >= 3
+    longest = max(2 + word_count(c.model_text) for c in chunks)
+    if truncated == "all":  # a window smaller than any heading: the chunker cannot help
+        assert result.truncated == len(chunks) and longest > window
+    else:  # the chunker kept every chunk, heading and special tokens included, inside it
+        assert result.truncated == 0 and longest <= window
+    assert ingestor.ingest_paths([]).truncated == 0
+
+
+def test_an_embedder_without_a_window_counts_nothing(ingestor):
+    assert ingestor.ingest_text("news:1", URL, LONG).truncated == 0
+    assert ingestor.chunker.max_tokens is None

@@ -37,6 +37,7 @@ def sample_service(tmp_path_factory):
     svc = Lectern(Settings(data_dir=tmp_path_factory.mktemp("data")))
     report = svc.ingest([SAMPLES])
     assert not report.failed, report.failed
+    assert report.truncated == 0, "the chunker keeps every chunk inside the encoder's window"
     yield svc
     svc.store.close()
 
@@ -47,7 +48,7 @@ def test_real_encoder_properties(sample_service):
     v = emb.embed_query("tuition fee")
     assert v.shape == (384,) and abs(float((v * v).sum()) - 1) < 1e-4
     assert all(
-        sample_service.embedder.count_tokens(c.context_text) <= emb.max_tokens
+        emb.passage_overhead + emb.count_tokens(c.model_text) <= emb.max_tokens
         for c in sample_service.store.all_chunks()
     )
 
@@ -90,6 +91,7 @@ def test_cli_ingest_search_list_delete(tmp_path, monkeypatch):
     result = runner.invoke(app, ["ingest", str(docs)])
     assert result.exit_code == 0, result.output  # folders skip unsupported files
     assert "6 added" in result.output and "0 failed" in result.output
+    assert "0 chunks longer than the encoder reads" in result.output
     bad = runner.invoke(app, ["ingest", str(docs / "notes.pptx"), str(docs / "ba-history.html")])
     assert bad.exit_code == 1 and "unsupported file type '.pptx'" in bad.output
     assert "1 unchanged" in bad.output

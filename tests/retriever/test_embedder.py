@@ -14,7 +14,7 @@ from api.components import build_embedder
 from lectern.protocols import Embedder
 from lectern.settings import ModelSettings, Settings
 from model import prepare
-from retriever.embedder import SentenceTransformerEmbedder
+from retriever.embedder import PASSAGE_FORMAT, SentenceTransformerEmbedder, passage_fingerprint
 from retriever.onnx_encoder import length_batches, pooling_mode
 from tests.threads import run_together
 
@@ -61,7 +61,10 @@ def embedder(request, backends) -> Embedder:
 def test_is_an_embedder_of_the_packaged_model(embedder, packaged):
     assert isinstance(embedder, Embedder)
     assert embedder.dimension == 384
-    assert embedder.fingerprint == packaged.fingerprint
+    # The weights' fingerprint and the passage text its vectors are of (Chunk.model_text).
+    assert embedder.fingerprint == passage_fingerprint(packaged.fingerprint)
+    assert embedder.fingerprint.startswith(packaged.fingerprint)
+    assert PASSAGE_FORMAT in embedder.fingerprint
     embedder.warm_up()  # idempotent: a second warm-up keeps the loaded model
     assert embedder.dimension == 384
 
@@ -104,6 +107,25 @@ def test_count_tokens_counts_the_model_s_word_pieces(embedder):
     sentence = "The library loan period is 28 days."
     assert embedder.count_tokens(sentence) == 8  # the, library, loan, period, is, 28, days, .
     assert embedder.count_tokens(TEXTS[2]) == 20 * 8, "no special tokens, no truncation"
+
+
+def test_the_window_and_what_a_passage_spends_besides_its_text(embedder):
+    assert embedder.max_tokens == 256
+    assert embedder.passage_overhead == 2  # [CLS] and [SEP]; MiniLM has no passage prefix
+
+
+def test_counting_a_text_past_the_window_warns_of_nothing(embedder, caplog):
+    # Chunking counts whole sections, so this warning came with every index build.
+    from transformers.utils import logging as hf_logging
+
+    embedder._tokenizers.get().deprecation_warnings.clear()  # it warns once per tokenizer
+    hf_logging.enable_propagation()
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert embedder.count_tokens("word " * 600) == 600
+    finally:
+        hf_logging.disable_propagation()
+    assert not [r for r in caplog.records if "longer than the specified" in r.getMessage()]
 
 
 # -- the encoder's own ------------------------------------------------------------------

@@ -20,11 +20,11 @@ from lectern.protocols import DocumentStore, Retriever
 from lectern.settings import Settings
 from lectern.types import Chunk, DocumentInfo, SearchFilter
 from retriever.bm25 import BM25Retriever
+from retriever.calibration_fit import FixedList
 from retriever.corpus import MODES, Corpus
 from retriever.dense import DenseRetriever
 from retriever.faiss_index import FaissIndex
 from retriever.hybrid import HybridRetriever
-from retriever.train.fusion_fit import _Fixed
 from tests.fakes import HashEmbedder, OverlapReranker
 
 DOCS = [f"doc{d:02d}" for d in range(20)]
@@ -50,7 +50,7 @@ def fill(store: DocumentStore, embedder: HashEmbedder = EMBEDDER) -> None:
                   info.title, None, None, i)
             for i in range(PER_DOC)
         ]
-        vectors = embedder.embed_passages([c.context_text for c in chunks])
+        vectors = embedder.embed_passages([c.model_text for c in chunks])
         store.upsert_document(info, chunks, vectors, embedder.fingerprint)
 
 
@@ -83,7 +83,7 @@ def hybrid(store: DocumentStore) -> Retriever:
 
 
 def fixed(store: DocumentStore) -> Retriever:
-    return _Fixed(bm25(store).retrieve(QUERY, len(DOCS) * PER_DOC))
+    return FixedList(bm25(store).retrieve(QUERY, len(DOCS) * PER_DOC))
 
 
 IMPLEMENTATIONS: dict[str, Callable[[DocumentStore], Retriever]] = {

@@ -99,7 +99,7 @@ def test_standalone(question, turn, expected):
 def test_the_corpus_questions_are_answered_by_the_sentence_they_were_written_from():
     from lectern.types import Chunk
     from model.train.qa_sources import corpus_questions
-    from retriever.train.questions import SyntheticQuestion
+    from retriever.questions import SyntheticQuestion
 
     chunks = [Chunk(1, "doc-a", "CSC 340 is taught by Dr. Marrow. It has 6 ECTS.", "a", "CSC 340"),
               Chunk(2, "doc-b", "Fees are due by 1 October.", "b", "Fees")]

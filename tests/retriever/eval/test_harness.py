@@ -11,7 +11,13 @@ from typer.testing import CliRunner
 from ingest.pipeline import Ingestor
 from lectern.errors import ConfigError
 from retriever.eval.datasets import DatasetError, load_beir, load_squad, sample_queries
-from retriever.eval.harness import RetrievalEvaluation, default_configs, markdown, parse_configs
+from retriever.eval.harness import (
+    RetrievalEvaluation,
+    default_configs,
+    markdown,
+    parse_configs,
+    write_ranks,
+)
 from retriever.eval.indexing import QueryMemo, plain, tuned_settings
 from tests.fakes import HashEmbedder, OverlapReranker
 
@@ -261,6 +267,60 @@ def test_squad_end_to_end(squad, settings):
     assert "1 removed question ids left out" in page
 
 
+def test_each_mean_has_its_standard_error_and_each_query_its_ranks(squad, settings, tmp_path):
+    res = run_squad(squad, settings, ["bm25", "bm25+rerank"])
+    bm25 = res["configs"]["bm25"]
+    # bm25's per-query nDCG@10: 1/log2(3) for q-mill (rank 2), 1 for the three others
+    values = [1 / math.log2(3), 1.0, 1.0, 1.0]
+    mean = sum(values) / 4
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / 3)
+    assert bm25["se"]["ndcg@10"] == pytest.approx(sd / 2, abs=1e-4)
+    assert bm25["se"]["recall@1"] == pytest.approx(0.25, abs=1e-4)  # sd .5 over sqrt(4)
+    assert res["configs"]["bm25+rerank"]["se"]["ndcg@10"] == 0.0  # all perfect: no spread
+    assert bm25["ndcg@10"] == pytest.approx(mean, abs=1e-4)  # the old keys stay
+
+    rows = {r["query"]: r for r in res["per_query"]}
+    assert list(rows) == ["q-mill", "q-glass", "q-cobalt", "q-bees"]
+    mill = rows["q-mill"]
+    assert mill["text"] == "Where does the river Wend meet the estuary?"
+    assert mill["relevant"] == ["Old_Mill_Town/0"]
+    # Configurations in the order given, though the rotation ran them in another.
+    assert list(mill["ranks"]) == ["bm25", "bm25+rerank"]
+    assert mill["ranks"] == {"bm25": 2, "bm25+rerank": 1}
+    assert mill["top"] == {"bm25": "Old_Mill_Town/1", "bm25+rerank": "Old_Mill_Town/0"}
+    assert mill["ndcg@10"]["bm25"] == pytest.approx(1 / math.log2(3), abs=1e-4)
+    assert rows["q-bees"]["relevant"] == ["Bees/0"]  # its paragraph is stored as its twin's
+    assert rows["q-bees"]["ranks"]["bm25"] == 1
+
+    page = markdown(res)
+    assert "| ± SE |" in page
+    assert f"| ±{sd / 2:.3f} |" in page and "| ±0.000 |" in page
+    path = write_ranks(tmp_path / "out" / "x.ranks.jsonl", res["per_query"])
+    lines = path.read_text().splitlines()
+    assert [json.loads(line) for line in lines] == res["per_query"]
+
+
+def test_a_query_whose_item_is_not_found_has_no_rank(tmp_path, settings):
+    beir = load_beir(write_beir(tmp_path / "tiny"))
+    service = open_service(settings, HashEmbedder(64))
+    try:
+        res = RetrievalEvaluation(["bm25"], depth=1).run(beir, service)
+    finally:
+        service.store.close()
+    # One chunk searched: q2's top is the judged non-relevant d5, its d3 is not reached.
+    ranks = {r["query"]: r["ranks"]["bm25"] for r in res["per_query"]}
+    assert ranks == {"q1": 1, "q2": None}
+
+
+def test_the_calibrated_configuration_searches_as_the_corpus_serves():
+    spec = parse_configs(["bm25", "calibrated"])[1]
+    assert spec.served and not spec.rerank and spec.mode == "hybrid"
+    evaluation = RetrievalEvaluation(["bm25", "calibrated", "dense"])
+    assert [s.name for s in evaluation.only("calibrated").specs] == ["calibrated"]
+    assert [s.name for s in evaluation.without("calibrated").specs] == ["bm25", "dense"]
+    assert RetrievalEvaluation(["calibrated"]).without("calibrated") is None
+
+
 def test_rerank_only_reorders_the_candidates(squad, settings):
     res = run_squad(squad, settings, ["bm25", "bm25+rerank"], rerank_candidates=1)
     # One candidate: nothing to reorder, the rest of the ranking follows unchanged.
@@ -358,6 +418,10 @@ def test_cli_writes_json_and_markdown(tmp_path, settings, monkeypatch):
     assert data["run"]["data_dir"] == str(tmp_path / "data")
     assert "python" in data["environment"]
     assert "| `bm25` | 0.250 | 1.000 | 1.000 | 0.750 |" in (out / "tiny.md").read_text()
+    assert "per_query" not in data, "the rows go to their own file"
+    rows = [json.loads(line) for line in (out / "tiny.ranks.jsonl").read_text().splitlines()]
+    assert [r["query"] for r in rows] == ["q1", "q2"]
+    assert rows[1]["ranks"] == {"bm25": 2, "dense": rows[1]["ranks"]["dense"], "bm25+rerank": 1}
 
 
 @pytest.mark.parametrize(("args", "message"), [

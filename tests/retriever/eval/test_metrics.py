@@ -8,7 +8,9 @@ from lectern.types import Chunk, ScoredChunk
 from retriever.eval.metrics import (
     MRR,
     distinct,
+    first_relevant_rank,
     mean_scores,
+    mean_se_scores,
     mrr_at_k,
     ndcg_at_k,
     ranked_items,
@@ -146,3 +148,24 @@ def test_mrr_is_the_key_the_metrics_write_and_training_decides_on():
     from retriever.train import encoder, reranker_validation
 
     assert encoder.MRR is MRR and reranker_validation.MRR is MRR, "one constant, imported"
+
+
+def test_first_relevant_rank_looks_past_every_cutoff():
+    ranked = [f"x{i}" for i in range(30)] + ["a", "b"]
+    assert first_relevant_rank(ranked, {"b": 1.0, "a": 1.0}) == 31
+    assert first_relevant_rank(["b", "a"], {"a": 1.0}) == 2
+    # A judged non-relevant item (grade 0) is not a hit; nothing relevant: None.
+    assert first_relevant_rank(["a", "b"], {"a": 0.0, "b": 2.0}) == 2
+    assert first_relevant_rank(["x", "y"], ONE) is None
+    assert first_relevant_rank([], ONE) is None
+
+
+def test_standard_error_beside_each_mean():
+    per_query = [{"ndcg@10": 1.0, "recall@1": 1.0}, {"ndcg@10": 0.5, "recall@1": 0.0},
+                 {"ndcg@10": 0.0, "recall@1": 0.0}]
+    se = mean_se_scores(per_query)
+    # sample sd of (1, .5, 0) is .5; of (1, 0, 0) is sqrt(1/3); each over sqrt(3)
+    assert se["ndcg@10"] == pytest.approx(0.5 / math.sqrt(3))
+    assert se["recall@1"] == pytest.approx(math.sqrt(1 / 3) / math.sqrt(3))
+    assert mean_se_scores([{"ndcg@10": 0.7}]) == {"ndcg@10": None}  # one query: no spread
+    assert mean_se_scores([]) == {}

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from lectern.types import Chunk
+from retriever import questions as sq
 from retriever.embedder import SentenceTransformerEmbedder
 from retriever.records import EncoderTuningRecord
-from retriever.train import questions as sq
 from retriever.train.corpus_tuning import tune_from_corpus
 from retriever.train.encoder import CONFIG_FILE, TuningReport, retrieval_metrics, trained_chunks
 from retriever.train.encoder_config import CorpusTuning, TuningConfig
@@ -196,7 +196,7 @@ def test_hard_negatives_skip_the_own_document_and_batches_have_unique_chunks():
 
     q = sq.SyntheticQuestion(1, "a", "", "", "alpha beta?", "kept")
     (ex,) = mine_examples([q], chunks, Fixed(), negatives=2, depth=10)
-    assert ex.negatives == (chunks[3].context_text, chunks[4].context_text)
+    assert ex.negatives == (chunks[3].model_text, chunks[4].model_text)
     # Three questions on each of three chunks: a batch holds each chunk once, so at most
     # three questions, and all nine are used.
     examples = [Example(f"q{i}", i % 3, "p", ("n",)) for i in range(9)]
@@ -254,7 +254,7 @@ def test_a_tuning_improves_only_if_it_beats_its_base_and_the_compared_encoder(tm
 def test_retrieval_metrics_rank_each_question_s_own_chunk_among_all_chunks():
     # Twelve chunks, each embedded as its own axis; each question's vector is written out.
     chunks = {i: chunk(i, f"passage {i}") for i in range(1, 13)}
-    axis = {c.context_text: np.eye(12, dtype=np.float32)[i - 1] for i, c in chunks.items()}
+    axis = {c.model_text: np.eye(12, dtype=np.float32)[i - 1] for i, c in chunks.items()}
 
     def question(own: int, weights: dict[int, float]) -> sq.SyntheticQuestion:
         text = f"q{own}?"
@@ -386,7 +386,7 @@ def test_tuning_end_to_end_on_a_tiny_encoder(settings, tmp_path, tiny_encoder):
 
     tuned = SentenceTransformerEmbedder(plan.out, "tiny-tuned")
     tuned.warm_up()
-    text = svc.store.all_chunks()[0].context_text
+    text = svc.store.all_chunks()[0].model_text
     assert not np.allclose(tuned.embed_passages([text]), base.embed_passages([text]))
     with pytest.raises(FileExistsError, match="versioned"):
         tune_from_corpus(svc, generator, tiny_encoder, plan)

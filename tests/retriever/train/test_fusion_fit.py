@@ -1,8 +1,8 @@
 import pytest
 
 from lectern.types import Chunk, ScoredChunk
+from retriever.questions import SyntheticQuestion
 from retriever.train.fusion_fit import Ranked, fit, rank_held_out
-from retriever.train.questions import SyntheticQuestion
 from tests.fakes import HashEmbedder
 
 

@@ -216,7 +216,7 @@ def test_held_out_questions_do_not_depend_on_the_training_quota(tmp_path):
 def corpus_questions(tmp_path):
     """An ingested corpus (chunk ids as a store numbers them) and a questions file for it."""
     from lectern.types import Chunk
-    from retriever.train.questions import SyntheticQuestion
+    from retriever.questions import SyntheticQuestion
     from retriever.train.reranker_corpus import CorpusQuestions
 
     chunks, questions = [], []

@@ -27,6 +27,7 @@ _LETTERS = re.compile(r"[^\W\d_]{3,}")
 _GENERIC = frozenset({
     "index", "default", "home", "main", "page", "article", "story", "post", "view",
     "content", "print", "amp", "html", "htm", "php", "aspx", "show", "detail", "details",
+    "section", "sections", "item", "id",
 })
 
 
@@ -48,12 +49,22 @@ def is_url_like(title: str) -> bool:
     return bool(_SCHEME.match(title)) or len(re.findall(r"[/\\]", title)) >= 2
 
 
-def _meaningful(segment: str) -> bool:
-    """Whether a de-slugged path segment names something: words, not a date, id or kind."""
-    if segment.lower() in _GENERIC:
-        return False
-    letters = sum(c.isalpha() for c in segment)
-    return bool(_LETTERS.search(segment)) and letters >= sum(c.isdigit() for c in segment)
+def _words_of(segment: str) -> str:
+    """A de-slugged path segment's words that name something: no ids, dates or kinds.
+
+    "article b44ae4d6d7" gives "": a page's kind and its id tell a model nothing.
+    """
+    kept = [w for w in segment.split() if w.lower() not in _GENERIC and not _is_id(w)]
+    return " ".join(kept) if any(_LETTERS.search(w) for w in kept) else ""
+
+
+def _is_id(word: str) -> bool:
+    """A hash or record id ("b44ae4d6d7"): letters and 3+ digits mixed in 6+ characters.
+
+    Plain numbers stay ("csc 340"), and so do short mixes ("mp3", "covid19").
+    """
+    digits = sum(c.isdigit() for c in word)
+    return len(word) >= 6 and digits >= 3 and digits < len(word)
 
 
 def url_name(url: str) -> str:
@@ -65,8 +76,8 @@ def url_name(url: str) -> str:
     parts = urlsplit(url if not url.lower().startswith("www.") else f"//{url}")
     path = parts.path if parts.netloc or parts.scheme else re.split(r"[?#]", url)[0]
     for segment in reversed([s for s in re.split(r"[/\\]+", unquote(path)) if s]):
-        name = " ".join(_SLUG.sub(" ", _EXTENSION.sub("", segment)).split())
-        if _meaningful(name):
+        name = _words_of(_SLUG.sub(" ", _EXTENSION.sub("", segment)))
+        if name:
             return name
     host = parts.netloc.rsplit("@", 1)[-1].split(":")[0]
     return host.removeprefix("www.") or url

@@ -100,3 +100,14 @@ def test_a_chunk_s_model_text_has_the_bounded_heading_and_context_text_the_whole
     assert chunk.context_text == f"{NEWS_URL} > {section}\nInternational: EUR 18,000."
     bare = Chunk(2, "d", "Just text.", "s.txt", "")
     assert bare.model_text == bare.context_text == "Just text."
+
+
+def test_ids_and_page_kinds_are_dropped_but_numbers_stay() -> None:
+    from lectern.headings import url_name
+
+    assert url_name("https://www.example.edu/news/2017/05/17/section/article-b44ae4d6d7/"
+                    "index.html?utm_source=newsletter") == "news"
+    assert url_name("https://www.uni.example/faculty/csc-340-operating-systems") == (
+        "csc 340 operating systems")
+    assert url_name("https://www.example.com/a1b2c3/") == "example.com"
+    assert url_name("https://www.example.com/covid19-rules") == "covid19 rules"

@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, service: Lectern | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.calibrator.background = True
         _start(service)
         # Models load once, off the event loop, so /health can say "starting" meanwhile.
         loader = threading.Thread(target=_warm, args=(service,), name="warm-up", daemon=True)

@@ -43,6 +43,9 @@ class Calibrator:
         self._stop = threading.Event()
         self.last_error: str | None = None
         self.started: float | None = None  # time.time() of the run under way
+        # Background runs only in a process that lives to finish them: the server turns
+        # this on; a CLI command exits long before a fit would be done.
+        self.background = False
 
     @property
     def running(self) -> bool:
@@ -101,7 +104,7 @@ class Calibrator:
 
     def after_change(self) -> bool:
         """Start a background calibration if one is due and none runs; True if started."""
-        if self.running or self._stop.is_set() or not self.due():
+        if not self.background or self.running or self._stop.is_set() or not self.due():
             return False
         return self.start()
 

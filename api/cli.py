@@ -93,6 +93,9 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help="files or folders")]
     c = service.counts()
     cut = f"{report.truncated} chunks longer than the encoder reads"  # the chunker aims for 0
     typer.echo(f"{summary}; {cut}; store: {c.documents} documents, {c.chunks} chunks")
+    if service.calibrator.due():
+        typer.echo("retrieval calibration due: `lectern serve` fits it in the background, "
+                   "or run `lectern calibrate retrieval`")
     if report.failed:
         raise typer.Exit(1)
 

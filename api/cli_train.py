@@ -161,11 +161,6 @@ def train_encoder(
     typer.echo(f"tuned encoder: {out} ({report.steps} steps, {report.seconds['train']:.0f} s)")
     typer.echo(f"held-out before: {report.before}")
     typer.echo(f"held-out after:  {report.after}")
-    if report.fusion:
-        f = report.fusion
-        typer.echo(f"fusion fitted on {f['questions']} held-out questions: RRF k {f['rrf_k']}, "
-                   f"dense weight {f['dense_weight']:g} (MRR@10 {f['mrr@10']}; the default "
-                   f"{f['default_mrr@10']}, standard error {f['standard_error']})")
     if report.compared:
         c = report.compared
         typer.echo(f"on {c['questions']} held-out questions {c['encoder']} did not train on: "
@@ -182,7 +177,9 @@ def train_encoder(
         build_embedder(tuned, where), ref=str(out),
         on_progress=lambda n, total: log(f"  re-embedded {n}/{total} chunks"),
     )
-    typer.echo(f"serving the tuned encoder ({done} chunks re-embedded, new index saved)")
+    typer.echo(f"serving the tuned encoder ({done} chunks re-embedded, new index saved); "
+               "its retrieval calibration is fitted when `lectern serve` starts, or by "
+               "`lectern calibrate retrieval`")
 
 
 @train_app.command("reranker")

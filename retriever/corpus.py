@@ -20,7 +20,7 @@ from lectern.protocols import DocumentStore, Embedder, Reranker, Retriever
 from lectern.settings import RetrievalSettings, Settings
 from lectern.timing import elapsed_ms
 from lectern.types import ScoredChunk, SearchFilter
-from retriever import calibration, fusion, reindex
+from retriever import calibration, reindex
 from retriever.bm25 import BM25Retriever
 from retriever.calibration import RetrievalCalibration
 from retriever.dense import DenseRetriever
@@ -28,6 +28,7 @@ from retriever.faiss_index import FaissIndex
 from retriever.hybrid import HybridRetriever
 
 Mode = Literal["hybrid", "dense", "bm25"]
+FUSION = ("rrf_k", "bm25_weight", "dense_weight")  # the hybrid's, as `fusion` reports them
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "bm25")
 
 
@@ -68,7 +69,7 @@ class _Serving:
     retrievers: dict[Mode, Retriever]
     fusion: dict[str, float]
     # The retrieval settings searches follow: the operator's, with the corpus's
-    # calibration (or a tuned encoder's fusion) for what the operator left unset.
+    # calibration for what the operator left unset.
     retrieval: RetrievalSettings
     calibration: RetrievalCalibration | None
 
@@ -193,11 +194,7 @@ class Corpus:
         bm25 = self.bm25
         dense = DenseRetriever(embedder, index, self.store)
         record = record or calibration.load(self.settings, embedder.fingerprint)
-        if record is not None:
-            r = calibration.applied(self.settings.retrieval, record.chosen)
-        else:
-            # A tuned encoder carries the fusion fitted for it; a fake embedder has no folder.
-            r = fusion.for_encoder(self.settings.retrieval, getattr(embedder, "folder", None))
+        r = calibration.applied(self.settings.retrieval, record.chosen if record else None)
         hybrid = HybridRetriever(
             [(bm25, r.bm25_weight), (dense, r.dense_weight)],
             rrf_k=r.rrf_k,
@@ -207,7 +204,7 @@ class Corpus:
             embedder,
             index,
             {"dense": dense, "bm25": bm25, "hybrid": hybrid},
-            {name: getattr(r, name) for name in fusion.FIELDS},
+            {name: getattr(r, name) for name in FUSION},
             r,
             record,
         )

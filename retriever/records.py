@@ -2,8 +2,8 @@
 
 `reranker.json` sits beside a reranker trained by `lectern train reranker`;
 `lectern-tuning.json` beside an encoder tuned by `lectern train encoder`. Each says how
-the model was made and what it scored on held-out questions, and holds what serving
-reads back (the reranker's prior weight and input length, the encoder's fitted fusion).
+the model was made and what it scored on held-out questions; serving reads back the
+reranker's prior weight and input length.
 
 Every record carries a version. A record without one is version 1, written before
 records had versions; an older version is brought to the current shape as it is
@@ -192,21 +192,8 @@ class TuningSettings(BaseModel):
     seed: int | None = None
 
 
-FUSION_FIELDS = ("rrf_k", "bm25_weight", "dense_weight")
-
-
-class FusionRecord(BaseModel):
-    """The reciprocal-rank fusion fitted for the encoder (retriever.train.fusion_fit)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    rrf_k: int
-    bm25_weight: float
-    dense_weight: float
-
-
 class EncoderTuningRecord(Record):
-    """lectern-tuning.json: how an encoder was tuned, what it scored, its fitted fusion."""
+    """lectern-tuning.json: how an encoder was tuned and what it scored."""
 
     FILE: ClassVar[str] = "lectern-tuning.json"
     VERSION: ClassVar[int] = 2  # 2: metrics keyed "mrr@10"
@@ -218,9 +205,9 @@ class EncoderTuningRecord(Record):
     # The chunks whose questions trained it; older records rebuild them from the
     # questions file, the hold-out share and the seed.
     trained_chunks: list[int] | None = None
-    # None when none was fitted (no held-out questions) or the record's is incomplete:
-    # a fusion is applied whole or not at all.
-    fusion: FusionRecord | None = None
+    # The fusion an older `lectern train encoder` fitted; kept as written, never served:
+    # each corpus's own calibration (retriever.calibration) chooses the fusion now.
+    fusion: dict[str, Any] | None = None
     # What tuning measured, for the operator; serving reads none of it, so a null in a
     # record written by hand or by another tool reads as "not measured" ({}).
     held_out_before: dict[str, int | float] = Field(default_factory=dict)
@@ -238,7 +225,5 @@ class EncoderTuningRecord(Record):
 
     @field_validator("fusion", mode="before")
     @classmethod
-    def _whole_fusion(cls, value: Any) -> Any:
-        if isinstance(value, dict) and not all(f in value for f in FUSION_FIELDS):
-            return None
+    def _fusion_keys(cls, value: Any) -> Any:
         return metric_keys(value)

@@ -34,7 +34,6 @@ from retriever.eval.metrics import MRR, mean_scores, score_rank
 from retriever.questions import SyntheticQuestion
 from retriever.questions import load as load_questions
 from retriever.records import EncoderTuningRecord
-from retriever.train import fusion_fit
 from retriever.train.encoder_config import TuningConfig
 from retriever.train.encoder_data import Example, batches, mine_examples, split_holdout
 
@@ -55,8 +54,6 @@ class TuningReport:
     trained_chunks: list[int] = field(default_factory=list)
     # Another encoder against the tuned one, on held-out questions neither trained on.
     compared: dict[str, Any] = field(default_factory=dict)
-    # The hybrid's RRF settings fitted on the held-out questions (see fusion_fit).
-    fusion: dict[str, Any] = field(default_factory=dict)
 
     def improves(self) -> bool:
         """Whether the tuned encoder beats its base and, if one was measured, the compared one."""
@@ -277,11 +274,6 @@ def tune(
     tuned_passages = encode([chunks[i].model_text for i in sorted(chunks)])
     report.after = retrieval_metrics(encode, held_q, chunks, tuned_passages)
     report.seconds["measure_after"] = round(time.perf_counter() - t0, 2)
-    if held_q:
-        t0 = time.perf_counter()
-        ranked = fusion_fit.rank_held_out(held_q, chunks, retriever, encode, tuned_passages)
-        report.fusion = fusion_fit.fit(ranked).as_record()
-        report.seconds["fit_fusion"] = round(time.perf_counter() - t0, 2)
     if compare_with is not None:
         t0 = time.perf_counter()
         report.compared = compare(compare_with, encode, held_q, chunks, device, tuned_passages)
@@ -300,7 +292,6 @@ def describe(report: TuningReport, meta: Mapping[str, Any]) -> EncoderTuningReco
         "held_out_before": report.before,
         "held_out_after": report.after,
         "compared": report.compared,
-        "fusion": report.fusion,
         "steps": report.steps,
         "seconds": report.seconds,
         "loss_first_last": [report.losses[0], report.losses[-1]] if report.losses else [],

@@ -53,6 +53,7 @@ def make(tmp_path: Path, generator: AskingGenerator, **calib: object) -> Lectern
     )
     svc = Lectern(settings, embedder=HashEmbedder(), generator=generator,
                   reranker=OverlapReranker())
+    svc.calibrator.background = True  # as the server runs it
     svc.warm_up()
     return svc
 
@@ -181,3 +182,11 @@ def test_one_fit_at_a_time(tmp_path: Path) -> None:
     gate.set()
     worker.join(30)
     assert svc.corpus.calibration is not None
+
+
+def test_only_the_server_fits_in_the_background(tmp_path: Path) -> None:
+    svc = make(tmp_path, AskingGenerator(), auto_share=0.2)
+    svc.calibrator.background = False  # a CLI command: it exits before a fit would end
+    fill(svc)
+    svc.refresh()
+    assert svc.calibrator.due() and svc.calibrator._thread is None

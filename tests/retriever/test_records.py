@@ -5,8 +5,6 @@ import json
 import pytest
 
 from lectern.errors import ConfigError
-from lectern.settings import RetrievalSettings
-from retriever import fusion
 from retriever.cross_encoder import SHIPPED_RERANKER
 from retriever.records import (
     EncoderTuningRecord,
@@ -89,14 +87,11 @@ def test_a_reranker_record_round_trips(tmp_path):
     assert RerankerRecord.load(tmp_path / "missing") is None
 
 
-def test_an_old_tuning_record_loads_with_its_fusion(tmp_path):
+def test_an_old_tuning_record_loads_with_its_fusion_kept(tmp_path):
     (tmp_path / EncoderTuningRecord.FILE).write_text(json.dumps(OLD_TUNING))
     record = EncoderTuningRecord.load(tmp_path)
     assert record is not None and record.version == EncoderTuningRecord.VERSION
-    assert record.fusion is not None
-    assert (record.fusion.rrf_k, record.fusion.bm25_weight, record.fusion.dense_weight) == (
-        20, 1.0, 1.5
-    )
+    assert record.fusion is not None and record.fusion["dense_weight"] == 1.5
     assert record.config.holdout_share == 0.2 and record.config.seed == 4
     assert record.trained_chunks == [1, 2, 3]
     assert record.questions_file == OLD_TUNING["questions_file"]
@@ -105,19 +100,13 @@ def test_an_old_tuning_record_loads_with_its_fusion(tmp_path):
     kept = record.as_dict()
     assert kept["fusion"]["default_mrr@10"] == 0.7 and kept["fusion"]["grid"][0]["mrr@10"] == 0.8
     assert kept["generation"] == OLD_TUNING["generation"] and kept["losses"] == [1.2, 1.1, 0.9]
-    # What serving reads from it.
-    assert fusion.recorded(tmp_path)["dense_weight"] == 1.5
-    applied = fusion.for_encoder(RetrievalSettings(), tmp_path)
-    assert (applied.rrf_k, applied.dense_weight) == (20, 1.5)
     # Saved and loaded again, it is the same record.
     record.save(tmp_path)
     assert EncoderTuningRecord.load(tmp_path) == record
 
 
-def test_an_incomplete_fusion_is_no_fusion(tmp_path):
-    for partial in ({}, {"rrf_k": 20}, None):
-        record = EncoderTuningRecord.parse({"fusion": partial})
-        assert record.fusion is None
+def test_a_tuning_record_without_a_fusion_loads():
+    assert EncoderTuningRecord.parse({"fusion": None}).fusion is None
     assert EncoderTuningRecord.parse({}).kind == "lectern-tuned-encoder"
 
 
@@ -171,7 +160,6 @@ def test_nulls_in_fields_serving_does_not_read_are_not_refused():
     assert (tuning.compared, tuning.held_out_before, tuning.held_out_after) == ({}, {}, {})
     assert tuning.kind == "lectern-tuned-encoder"
     assert tuning.config.holdout_share is None and tuning.config.seed is None
-    assert tuning.fusion is not None and tuning.fusion.dense_weight == 1.5, "what serving reads"
     reranker = RerankerRecord.parse({"prior_weight": 0.5, "validation": None, "data": None,
                                      "training": None, "config": None, "created": None})
     assert (reranker.validation, reranker.data, reranker.training) == ({}, {}, {})

@@ -194,3 +194,46 @@ def test_cli_refuses_bad_domain_options_before_loading_models(tmp_path, monkeypa
     result = CliRunner().invoke(app, ["eval", "retrieval", "--domains", str(data), *args])
     assert isinstance(result.exception, ConfigError), result.output
     assert message in str(result.exception)
+
+
+class _Asking:
+    """A generator for the calibration: asks about three words of the sentence."""
+
+    def warm_up(self) -> None:
+        pass
+
+    def generate(self, messages):
+        said = messages[-1]["content"].removeprefix("Statement:").split()
+        return f"What is said about {' '.join(said[1:4])}?"
+
+    def stream(self, messages):
+        yield self.generate(messages)
+
+
+def test_cli_calibrates_each_corpus_for_the_calibrated_column(tmp_path, monkeypatch):
+    from api import components
+    from api.cli import app
+    from model import generators
+    from retriever import cross_encoder
+
+    monkeypatch.setattr(components, "build_embedder", lambda s, device: HashEmbedder(64))
+    monkeypatch.setattr(cross_encoder, "CrossEncoderReranker", FakeCrossEncoder)
+    monkeypatch.setattr(generators, "build", lambda s, plan: _Asking())
+    monkeypatch.setattr(domains, "training_split", lambda folder: paragraph_split)
+    monkeypatch.setenv("LECTERN_DATA_DIR", str(tmp_path / "user-data"))
+    data = write_sources(tmp_path / "sources")
+    reranker = write_reranker_record(tmp_path / "reranker")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [
+        "eval", "retrieval", "--domains", str(data), "--only", "coqa-cnn",
+        "--configs", "bm25,calibrated", "--reranker", str(reranker),
+        "--calibration-questions", "10", "--out-dir", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "eval-domains.json").read_text())
+    cnn = saved["datasets"]["coqa-cnn"]
+    assert set(cnn["configs"]) == {"bm25", "calibrated"}
+    record = cnn["calibration"]
+    assert record["questions"] >= 2 and record["chunks"] == 5 and record["reason"]
+    page = (out / "eval-domains.md").read_text()
+    assert "`calibrated`" in page

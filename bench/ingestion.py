@@ -164,10 +164,10 @@ def run(args: argparse.Namespace, data_dir: Path) -> dict:
     wall -= max(check_seconds, 0.0)
 
     counts = service.counts()
-    # Sanity: chunks whose embedded text (title > section + passage) is longer than the
+    # Sanity: chunks whose embedded text (bounded heading + passage) is longer than the
     # encoder reads; the encoder silently truncates those.
     max_tokens = real.max_tokens
-    texts = [c.context_text for c in service.store.all_chunks()]
+    texts = [c.model_text for c in service.store.all_chunks()]
     lengths = [len(ids) for ids in real.model.tokenizer(texts)["input_ids"]] if texts else []
     truncated = sum(n > max_tokens for n in lengths)
     embed_s = timed.passage_seconds

@@ -50,12 +50,12 @@ def is_url_like(title: str) -> bool:
 
 
 def _words_of(segment: str) -> str:
-    """A de-slugged path segment's words that name something: no ids, dates or kinds.
-
-    "article b44ae4d6d7" gives "": a page's kind and its id tell a model nothing.
-    """
-    kept = [w for w in segment.split() if w.lower() not in _GENERIC and not _is_id(w)]
-    return " ".join(kept) if any(_LETTERS.search(w) for w in kept) else ""
+    """A de-slugged path segment's words without ids; "" when only ids, dates and page
+    kinds are left ("article b44ae4d6d7"): those tell a model nothing. A kind's word in
+    a real name stays ("home run derby")."""
+    kept = [w for w in segment.split() if not _is_id(w)]
+    named = [w for w in kept if w.lower() not in _GENERIC and _LETTERS.search(w)]
+    return " ".join(kept) if named else ""
 
 
 def _is_id(word: str) -> bool:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from lectern.errors import ConfigError
+from lectern.text import words
 from lectern.types import Chunk
 from retriever.eval.datasets import Dataset, DatasetError, Item, Query
 from retriever.records import RerankerRecord
@@ -47,9 +48,10 @@ DOMAINS: dict[str, tuple[str, str | None]] = {
 # sample of the rest up to this many chunks.
 MAX_ITEMS = 4000
 LONG_TITLE = (
-    "https://www.example.edu/news/{year}/{month:02d}/{day:02d}/section/article-{key}"
+    "https://www.example.edu/news/{year}/{month:02d}/{day:02d}/section/{slug}-{key}"
     "/index.html?utm_source=newsletter"
 )
+SLUG_WORDS = 8  # of the item's own title, kept in the URL as a site would
 
 Split = Callable[[str], list[str]]
 
@@ -235,22 +237,26 @@ def load_domains(
     return out
 
 
-def long_title(item_id: str) -> str:
-    """A URL-like title of about 40 encoder tokens, from the item id only: it shares no
-    information with the text, and every item's has the same words."""
+def long_title(item_id: str, title: str = "") -> str:
+    """A URL-like title of about 40 encoder tokens (more for a titled item): the item's
+    own title as the URL's slug, as a news or university site writes it, and otherwise
+    the same words for every item. It carries what the short title carried and nothing
+    of the text, so a change from the short-title run is the length's doing."""
     digest = hashlib.sha1(item_id.encode()).hexdigest()
     n = int(digest[:8], 16)
+    slug = "-".join(words(title)[:SLUG_WORDS])
     return LONG_TITLE.format(
-        year=2015 + n % 10, month=1 + n % 12, day=1 + n % 28, key=digest[8:18]
+        year=2015 + n % 10, month=1 + n % 12, day=1 + n % 28, key=digest[8:18],
+        slug=slug or "article",
     )
 
 
 def with_long_titles(dataset: Dataset, count: Callable[[str], int] | None = None) -> Dataset:
-    """The same items and queries, every title replaced by long_title(item id).
+    """The same items and queries, every title replaced by long_title(item id, title).
 
     count: an encoder token counter, to record the titles' length.
     """
-    items = [replace(i, title=long_title(i.id)) for i in dataset.items]
+    items = [replace(i, title=long_title(i.id, i.title)) for i in dataset.items]
     info: dict = {"of": dataset.name, "template": LONG_TITLE}
     if count is not None and items:
         info["title_tokens_median"] = statistics.median(count(i.title) for i in items)

@@ -171,3 +171,14 @@ def test_missing_or_bad_source_files_are_named(tmp_path, data):
     bad.write_text(json.dumps({"data": [{"id": "x"}]}))
     with pytest.raises(DatasetError, match="bad.json: no CoQA stories"):
         coqa_sources(bad)
+
+
+def test_a_titled_item_keeps_its_title_as_the_urls_slug():
+    from lectern.headings import model_heading
+
+    url = long_title("boolq/abc/0", "Home Run Derby")
+    assert "/section/home-run-derby-" in url
+    assert url == long_title("boolq/abc/0", "Home Run Derby"), "deterministic"
+    # What the encoder and the reranker read of it: the title's words, nothing else.
+    assert model_heading(url, None) == "home run derby"
+    assert model_heading(long_title("cnn-1/0"), None) == "news"

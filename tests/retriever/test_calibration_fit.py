@@ -169,3 +169,26 @@ def test_calibrate_writes_questions_and_records_the_choice() -> None:
     assert record.chunks == len(chunks) and record.max_chunk_id == len(chunks) - 1
     assert record.chosen.dense_weight == 0  # the stand-in encoder is noise
     assert record.encoder == "fake-encoder" and record.rule
+
+
+def test_within_one_standard_error_the_fewer_moving_parts_win() -> None:
+    rng = np.random.default_rng(5)
+    bm25 = rng.uniform(0.3, 0.9, 100)
+    n = np.arange(100)
+    # Each a little better than BM25 on average (+0.005, +0.004), but by ±0.1 a question:
+    # well within one standard error (about 0.0095).
+    hybrid_scores = bm25 + np.where(n % 2 == 0, 0.1, -0.09)
+    both_scores = bm25 + np.where(n % 4 < 2, 0.1, -0.092)
+    alone, hybrid, both = (Choice(dense_weight=0.0, rerank=False), Choice(rerank=False),
+                           Choice(rerank=True, rerank_prior_weight=1.0))
+    fit = choose({alone: bm25, hybrid: hybrid_scores, both: both_scores})
+    best = max(fit.candidates, key=lambda s: s.mean)
+    bm25_row = next(s for s in fit.candidates if s.choice == alone)
+    assert best.choice != alone and 0 < bm25_row.gap <= bm25_row.gap_se
+    assert fit.chosen == alone and "within one standard error" in fit.reason
+    # One level up when that level is clearly better, not the best of the top level.
+    clear = bm25 + 0.1 + rng.normal(0, 0.01, 100)
+    fit = choose({alone: bm25, hybrid: clear, both: clear + rng.normal(0.002, 0.05, 100)})
+    assert fit.chosen == hybrid
+    fit = choose({alone: bm25, hybrid: bm25 + rng.normal(0, 0.01, 100), both: clear})
+    assert fit.chosen == both and "scored best" in fit.reason

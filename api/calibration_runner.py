@@ -58,8 +58,8 @@ class Calibrator:
         try:
             return self._fit(log_line)
         finally:
+            self.started = None  # before the release: a run starting next sets its own
             self._running.release()
-            self.started = None
 
     def _fit(self, log_line: Callable[[str], Any]) -> RetrievalCalibration:
 
@@ -68,16 +68,19 @@ class Calibrator:
         c = self.settings.calibration
         reranker = corpus.reranker
         score = getattr(reranker, "score_chunks", None)
-        folder = getattr(reranker, "model_dir", None)
+        dense = corpus.retriever("dense")
+        # The encoder the dense lists come from, read once: a switch meanwhile must not
+        # label this fit with the new one.
+        encoder = getattr(dense, "embedder", corpus.embedder).fingerprint
         record = calibrate(
             corpus.store.all_chunks(),
             corpus.retriever("bm25"),
-            corpus.retriever("dense"),
+            dense,
             self._generator(),
-            encoder=corpus.embedder.fingerprint,
+            encoder=encoder,
             retrieval=self.settings.retrieval,
             score=score,
-            reranker=folder.name if folder is not None else None,
+            reranker=calibration.reranker_id(reranker),
             default_prior=getattr(reranker, "prior_weight", None),
             questions=c.questions,
             max_minutes=c.max_minutes,

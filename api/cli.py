@@ -376,6 +376,7 @@ def _eval_domains(
 ) -> None:
     """`lectern eval retrieval --domains`: one table, a row per domain (see cross_domain)."""
     import shlex
+    import shutil
     import tempfile
 
     from lectern.errors import ConfigError
@@ -422,10 +423,14 @@ def _eval_domains(
 
     with tempfile.TemporaryDirectory(prefix="lectern-eval-") as tmp:
         work = (data_dir or Path(tmp)).resolve()
+        def opened(where: Path) -> Corpus:
+            # A reused --data-dir holds the last run's calibrations: the fixed
+            # configurations are measured with none, and each run fits its own.
+            shutil.rmtree(where / "calibration", ignore_errors=True)
+            return _eval_corpus(_eval_settings(where), rerank if calibrated else None)
+
         result, rows = cross_domain.run_datasets(
-            sets, evaluation,
-            lambda where: _eval_corpus(_eval_settings(where), rerank if calibrated else None),
-            work, rerank, log, calibrate,
+            sets, evaluation, opened, work, rerank, log, calibrate,
         )
     result["run"] = {
         "command": shlex.join(["lectern", *sys.argv[1:]]),

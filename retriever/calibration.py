@@ -26,8 +26,11 @@ from retriever.records import Record
 
 log = logging.getLogger(__name__)
 
-# What a calibration may set; the operator's explicit value of any of them wins.
-CALIBRATED = ("rrf_k", "bm25_weight", "dense_weight", "rerank", "rerank_prior_weight")
+# What a calibration may set; the operator's explicit value of any of them wins. The
+# fusion's three are one choice: applied together, or not at all when the operator set
+# any of them (a calibrated weight beside the operator's could leave both at 0).
+FUSION = ("rrf_k", "bm25_weight", "dense_weight")
+CALIBRATED = (*FUSION, "rerank", "rerank_prior_weight")
 
 
 class Choice(BaseModel):
@@ -96,11 +99,28 @@ def folder(settings: Settings, fingerprint: str) -> Path:
     return settings.data_dir / "calibration" / digest
 
 
-def load(settings: Settings, fingerprint: str) -> RetrievalCalibration | None:
-    """The calibration recorded for the encoder; None when there is none.
+def reranker_id(reranker: object | None) -> str | None:
+    """Which reranker a calibration was fitted with: its folder's name and when it was
+    trained (the shipped and a locally trained one share a folder name); None: none."""
+    if reranker is None:
+        return None
+    folder = getattr(reranker, "model_dir", None)
+    if folder is None:
+        return type(reranker).__name__
+    record = getattr(reranker, "record", None)
+    created = getattr(record, "created", None)
+    return f"{Path(folder).name}@{created}" if created else Path(folder).name
 
-    One that cannot be read, or was fitted with another encoder, is logged and counts as
-    none: serving starts with the settings instead of refusing to.
+
+def load(
+    settings: Settings, fingerprint: str, reranker: str | None = None
+) -> RetrievalCalibration | None:
+    """The calibration recorded for the encoder and `reranker` (reranker_id); None when
+    there is none.
+
+    One that cannot be read, or was fitted with another encoder or reranker, is logged
+    and counts as none: serving starts with the settings instead of refusing to, and a
+    new fit is due.
     """
     try:
         record = RetrievalCalibration.load(folder(settings, fingerprint))
@@ -110,6 +130,10 @@ def load(settings: Settings, fingerprint: str) -> RetrievalCalibration | None:
     if record is not None and record.encoder != fingerprint:
         log.warning("ignoring a retrieval calibration fitted with encoder %s (serving %s)",
                     record.encoder, fingerprint)
+        return None
+    if record is not None and record.reranker != reranker:
+        log.warning("ignoring a retrieval calibration fitted with reranker %s (serving %s)",
+                    record.reranker, reranker)
         return None
     return record
 
@@ -124,7 +148,9 @@ def applied(retrieval: RetrievalSettings, choice: Choice | None) -> RetrievalSet
     """`retrieval` with the calibrated choice for every field the operator left unset."""
     if choice is None:
         return retrieval
-    update = {f: getattr(choice, f) for f in CALIBRATED if f not in retrieval.model_fields_set}
+    mine = retrieval.model_fields_set
+    fields = [f for f in CALIBRATED if f not in mine and not (f in FUSION and mine & set(FUSION))]
+    update = {f: getattr(choice, f) for f in fields}
     return retrieval.model_copy(update=update) if update else retrieval
 
 

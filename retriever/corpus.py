@@ -140,6 +140,9 @@ class Corpus:
                     f"calibration fitted with encoder {record.encoder}, not the one serving "
                     f"({serving.embedder.fingerprint})"
                 )
+            if record.reranker != calibration.reranker_id(self._reranker):
+                raise ValueError(f"calibration fitted with reranker {record.reranker}, not "
+                                 f"the one serving ({calibration.reranker_id(self._reranker)})")
             self._serving = self._serving_for(serving.embedder, serving.index, record)
 
     @property
@@ -193,7 +196,9 @@ class Corpus:
     ) -> _Serving:
         bm25 = self.bm25
         dense = DenseRetriever(embedder, index, self.store)
-        record = record or calibration.load(self.settings, embedder.fingerprint)
+        record = record or calibration.load(
+            self.settings, embedder.fingerprint, calibration.reranker_id(self._reranker)
+        )
         r = calibration.applied(self.settings.retrieval, record.chosen if record else None)
         hybrid = HybridRetriever(
             [(bm25, r.bm25_weight), (dense, r.dense_weight)],

@@ -68,7 +68,8 @@ def fill(svc: Lectern, n: int = 30, start: int = 0) -> None:
 
 def chosen(fingerprint: str, **fields: object) -> RetrievalCalibration:
     return RetrievalCalibration(
-        created="2026-12-01T00:00:00+00:00", encoder=fingerprint, chunks=30, max_chunk_id=29,
+        created="2026-12-01T00:00:00+00:00", encoder=fingerprint, reranker="OverlapReranker",
+        chunks=30, max_chunk_id=29,
         questions=20, questions_written=20, seconds=1.0, rule="test",
         chosen=Choice(**fields), reason="test",
     )
@@ -112,7 +113,8 @@ def test_a_fit_is_saved_served_and_read_back_after_a_restart(tmp_path: Path) -> 
     svc.refresh()
     record = svc.calibrator.fit()
     assert svc.corpus.calibration == record and record.questions == 20
-    assert calibration.load(svc.settings, svc.corpus.embedder.fingerprint) == record
+    fp = svc.corpus.embedder.fingerprint
+    assert calibration.load(svc.settings, fp, "OverlapReranker") == record
     svc.close()
     again = make(tmp_path, AskingGenerator())
     assert again.corpus.calibration == record
@@ -140,7 +142,8 @@ def test_a_failed_background_fit_keeps_the_old_one(tmp_path: Path) -> None:
     _wait(svc)
     assert "the generator broke" in (svc.calibrator.last_error or "")
     assert svc.corpus.calibration == first
-    assert calibration.load(svc.settings, svc.corpus.embedder.fingerprint) == first
+    fp = svc.corpus.embedder.fingerprint
+    assert calibration.load(svc.settings, fp, "OverlapReranker") == first
 
 
 def test_a_fit_is_due_only_when_enough_changed(tmp_path: Path) -> None:
@@ -190,3 +193,20 @@ def test_only_the_server_fits_in_the_background(tmp_path: Path) -> None:
     fill(svc)
     svc.refresh()
     assert svc.calibrator.due() and svc.calibrator._thread is None
+
+
+def test_a_calibration_fitted_with_another_reranker_is_not_served(tmp_path: Path) -> None:
+    svc = make(tmp_path, AskingGenerator())
+    fill(svc)
+    svc.refresh()
+    record = svc.calibrator.fit()
+    assert record.reranker == "OverlapReranker"
+    svc.close()
+    other = chosen(record.encoder, dense_weight=0.0)
+    other = other.model_copy(update={"reranker": "reranker@2026-11-23T07:33:47+00:00"})
+    calibration.save(svc.settings, other)
+    again = make(tmp_path, AskingGenerator(), auto_share=0.2)
+    assert again.corpus.calibration is None  # the settings serve, and a fit is due
+    assert again.corpus.retrieval.dense_weight == 1.0 and again.calibrator.due()
+    with pytest.raises(ValueError, match="reranker"):
+        again.corpus.use_calibration(other)

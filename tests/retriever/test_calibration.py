@@ -60,7 +60,13 @@ def test_the_operators_explicit_settings_win() -> None:
     assert (applied.rrf_k, applied.dense_weight, applied.rerank,
             applied.rerank_prior_weight) == (20, 0.5, False, 0.25)
     mine = calibration.applied(RetrievalSettings(rerank=True, dense_weight=2.0), chosen)
-    assert (mine.rrf_k, mine.dense_weight, mine.rerank) == (20, 2.0, True)
+    # One fusion field set by the operator keeps the calibration's fusion out whole.
+    assert (mine.rrf_k, mine.dense_weight, mine.rerank) == (60, 2.0, True)
+    assert mine.rerank_prior_weight == 0.25
+    # The operator's BM25 alone and a calibrated encoder alone never make both weights 0.
+    dense_alone = Choice(bm25_weight=0.0, rerank=False)
+    bm25_only = calibration.applied(RetrievalSettings(dense_weight=0.0), dense_alone)
+    assert (bm25_only.bm25_weight, bm25_only.dense_weight) == (1.0, 0.0)
     assert calibration.applied(RetrievalSettings(), None) == RetrievalSettings()
 
 
@@ -76,3 +82,13 @@ def test_choice_names() -> None:
     assert Choice(dense_weight=0, rerank=False).name == "bm25"
     assert Choice(bm25_weight=0, rerank=True, rerank_prior_weight=1).name == "dense +rerank w1"
     assert Choice(rrf_k=20, dense_weight=1.5, rerank=False).name == "hybrid k20 1:1.5"
+
+
+def test_the_reranker_a_record_names() -> None:
+    class Folder:
+        model_dir = Path("/models/reranker")
+        record = type("R", (), {"created": "2026-11-23T07:33:47+00:00"})()
+
+    assert calibration.reranker_id(None) is None
+    assert calibration.reranker_id(Folder()) == "reranker@2026-11-23T07:33:47+00:00"
+    assert calibration.reranker_id(object()) == "object"

@@ -38,7 +38,7 @@ from _common import (
 from api.service import Lectern
 from lectern.protocols import Embedder
 from lectern.settings import Settings
-from retriever.eval.metrics import mean_scores, score_rank
+from retriever.metrics import mean_scores, score_rank
 
 SQUAD = Path("/work/shared/data/squad/squaddev_v1.1.json")
 REMOVED = Path("/work/shared/data/squad/squaddev_v1.1_removed.json")
@@ -90,7 +90,7 @@ def rank_of(hits: list, relevant: set[str]) -> int | None:
 
 def quality(ranks: list[int | None], k: int) -> dict:
     """Mean Recall@1, @5, @k and MRR@k of the questions (each with one relevant paragraph,
-    found at these ranks), keyed as retriever.eval.metrics keys them: "recall@1", "mrr@10"."""
+    found at these ranks), keyed as retriever.metrics keys them: "recall@1", "mrr@10"."""
     recall_ks = list(dict.fromkeys((1, 5, k)))
     means = mean_scores([score_rank(r, recall_ks, k) for r in ranks])
     return {key: round(value, 4) for key, value in means.items()}

@@ -34,11 +34,13 @@ from typing import Any
 import numpy as np
 
 from lectern.protocols import Generator, Retriever
+from lectern.reporting import mean_se
 from lectern.settings import RetrievalSettings
 from lectern.types import Chunk, ScoredChunk, SearchFilter
 from retriever.calibration import CandidateScore, Choice, RetrievalCalibration
 from retriever.cross_encoder import PRIOR_WEIGHTS, fuse
 from retriever.hybrid import HybridRetriever
+from retriever.metrics import ndcg_at_k
 from retriever.questions import (
     QuestionWriter,
     SyntheticQuestion,
@@ -84,10 +86,7 @@ Score = Callable[[str, Sequence[Chunk]], np.ndarray]
 
 
 def _ndcg10(ids: Sequence[int], target: int) -> float:
-    for rank, cid in enumerate(ids[:10], start=1):
-        if cid == target:
-            return 1.0 / math.log2(rank + 1)
-    return 0.0
+    return ndcg_at_k([str(i) for i in ids], {str(target): 1.0}, 10)
 
 
 def fusions() -> list[Choice]:
@@ -157,15 +156,14 @@ def choose(per_choice: dict[Choice, np.ndarray], default_prior: float | None = N
         return (float(per_choice[c].mean()), same_fusion, c.rerank_prior_weight == default_prior)
 
     best = max(per_choice, key=preference)
-    n = len(per_choice[best])
     scores = []
     for c, values in per_choice.items():
-        diff = per_choice[best] - values
-        gap_se = float(diff.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf
+        mean, se = mean_se(values.tolist())
+        gap, gap_se = mean_se((per_choice[best] - values).tolist())
         scores.append(CandidateScore(
-            choice=c, level=level(c), mean=round(float(values.mean()), 4),
-            se=round(float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.inf, 4),
-            gap=round(float(diff.mean()), 4), gap_se=round(gap_se, 4),
+            choice=c, level=level(c), mean=round(mean, 4),
+            se=round(math.inf if se is None else se, 4),
+            gap=round(gap, 4), gap_se=round(math.inf if gap_se is None else gap_se, 4),
         ))
     scores.sort(key=lambda s: (s.level, -s.mean))
     near = [s for s in scores if s.gap <= s.gap_se]  # the best itself has gap 0

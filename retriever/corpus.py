@@ -28,7 +28,6 @@ from retriever.faiss_index import FaissIndex
 from retriever.hybrid import HybridRetriever
 
 Mode = Literal["hybrid", "dense", "bm25"]
-FUSION = ("rrf_k", "bm25_weight", "dense_weight")  # the hybrid's, as `fusion` reports them
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "bm25")
 
 
@@ -67,7 +66,6 @@ class _Serving:
     embedder: Embedder
     index: FaissIndex
     retrievers: dict[Mode, Retriever]
-    fusion: dict[str, float]
     # The retrieval settings searches follow: the operator's, with the corpus's
     # calibration for what the operator left unset.
     retrieval: RetrievalSettings
@@ -116,7 +114,8 @@ class Corpus:
     @property
     def fusion(self) -> dict[str, float]:
         """The hybrid's RRF settings (rrf_k, bm25_weight, dense_weight) as served."""
-        return self._state().fusion
+        served = self._state().retrieval
+        return {name: getattr(served, name) for name in calibration.FUSION}
 
     @property
     def retrieval(self) -> RetrievalSettings:
@@ -209,7 +208,6 @@ class Corpus:
             embedder,
             index,
             {"dense": dense, "bm25": bm25, "hybrid": hybrid},
-            {name: getattr(r, name) for name in FUSION},
             r,
             record,
         )

@@ -30,7 +30,7 @@ from pydantic import (
 from lectern.errors import ConfigError
 from lectern.files import atomic_write
 
-# Metric keys are written "mrr@10", as retriever.eval.metrics names them; version 1
+# Metric keys are written "mrr@10", as retriever.metrics names them; version 1
 # records wrote "mrr_at_10".
 _OLD_METRIC = re.compile(r"(?<![A-Za-z0-9])(mrr|recall|ndcg)_at_(\d+)")
 

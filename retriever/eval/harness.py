@@ -25,7 +25,7 @@ from lectern.types import ScoredChunk
 from retriever.corpus import Corpus, Mode, rerank_top
 from retriever.eval.datasets import Dataset, DatasetError, Query
 from retriever.eval.indexing import Log, QueryMemo, index_dataset, quiet
-from retriever.eval.metrics import (
+from retriever.metrics import (
     first_relevant_rank,
     mean_scores,
     mean_se_scores,

@@ -30,7 +30,7 @@ from lectern.files import replace_folder, staging_folder
 from lectern.optional import require
 from lectern.protocols import Retriever
 from lectern.types import Chunk
-from retriever.eval.metrics import MRR, mean_scores, score_rank
+from retriever.metrics import MRR, mean_scores, score_rank
 from retriever.questions import SyntheticQuestion
 from retriever.questions import load as load_questions
 from retriever.records import EncoderTuningRecord

@@ -12,7 +12,7 @@ from typing import Any
 
 from lectern.types import Chunk
 from retriever.cross_encoder import PRIOR_WEIGHTS, CrossEncoderReranker, fuse, head_and_body
-from retriever.eval.metrics import MRR, mean_scores, score_rank
+from retriever.metrics import MRR, mean_scores, score_rank
 from retriever.train.reranker_data import Group
 
 

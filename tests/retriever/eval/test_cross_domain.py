@@ -6,6 +6,7 @@ import math
 import pytest
 from typer.testing import CliRunner
 
+from api.cli import app
 from lectern.errors import ConfigError
 from lectern.reporting import mean_se
 from retriever.eval import domains
@@ -144,9 +145,10 @@ def test_the_calibrated_column_is_each_corpus_after_its_own_calibration(
         run_datasets(sets, RetrievalEvaluation(["calibrated"]), open_corpus, tmp_path / "w2")
 
 
-def test_cli_runs_the_domains_into_one_table(tmp_path, settings, monkeypatch):
+def fake_models(monkeypatch, tmp_path):
+    """The CLI over fakes: hash embedder, fake cross-encoder, fixture sources; returns the
+    sources folder, the reranker folder and the output folder."""
     from api import components
-    from api.cli import app
     from retriever import cross_encoder
 
     monkeypatch.setattr(components, "build_embedder", lambda s, device: HashEmbedder(64))
@@ -155,8 +157,11 @@ def test_cli_runs_the_domains_into_one_table(tmp_path, settings, monkeypatch):
     monkeypatch.setattr(domains, "token_count", lambda folder: word_count)
     monkeypatch.setenv("LECTERN_DATA_DIR", str(tmp_path / "user-data"))
     data = write_sources(tmp_path / "sources")
-    reranker = write_reranker_record(tmp_path / "reranker")
-    out = tmp_path / "out"
+    return data, write_reranker_record(tmp_path / "reranker"), tmp_path / "out"
+
+
+def test_cli_runs_the_domains_into_one_table(tmp_path, settings, monkeypatch):
+    data, reranker, out = fake_models(monkeypatch, tmp_path)
     result = CliRunner().invoke(app, [
         "eval", "retrieval", "--domains", str(data), "--only", "coqa-cnn,boolq",
         "--long-titles", "--configs", "bm25,bm25+rerank", "--reranker", str(reranker),
@@ -183,7 +188,6 @@ def test_cli_runs_the_domains_into_one_table(tmp_path, settings, monkeypatch):
 def test_cli_refuses_bad_domain_options_before_loading_models(tmp_path, monkeypatch, args,
                                                               message):
     from api import components
-    from api.cli import app
 
     def no_models(*_args, **_kwargs):
         raise AssertionError("models loaded before the options were checked")
@@ -211,19 +215,10 @@ class _Asking:
 
 
 def test_cli_calibrates_each_corpus_for_the_calibrated_column(tmp_path, monkeypatch):
-    from api import components
-    from api.cli import app
     from model import generators
-    from retriever import cross_encoder
 
-    monkeypatch.setattr(components, "build_embedder", lambda s, device: HashEmbedder(64))
-    monkeypatch.setattr(cross_encoder, "CrossEncoderReranker", FakeCrossEncoder)
     monkeypatch.setattr(generators, "build", lambda s, plan: _Asking())
-    monkeypatch.setattr(domains, "training_split", lambda folder: paragraph_split)
-    monkeypatch.setenv("LECTERN_DATA_DIR", str(tmp_path / "user-data"))
-    data = write_sources(tmp_path / "sources")
-    reranker = write_reranker_record(tmp_path / "reranker")
-    out = tmp_path / "out"
+    data, reranker, out = fake_models(monkeypatch, tmp_path)
     result = CliRunner().invoke(app, [
         "eval", "retrieval", "--domains", str(data), "--only", "coqa-cnn",
         "--configs", "bm25,calibrated", "--reranker", str(reranker),

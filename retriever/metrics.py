@@ -1,5 +1,5 @@
-"""Ranking metrics: Recall@k, MRR@k and nDCG@k, for retrieval evaluation and for the
-held-out measurements of training (retriever.train), which use no other.
+"""Ranking metrics: Recall@k, MRR@k and nDCG@k, for retrieval evaluation, the held-out
+measurements of training (retriever.train) and a corpus's calibration, which use no other.
 
 Every metric takes a ranked list of distinct item ids (best first) and the query's
 relevance judgements {item id: grade}. A grade of 0 or less means "judged, not relevant"

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from lectern.types import Chunk, ScoredChunk
-from retriever.eval.metrics import (
+from retriever.metrics import (
     MRR,
     distinct,
     first_relevant_rank,

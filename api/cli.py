@@ -20,7 +20,7 @@ from lectern.settings import SHUTDOWN_CLOSE_S, Settings
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from lectern.protocols import Reranker
+    from lectern.protocols import Embedder, Reranker
     from retriever.calibration import RetrievalCalibration
     from retriever.corpus import Corpus
 
@@ -335,14 +335,19 @@ def _eval_settings(data_dir: Path) -> Settings:
     return user.model_copy(update={"data_dir": data_dir.resolve(), "models": models})
 
 
-def _eval_corpus(settings: Settings, reranker: Reranker | None = None) -> Corpus:
+def _eval_corpus(
+    settings: Settings, reranker: Reranker | None = None, encoder: Embedder | None = None
+) -> Corpus:
     """A corpus to evaluate on; each query is embedded once across the configurations
     sharing it. Without `reranker` it reranks nothing itself (the +rerank configurations
-    rerank); with one, it searches as it would serve (the calibrated configuration)."""
+    rerank); with one, it searches as it would serve (the calibrated configuration).
+    encoder: one already loaded (several datasets share it); default: built here."""
     from api.components import build_embedder, device_plan, open_corpus
     from retriever.eval.indexing import QueryMemo, plain
 
-    embedder = QueryMemo(build_embedder(settings, device_plan(settings).device))
+    if encoder is None:
+        encoder = build_embedder(settings, device_plan(settings).device)
+    embedder = QueryMemo(encoder)
     if reranker is None:
         return open_corpus(plain(settings), embedder=embedder)
     return open_corpus(settings, embedder=embedder, reranker=reranker)
@@ -379,6 +384,7 @@ def _eval_domains(
     import shutil
     import tempfile
 
+    from api.components import build_embedder, device_plan
     from lectern.errors import ConfigError
     from lectern.reporting import RESULTS_DIR, environment, write_results
     from retriever.cross_encoder import SHIPPED_RERANKER, CrossEncoderReranker
@@ -423,11 +429,14 @@ def _eval_domains(
 
     with tempfile.TemporaryDirectory(prefix="lectern-eval-") as tmp:
         work = (data_dir or Path(tmp)).resolve()
+        shared = _eval_settings(work)  # the encoder, loaded once for every dataset
+        encoder = build_embedder(shared, device_plan(shared).device)
+
         def opened(where: Path) -> Corpus:
             # A reused --data-dir holds the last run's calibrations: the fixed
             # configurations are measured with none, and each run fits its own.
             shutil.rmtree(where / "calibration", ignore_errors=True)
-            return _eval_corpus(_eval_settings(where), rerank if calibrated else None)
+            return _eval_corpus(_eval_settings(where), rerank if calibrated else None, encoder)
 
         result, rows = cross_domain.run_datasets(
             sets, evaluation, opened, work, rerank, log, calibrate,

@@ -18,7 +18,7 @@ from api.body_limits import BodyLimits, upload_cap
 from api.methods import HeadAsGet
 from api.openapi import describe_the_server
 from api.origins import WidgetCors
-from api.routes import adapters, ask, calibration, documents, health
+from api.routes import adapters, ask, calibration, documents, feedback, health, openai_compat
 from api.security import BearerAuth, RateLimiter, admin_token
 from api.service import Lectern
 from lectern import __version__
@@ -84,24 +84,31 @@ def create_app(settings: Settings | None = None, service: Lectern | None = None)
         BodyLimits,
         auth=app.state.auth,
         admin_routes=[
-            *documents.admin_router.routes, *adapters.router.routes, *calibration.router.routes
+            *documents.admin_router.routes, *adapters.router.routes, *calibration.router.routes,
+            *feedback.admin_router.routes,
         ],
         admin_max_bytes=upload_cap(settings),
         max_bytes=settings.api.max_body_kb * 1024,
     )
     app.add_middleware(
         WidgetCors,
-        public_routes=[*ask.router.routes, *documents.router.routes, *health.router.routes],
+        public_routes=[
+            *ask.router.routes, *feedback.router.routes, *documents.router.routes,
+            *health.router.routes,
+        ],
         origins=settings.api.cors_origins,
     )
     app.add_middleware(HeadAsGet)  # outermost: everything inside sees a GET
     describe_the_server(app, settings.api)
     errors.install(app)
-    for module in (ask, documents, health):
+    for module in (ask, feedback, documents, health):
         app.include_router(module.router)
     app.include_router(documents.admin_router)
+    app.include_router(feedback.admin_router)
     app.include_router(adapters.router)
     app.include_router(calibration.router)
+    # Not among the CORS-public routes: an OpenAI client is a program, not the widget.
+    app.include_router(openai_compat.router, dependencies=openai_compat.auth(settings.api))
     _mount_webui(app)
     return app
 

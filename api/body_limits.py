@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import response_of
+from api.errors import is_openai, response_of
 from lectern.errors import LecternError, RequestTooLargeError
 from lectern.settings import Settings
 
@@ -50,8 +50,8 @@ def _content_length(headers: Headers) -> int | None:
     return int(value)
 
 
-def _refusal(exc: LecternError) -> JSONResponse:
-    response = response_of(exc)
+def _refusal(exc: LecternError, scope: Scope) -> JSONResponse:
+    response = response_of(exc, is_openai(scope))
     response.headers["Connection"] = "close"
     return response
 
@@ -99,7 +99,7 @@ class BodyLimits:
             if length is not None and length > limit:
                 raise RequestTooLargeError(limit)
         except LecternError as exc:
-            await _refusal(exc)(scope, receive, send)
+            await _refusal(exc, scope)(scope, receive, send)
             return
         has_body = bool(length) or "transfer-encoding" in headers
         await _Cycle(self.app, limit, has_body)(scope, receive, send)
@@ -131,7 +131,7 @@ class _Cycle:
             self.stopped = True
             if not self.started:
                 self.started = self.refused = True
-                await _refusal(RequestTooLargeError(self.limit))(scope, receive, send)
+                await _refusal(RequestTooLargeError(self.limit), scope)(scope, receive, send)
             # The app sees the client gone and stops reading; the server closes.
             return {"type": "http.disconnect"}
 

@@ -13,6 +13,7 @@ import typer
 
 from api import cli_train_generator  # noqa: F401 - registers `lectern train generator`
 from api.cli_calibrate import calibrate_app
+from api.cli_feedback import feedback_app
 from api.cli_train import train_app
 from lectern.errors import LecternError
 from lectern.settings import SHUTDOWN_CLOSE_S, Settings
@@ -36,6 +37,7 @@ eval_app = typer.Typer(no_args_is_help=True, help="Measure retrieval and answer 
 app.add_typer(eval_app, name="eval")
 app.add_typer(train_app, name="train")
 app.add_typer(calibrate_app, name="calibrate")
+app.add_typer(feedback_app, name="feedback")
 
 SAMPLE_CORPUS = Path(__file__).resolve().parent.parent / "samples" / "corpus"
 SAMPLE_QUERIES = [
@@ -533,6 +535,99 @@ def eval_answers(
     json_path, md_path = write(result, name, folder)
     typer.echo(markdown(result))
     typer.echo(f"\nwrote {folder / f'{name}.jsonl'}, {json_path} and {md_path}")
+
+
+@eval_app.command("conversations")
+def eval_conversations(
+    data: Annotated[Path, typer.Option(help="the shared data folder (../shared/data)")],
+    sets: Annotated[str, typer.Option(help="comma-separated: coqa, quac")] = "coqa,quac",
+    variants: Annotated[
+        str | None,
+        typer.Option(help="comma-separated: none, history:N[:wK][:all] (K answer words; "
+                     ":all: every follow-up, not only those referring back), generator:N; "
+                     "default: none, history:1..3, history:2:all, history:2:w0, "
+                     "history:2:w10, generator:2"),
+    ] = None,
+    max_followups: Annotated[
+        int | None, typer.Option(min=1, help="a seeded sample of N follow-ups per set, for "
+                                 "every variant (default: all)")
+    ] = None,
+    model_followups: Annotated[
+        int, typer.Option(min=1, help="of those, the seeded N per set the generator "
+                          "variants rewrite")
+    ] = 120,
+    seed: Annotated[int, typer.Option(help="seed of the samples")] = 0,
+    reranker: Annotated[
+        str | None, typer.Option(help="reranker folder: it reranks, and only its held-out "
+                                 "documents are asked about (default: the shipped one)")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="output stem: <out>.json, .md, .rows.jsonl "
+                                  "(default: bench/results/eval-conversations)")
+    ] = None,
+) -> None:
+    """R@5, MRR@10 of follow-ups searched as asked and rewritten; the rewrite's default."""
+    import shlex
+    import tempfile
+    import time
+
+    from api.components import build_embedder, device_plan, open_corpus
+    from lectern.reporting import RESULTS_DIR, environment, write_results
+    from model.eval import conversation_report
+    from model.eval.conversation_run import ConversationRun, parse_variants, run_sets
+    from model.eval.conversations import load_sets, parse_sets
+    from retriever.cross_encoder import SHIPPED_RERANKER, CrossEncoderReranker
+    from retriever.eval import domains
+    from retriever.eval.harness import write_ranks
+
+    began, load = time.perf_counter(), os.getloadavg()[0]
+    chosen, names = parse_variants(variants), parse_sets(sets)  # before any model loads
+    user = Settings()
+    run = ConversationRun(chosen, candidates=user.generation.rerank_candidates,
+                          max_followups=max_followups, model_followups=model_followups,
+                          seed=seed)
+    folder = Path(reranker) if reranker else SHIPPED_RERANKER
+    share = domains.holdout_share(folder)
+    loaded = load_sets(data, names, domains.training_split(folder), share)
+    stem = out or RESULTS_DIR / "eval-conversations"
+
+    def log(message: str) -> None:
+        typer.echo(message, err=True)
+
+    rerank = CrossEncoderReranker(folder)
+    rerank.warm_up()
+    with tempfile.TemporaryDirectory(prefix="lectern-eval-") as tmp:
+        work = _eval_settings(Path(tmp))
+        generator = None
+        if run.calls_model:  # built as `lectern eval answers` builds it (Lectern's)
+            from model import generators
+
+            generator = generators.build(work, device_plan(work))
+            generator.warm_up()
+        encoder = build_embedder(work, device_plan(work).device)  # one for every set
+        try:
+            result, rows = run_sets(
+                loaded, run,
+                lambda where: open_corpus(_eval_settings(where), embedder=encoder,
+                                          reranker=rerank),
+                work.data_dir, generator.generate if generator else None, log,
+            )
+        finally:
+            if generator is not None:
+                generator.close()
+    result = conversation_report.complete(result, rows, chosen)
+    result["run"] = {
+        "command": shlex.join(["lectern", *sys.argv[1:]]), "reranker": str(folder),
+        "holdout_share": share, "generator": work.models.generator if run.calls_model else None,
+        "adapter": work.models.adapter, "wall_seconds": round(time.perf_counter() - began, 1),
+        "loadavg_1m_start": load, "loadavg_1m_end": os.getloadavg()[0],
+    }
+    result["environment"] = environment()
+    page = conversation_report.markdown(result, chosen)
+    json_path, md_path = write_results(stem.name, result, page, stem.parent)
+    rows_path = write_ranks(stem.parent / f"{stem.name}.rows.jsonl", rows)
+    typer.echo(page)
+    typer.echo(f"\nwrote {json_path}, {md_path} and {rows_path}")
 
 
 def main() -> None:

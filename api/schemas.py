@@ -31,6 +31,11 @@ BLANKS = (
 NOT_BLANK = "[^" + "".join(f"\\u{ord(c):04x}" for c in BLANKS) + "]"
 
 
+class TurnIn(BaseModel):
+    question: str = Field(min_length=1, description="an earlier question, as asked")
+    answer: str = Field(description="the answer it got")
+
+
 class AskRequest(BaseModel):
     # The upper bounds come from the settings: api.openapi writes them into the schema.
     # The blank check stays in the route (a clearer message than pydantic's pattern one);
@@ -41,6 +46,18 @@ class AskRequest(BaseModel):
         json_schema_extra={"pattern": NOT_BLANK},
     )
     top_k: PositiveJsonInteger | None = Field(None, description="passages to answer from")
+    history: list[TurnIn] | None = Field(
+        None,
+        description="the conversation's earlier turns, oldest first (bounded by "
+        "conversation.max_turns and max_turn_chars); not with conversation_id",
+    )
+    conversation_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="a conversation the server keeps (from an earlier answer's "
+        "conversation_id); not with history",
+    )
 
 
 class CitationOut(BaseModel):
@@ -65,6 +82,66 @@ class AskResponse(BaseModel):
     abstained: bool
     citations: list[CitationOut]
     timings: TimingsOut
+    answer_id: str | None = Field(
+        description="what POST /api/v1/feedback names; null when answers are not logged"
+    )
+    standalone_question: str = Field(
+        description="what retrieval searched for: the question, or a follow-up made to "
+        "stand alone with the earlier turns"
+    )
+    conversation_id: str | None = Field(
+        description="send it with the next question to continue this conversation; null "
+        "when the server keeps none"
+    )
+
+
+class FeedbackIn(BaseModel):
+    answer_id: str = Field(min_length=1, max_length=64, description="the answer's answer_id")
+    rating: Literal["up", "down"]
+    comment: str | None = Field(
+        None, description="what was wrong or right (bounded by feedback.max_comment_chars)"
+    )
+
+
+class FeedbackOut(BaseModel):
+    answer_id: str
+    rating: Literal["up", "down"]
+    comment: str | None
+    rated_at: datetime
+
+
+class LoggedAnswerOut(BaseModel):
+    id: str
+    created: datetime
+    question: str
+    standalone_question: str
+    answer: str
+    abstained: bool
+    rating: Literal["up", "down"] | None
+    comment: str | None
+
+
+class QuestionGroupOut(BaseModel):
+    count: int = Field(description="questions in the group")
+    example: str = Field(description="the question nearest the group's meaning")
+    questions: list[str] = Field(description="its distinct questions, the most asked first")
+    abstained: int
+    rated_down: int
+    last_asked: datetime
+    answer_ids: list[str]
+
+
+class QuestionsOut(BaseModel):
+    days: float
+    answers: int = Field(description="answers given in the period")
+    abstained: int
+    rated_up: int
+    rated_down: int
+    recent: list[LoggedAnswerOut] = Field(description="the newest answers first")
+    missed: list[QuestionGroupOut] = Field(
+        description="questions abstained on or rated down, grouped by meaning, the most "
+        "frequent first: what the documents do not answer"
+    )
 
 
 class DocumentOut(BaseModel):
@@ -202,6 +279,9 @@ STREAM_EVENT: dict[str, Any] = {
                 answer={"type": "string"},
                 abstained={"type": "boolean"},
                 citations={"type": "array", "items": _ref("CitationOut")},
+                answer_id={"type": ["string", "null"]},
+                standalone_question={"type": "string"},
+                conversation_id={"type": ["string", "null"]},
             ),
         ),
         _event("done", _object(timings=_ref("TimingsOut"))),

@@ -29,15 +29,20 @@ def admin_token(configured: str | None, data_dir: Path) -> str:
 
 
 class BearerAuth:
-    def __init__(self, token: str) -> None:
+    """Checks `Authorization: Bearer <token>` in constant time; `name` is what the token is
+    called in the refusals (the admin token, the OpenAI routes' API key)."""
+
+    def __init__(self, token: str, name: str = "admin token", routes: str = "admin routes") -> None:
         self._token = token.encode()
+        self._name = name
+        self._routes = routes
 
     def __call__(self, request: Request) -> None:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not given:
-            raise UnauthorizedError("admin routes need 'Authorization: Bearer <admin token>'")
+            raise UnauthorizedError(f"{self._routes} need 'Authorization: Bearer <{self._name}>'")
         if not hmac.compare_digest(given.strip().encode(), self._token):
-            raise UnauthorizedError("the admin token is wrong")
+            raise UnauthorizedError(f"the {self._name} is wrong")
 
 
 class RateLimiter:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from api.admission import Admission
+from api.answering import Answerer
 from api.calibration_runner import Calibrator
 from api.components import build_reranker, device_plan, open_corpus
+from api.conversations import ConversationStore
 from api.upload_names import upload_path
 from ingest.gate import IngestGate
 from ingest.orphans import remove_orphans
@@ -25,12 +26,9 @@ from ingest.pipeline import FileResult, Ingestor, IngestReport, document_id
 from ingest.sqlite_store import SQLiteDocumentStore
 from lectern.errors import CalibrationRunningError, DocumentNotFoundError, NotReadyError
 from lectern.files import atomic_write
-from lectern.protocols import DocumentStore, Embedder, Generator, Reranker
+from lectern.protocols import AnswerLog, DocumentStore, Embedder, Generator, Reranker
 from lectern.settings import Settings
-from lectern.timing import elapsed_ms
 from lectern.types import (
-    Answer,
-    AnswerEvent,
     AskResult,
     Chunk,
     DocumentInfo,
@@ -38,11 +36,10 @@ from lectern.types import (
     SearchFilter,
     StreamEvent,
     Timings,
-    TokenEvent,
+    Turn,
 )
 from model import generators
-from model.answer import IDK, assemble, build_messages
-from model.context import Compressed, compress
+from model.answer_log import SQLiteAnswerLog
 from model.generators.adapters import AdapterInfo
 from model.generators.served import ServedGenerator
 from retriever.corpus import Corpus, Counts, Mode
@@ -84,6 +81,7 @@ class Lectern:
         generator: Generator | None = None,
         reranker: Reranker | None = None,
         store: DocumentStore | None = None,
+        answer_log: AnswerLog | None = None,
     ) -> None:
         self.settings = settings
         self.store = SQLiteDocumentStore(settings.store_path) if store is None else store
@@ -100,6 +98,13 @@ class Lectern:
         self._closed = False
         self.admission = Admission(settings.api.max_answers_in_flight)
         self.calibrator = Calibrator(settings, self._warm_corpus, self._warm_generator)
+        if answer_log is None and settings.feedback.log_answers:
+            answer_log = SQLiteAnswerLog(settings.feedback_path)
+        self.answer_log = answer_log
+        self.answerer = Answerer(
+            settings, self._warm_corpus, lambda: self.embedder, self._generators, answer_log
+        )
+        self.conversations = ConversationStore(settings.conversation)
 
     @property
     def corpus(self) -> Corpus:
@@ -235,101 +240,44 @@ class Lectern:
             log.warning("ingests still running %.0f s after close(); closing anyway", timeout_s)
         self._generators.close()  # requests still decoding get no more time: the
         # server's graceful-shutdown period, before this, was theirs
+        if self.answer_log is not None:
+            self.answer_log.close()
         self.store.close()
 
     # -- answering -------------------------------------------------------------------
 
-    def _context(
+    def ask(
         self,
         question: str,
-        top_k: int | None,
-        timings: Timings,
-        start: float,
+        top_k: int | None = None,
         filters: SearchFilter | None = None,
-    ) -> AskResult | Compressed:
-        """The compressed passages to answer from, or the abstention when there are none."""
-        g = self.settings.generation
-        self.warm_up()
-        hits, rerank_ms = self.corpus.search_timed(
-            question, top_k or g.passages, "hybrid", None, g.rerank_candidates, filters=filters
-        )
-        timings.rerank_ms = rerank_ms
-        timings.retrieve_ms = round(elapsed_ms(start) - rerank_ms, 2)
-        passages = [h.chunk for h in hits]
-        if not passages:  # nothing retrieved: no model call, an honest abstention
-            timings.total_ms = elapsed_ms(start)
-            return AskResult(Answer(IDK, [], True), [], timings)
-        self._require_generator()  # before compressing: a request then fails fast
-        context = compress(question, passages, self.embedder, g.context_tokens)
-        if context.relevance < g.min_relevance:  # off-topic: nothing here answers it
-            timings.total_ms = elapsed_ms(start)
-            return AskResult(Answer(IDK, [], True), context.passages, timings)
-        return context
-
-    def _result(
-        self, reply: str, context: Compressed, timings: Timings, start: float
-    ) -> AskResult:
-        g = self.settings.generation
-        fallback = context.best if g.quote_fallback else None
-        answer = assemble(reply, context.passages, g.min_support, fallback)
-        timings.total_ms = elapsed_ms(start)
-        return AskResult(answer, context.passages, timings)
-
-    def ask(
-        self, question: str, top_k: int | None = None, filters: SearchFilter | None = None
+        history: Sequence[Turn] = (),
     ) -> AskResult:
         """Answer from the top passages, citing them; abstain when there is nothing to cite.
 
+        history: the conversation's earlier turns, oldest first (see api.answering).
         filters: documents kept out of retrieval (the evaluation's unanswerable probe asks
         a question again without its own article). Raises OverloadedError before any work
         when `api.max_answers_in_flight` are in progress.
         """
         with self.admission.slot():
-            return self._ask(question, top_k, filters)
-
-    def _ask(
-        self, question: str, top_k: int | None, filters: SearchFilter | None = None
-    ) -> AskResult:
-        start = time.perf_counter()
-        timings = Timings()
-        context = self._context(question, top_k, timings, start, filters)
-        if isinstance(context, AskResult):
-            return context
-        gen_start = time.perf_counter()
-        reply = self._generators.generate(build_messages(question, context.passages))
-        timings.generate_ms = elapsed_ms(gen_start)  # no first token: the reply comes whole
-        return self._result(reply, context, timings, start)
+            return self.answerer.ask(question, top_k, filters, history)
 
     def ask_stream(
-        self, question: str, top_k: int | None = None, filters: SearchFilter | None = None
+        self,
+        question: str,
+        top_k: int | None = None,
+        filters: SearchFilter | None = None,
+        history: Sequence[Turn] = (),
     ) -> Iterator[StreamEvent]:
         """TokenEvents as the answer is generated, then one AnswerEvent with the checked answer.
 
-        filters: as for ask(). The place among the answers in flight is taken on the first
-        `next()` (which raises OverloadedError when there is none) and given back when the
-        stream ends or is closed.
+        history, filters: as for ask(). The place among the answers in flight is taken on
+        the first `next()` (which raises OverloadedError when there is none) and given back
+        when the stream ends or is closed.
         """
         with self.admission.slot():
-            yield from self._ask_stream(question, top_k, filters)
-
-    def _ask_stream(
-        self, question: str, top_k: int | None, filters: SearchFilter | None = None
-    ) -> Iterator[StreamEvent]:
-        start = time.perf_counter()
-        timings = Timings()
-        context = self._context(question, top_k, timings, start, filters)
-        if isinstance(context, AskResult):
-            yield AnswerEvent(context)
-            return
-        gen_start = time.perf_counter()
-        pieces: list[str] = []
-        for piece in self._generators.stream(build_messages(question, context.passages)):
-            if timings.first_token_ms is None:
-                timings.first_token_ms = elapsed_ms(start)
-            pieces.append(piece)
-            yield TokenEvent(piece)
-        timings.generate_ms = elapsed_ms(gen_start)
-        yield AnswerEvent(self._result("".join(pieces), context, timings, start))
+            yield from self.answerer.ask_stream(question, top_k, filters, history)
 
     # -- search and the corpus -------------------------------------------------------
 

@@ -102,6 +102,14 @@ class DocumentNotFoundError(LecternError):
         super().__init__(f"no document with id or source {key!r}")
 
 
+class AnswerNotFoundError(LecternError):
+    """No logged answer has this id (never given, or deleted by the retention)."""
+
+
+class ConversationNotFoundError(LecternError):
+    """No kept conversation has this id (never started here, expired, or dropped)."""
+
+
 class IngestError(LecternError):
     """A file could not be ingested. The rest of its batch is unaffected."""
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from lectern.types import Chunk, DocumentInfo, ScoredChunk, SearchFilter
+from lectern.types import Chunk, DocumentInfo, LoggedAnswer, Rating, ScoredChunk, SearchFilter
 
 
 @runtime_checkable
@@ -134,3 +135,31 @@ class DocumentStore(Protocol):
     def chunk_count(self) -> int: ...
 
     def vector_count(self) -> int: ...
+
+
+class AnswerLog(Protocol):
+    """Every answer given, and the feedback on it: what the admin Questions view reads
+    and what feedback is exported from. Safe to call from request threads at once."""
+
+    def record(self, entry: LoggedAnswer) -> None:
+        """Keep `entry` (its rating fields are ignored: feedback comes later)."""
+        ...
+
+    def get(self, answer_id: str) -> LoggedAnswer | None: ...
+
+    def rate(self, answer_id: str, rating: Rating, comment: str | None) -> LoggedAnswer:
+        """Attach feedback (replacing earlier feedback on it); AnswerNotFoundError when no
+        answer has this id."""
+        ...
+
+    def recent(
+        self, limit: int, since: datetime | None = None, *, missed_only: bool = False
+    ) -> list[LoggedAnswer]:
+        """The newest answers first; missed_only: those abstained on or rated down."""
+        ...
+
+    def purge(self, older_than: datetime) -> int:
+        """Delete answers (and their feedback) created before `older_than`; how many."""
+        ...
+
+    def close(self) -> None: ...

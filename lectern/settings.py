@@ -238,6 +238,50 @@ class GenerationSettings(BaseModel):
     )
 
 
+class ConversationSettings(BaseModel):
+    max_turns: int = Field(
+        8, ge=0, le=100, description="earlier turns a question may bring (history or a kept "
+        "conversation); more are refused with 422"
+    )
+    max_turn_chars: int = Field(
+        4000, ge=10, le=100_000,
+        description="characters of one earlier turn, question and answer together; a longer "
+        "turn is refused with 422",
+    )
+    prompt_turns: int = Field(
+        2, ge=0, le=20, description="earlier turns the generator sees beside the passages"
+    )
+    rewrite: Literal["history", "generator", "none"] = Field(
+        "history",
+        description="how a follow-up becomes the question searched for: 'history' adds the "
+        "earlier turns' questions and answers to it, 'generator' asks the generator to "
+        "rewrite it, 'none' searches it as asked",
+    )
+    rewrite_turns: int = Field(
+        2, ge=1, le=20, description="earlier turns the rewrite reads"
+    )
+    kept: int = Field(
+        1000, ge=0, le=1_000_000,
+        description="conversations the server keeps for conversation_id (least recently "
+        "used dropped first); 0: none kept",
+    )
+    expiry_minutes: float = Field(
+        60.0, gt=0, description="a kept conversation unused this long is forgotten"
+    )
+
+
+class FeedbackSettings(BaseModel):
+    log_answers: bool = Field(
+        True,
+        description="keep every answer (question, answer, cited chunks, timings; never an "
+        "address or cookie) for feedback and the admin Questions view",
+    )
+    retention_days: float = Field(
+        90.0, gt=0, description="answers and their feedback older than this are deleted"
+    )
+    max_comment_chars: int = Field(1000, ge=0, le=100_000)
+
+
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -275,6 +319,14 @@ class ApiSettings(BaseModel):
         "(ask, stream, document files, health) from the browser; [] (default): this server's "
         "own origin only; '*': any origin but 'null', which is allowed only when listed; admin "
         "routes never answer a cross-origin request",
+    )
+    openai_api_key: str | None = Field(
+        None, min_length=8,
+        description="the key /v1/chat/completions and /v1/models require as a bearer token; "
+        "None: open like /api/v1/ask",
+    )
+    openai_model: str = Field(
+        "lectern", min_length=1, description="the model id GET /v1/models lists"
     )
     trusted_proxies: list[str] = Field(
         [],
@@ -338,6 +390,8 @@ class Settings(BaseSettings):
     calibration: CalibrationSettings = CalibrationSettings()
     models: ModelSettings = ModelSettings()
     generation: GenerationSettings = GenerationSettings()
+    conversation: ConversationSettings = ConversationSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
     api: ApiSettings = ApiSettings()
 
     @model_validator(mode="after")
@@ -359,6 +413,10 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
+
+    @property
+    def feedback_path(self) -> Path:
+        return self.data_dir / "feedback.sqlite3"
 
     @property
     def upload_dir(self) -> Path:

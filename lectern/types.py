@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from lectern.headings import model_heading
 
@@ -144,11 +145,63 @@ class Timings:
     first_token_ms: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """An earlier question of a conversation and the answer it got."""
+
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens the generator read (its whole prompt: instructions, passages, earlier turns,
+    the question) and wrote for one answer, counted with its own tokenizer."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+NO_TOKENS = Usage(0, 0)  # an answer given without asking the generator
+
+
 @dataclass(slots=True)
 class AskResult:
     answer: Answer
     passages: list[Chunk]
     timings: Timings = field(default_factory=Timings)
+    # What retrieval searched for: the question itself, or a follow-up rewritten with
+    # the conversation's earlier turns so that it stands alone.
+    standalone_question: str = ""
+    answer_id: str = ""  # what feedback on this answer names; "" when it was not logged
+    usage: Usage | None = None  # None: the serving generator cannot count its tokens
+
+
+Rating = Literal["up", "down"]
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedAnswer:
+    """An answer as the answer log keeps it, with the feedback it got (if any).
+
+    Nothing in it names who asked: no address, cookie or conversation id.
+    """
+
+    id: str
+    created: datetime  # UTC
+    question: str  # as asked
+    standalone_question: str  # what retrieval searched for
+    answer: str
+    abstained: bool
+    passage_ids: list[int]  # the chunks in the prompt, in their order
+    cited_ids: list[int]  # the chunks the answer cites
+    mode: str  # how retrieval ran, e.g. "hybrid+rerank"
+    model: str  # the generator's reference
+    adapter: str | None  # the adapter serving, None: the base model
+    timings: dict[str, float | None]
+    rating: Rating | None = None
+    comment: str | None = None
+    rated_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

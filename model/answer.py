@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 
 from lectern.protocols import Message
-from lectern.types import Answer, Chunk, Citation
+from lectern.types import Answer, Chunk, Citation, Turn
 from model.context import content_words, sentences
 
 IDK = "I don't know. The documents I have do not answer this question."
@@ -38,7 +38,23 @@ def passage_header(chunk: Chunk, title_given: bool = False) -> str:
     return f"{chunk.title} > {where}" if where and where != chunk.title else chunk.title
 
 
-def build_messages(question: str, passages: Sequence[Chunk]) -> list[Message]:
+def _uncited(text: str) -> str:
+    """`text` without its citation marks, and without the space left before them."""
+    return " ".join(re.sub(r"\s*" + _CITE.pattern, "", text).split())
+
+
+def build_messages(
+    question: str, passages: Sequence[Chunk], history: Sequence[Turn] = ()
+) -> list[Message]:
+    """The system prompt, the earlier turns as they were asked and answered, then the
+    numbered passages and the question. An earlier answer's citation numbers pointed at
+    that turn's passages, so they are dropped from it."""
+    earlier: list[Message] = []
+    for turn in history:
+        earlier += [
+            {"role": "user", "content": turn.question.strip()},
+            {"role": "assistant", "content": _uncited(turn.answer)},
+        ]
     numbered, titles = [], set()
     for i, c in enumerate(passages, start=1):
         header = passage_header(c, title_given=c.title in titles)
@@ -46,6 +62,7 @@ def build_messages(question: str, passages: Sequence[Chunk]) -> list[Message]:
         numbered.append(f"[{i}] {f'({header}) ' if header else ''}{' '.join(c.text.split())}")
     return [
         {"role": "system", "content": SYSTEM},
+        *earlier,
         {"role": "user", "content": "Passages:\n" + "\n\n".join(numbered)
          + f"\n\nQuestion: {question.strip()}"},
     ]

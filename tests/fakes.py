@@ -107,6 +107,16 @@ class EchoGenerator:
         pass
 
 
+class CountingEchoGenerator(EchoGenerator):
+    """An EchoGenerator that counts tokens as words, as a real one counts with its tokenizer."""
+
+    def count_tokens(self, text: str) -> int:
+        return word_count(text)
+
+    def count_prompt_tokens(self, messages: Sequence[dict[str, str]]) -> int:
+        return sum(word_count(m["content"]) for m in messages)
+
+
 class OverlapReranker:
     """Scores a passage by the share of the query's words it contains.
 

@@ -30,7 +30,10 @@ ALLOWED = {
 # they need, importing them inside the commands that run them. At import time it may
 # read only the configs (`*_config` modules, which import nothing heavy), whose field
 # defaults are its options' defaults.
-CLI = ("api.cli", "api.cli_train", "api.cli_train_generator", "api.cli_calibrate")
+CLI = (
+    "api.cli", "api.cli_train", "api.cli_train_generator", "api.cli_calibrate",
+    "api.cli_feedback",
+)
 
 
 def module_name(path: Path, root: Path) -> str:

@@ -13,7 +13,8 @@
  *
  * No framework, no build step, no external requests other than the Lectern API.
  * Everything lives in a Shadow DOM, so the host page's CSS cannot reach it, and all
- * server data is inserted as text (never as HTML).
+ * server data is inserted as text (never as HTML). The conversation (its turns and the
+ * server's conversation_id) is kept in sessionStorage, for the tab's session; no cookie.
  */
 (function () {
   "use strict";
@@ -113,6 +114,7 @@
     "  background: transparent; color: inherit; cursor: pointer; display: grid; place-items: center; }",
     ".icon-btn:hover { background: rgba(255, 255, 255, .16); }",
     ".icon-btn svg { width: 22px; height: 22px; }",
+    ".icon-btn:disabled { opacity: .5; cursor: not-allowed; background: transparent; }",
 
     /* conversation */
     ".log { flex: 1; overflow-y: auto; padding: 18px 16px 8px; background: var(--soft);",
@@ -171,6 +173,37 @@
     ".src-snippet { margin: 0 10px 8px 42px; padding: 0; font-size: 12.5px; color: var(--muted);",
     "  display: -webkit-box; -webkit-line-clamp: 2; -webkit-box-orient: vertical; overflow: hidden; }",
 
+    /* feedback on an answer: thumbs, then an optional comment */
+    ".feedback { display: flex; align-items: center; flex-wrap: wrap; gap: 2px; margin: 4px 2px 0;",
+    "  font-size: 12.5px; color: var(--muted); }",
+    ".fb-ask { margin-right: 4px; }",
+    ".fb-btn { width: 32px; height: 32px; border-radius: 8px; border: 1px solid transparent;",
+    "  padding: 0; background: transparent; color: var(--muted); cursor: pointer; display: grid;",
+    "  place-items: center; }",
+    ".fb-btn:hover { background: var(--tint); color: var(--accent); }",
+    ".fb-btn[aria-pressed='true'] { background: var(--tint); border-color: var(--tint-line);",
+    "  color: var(--accent); }",
+    ".fb-btn:disabled { cursor: progress; opacity: .6; }",
+    ".fb-btn svg { width: 17px; height: 17px; }",
+    ".fb-link { border: 0; background: none; padding: 4px 6px; color: var(--accent);",
+    "  font-size: 12.5px; text-decoration: underline; cursor: pointer; }",
+    ".fb-thanks { margin-left: 4px; color: #1e6b34; font-weight: 600; }",
+    ".fb-form { width: 94%; margin: 6px 0 0; padding: 10px; display: flex; flex-direction: column;",
+    "  gap: 6px; background: var(--bg); border: 1px solid var(--line); border-radius: 10px; }",
+    ".fb-form label { font-size: 13px; font-weight: 600; }",
+    ".fb-form textarea { min-height: 64px; max-height: 160px; resize: vertical; padding: 8px 10px;",
+    "  border: 1px solid #c3ccd7; border-radius: 8px; background: var(--bg); font-size: 14px; }",
+    ".fb-form textarea:focus { border-color: var(--accent); outline: 2px solid var(--accent);",
+    "  outline-offset: 0; }",
+    ".fb-row { display: flex; align-items: center; justify-content: space-between; gap: 8px; }",
+    ".fb-count { font-size: 12px; color: var(--muted); }",
+    ".fb-send { border: 0; border-radius: 8px; padding: 6px 14px; background: var(--accent);",
+    "  color: var(--accent-ink); font-size: 13.5px; font-weight: 600; cursor: pointer; }",
+    ".fb-send:disabled { background: #aab4c0; cursor: not-allowed; }",
+    ".fb-error { width: 94%; margin: 6px 0 0; padding: 6px 10px; border-radius: 8px;",
+    "  background: #fdecec; border: 1px solid #f2b8b5; color: #7a1a14; font-size: 12.5px; }",
+    ".fb-error strong { display: block; }",
+
     /* suggestions */
     ".chips { display: flex; flex-direction: column; align-items: flex-start; gap: 6px; }",
     ".chip { border: 1px solid var(--tint-line); background: var(--bg); color: var(--accent);",
@@ -204,7 +237,8 @@
     "  .launcher { transition: none; }",
     "}",
     "@media (forced-colors: active) {",
-    "  .launcher, .send, .panel, .bubble, .src { border: 1px solid CanvasText; }",
+    "  .launcher, .send, .panel, .bubble, .src, .fb-send { border: 1px solid CanvasText; }",
+    "  .fb-btn[aria-pressed='true'] { border-color: Highlight; }",
     "}",
   ].join("\n");
 
@@ -221,6 +255,13 @@
       '<path d="M14 4h6v6M20 4l-9 9M18 14v4.5A1.5 1.5 0 0 1 16.5 20h-11A1.5 1.5 0 0 1 4 18.5v-11A1.5 1.5 0 0 1 5.5 6H10" fill="none" stroke="currentColor" stroke-width="1.8" stroke-linecap="round" stroke-linejoin="round"/>',
     info:
       '<circle cx="12" cy="12" r="9" fill="none" stroke="currentColor" stroke-width="2"/><path d="M12 11v5.5M12 7.6v.1" stroke="currentColor" stroke-width="2.2" stroke-linecap="round"/>',
+    compose:
+      '<path d="M12 4H6.5A2.5 2.5 0 0 0 4 6.5v11A2.5 2.5 0 0 0 6.5 20h11a2.5 2.5 0 0 0 2.5-2.5V12" fill="none" stroke="currentColor" stroke-width="1.8" stroke-linecap="round"/><path d="M17.6 3.9a1.9 1.9 0 0 1 2.7 2.7L12 14.9l-3.6.9.9-3.6z" fill="none" stroke="currentColor" stroke-width="1.8" stroke-linejoin="round"/>',
+    up:
+      '<path d="M7.5 10.5v9H5a1.5 1.5 0 0 1-1.5-1.5v-6A1.5 1.5 0 0 1 5 10.5zM7.5 10.5 11 3.5c1.6 0 2.7 1.4 2.3 3l-.7 3h5.3a2 2 0 0 1 2 2.4l-1.3 6A2 2 0 0 1 16.6 19.5H7.5" fill="none" stroke="currentColor" stroke-width="1.8" stroke-linejoin="round"/>',
+    // The thumb up, mirrored top to bottom.
+    down:
+      '<g transform="matrix(1 0 0 -1 0 24)"><path d="M7.5 10.5v9H5a1.5 1.5 0 0 1-1.5-1.5v-6A1.5 1.5 0 0 1 5 10.5zM7.5 10.5 11 3.5c1.6 0 2.7 1.4 2.3 3l-.7 3h5.3a2 2 0 0 1 2 2.4l-1.3 6A2 2 0 0 1 16.6 19.5H7.5" fill="none" stroke="currentColor" stroke-width="1.8" stroke-linejoin="round"/></g>',
     warn:
       '<path d="M12 4 2.8 19.5h18.4z" fill="none" stroke="currentColor" stroke-width="2" stroke-linejoin="round"/><path d="M12 10v4.5M12 17.2v.1" stroke="currentColor" stroke-width="2.2" stroke-linecap="round"/>',
   };
@@ -313,8 +354,8 @@
     if (buf.trim()) flush(buf.replace(/\r\n?/g, "\n"));
   }
 
-  // Turns a JSON error response into {title, detail}.
-  async function describeError(res) {
+  // Turns a JSON error response into {title, detail}; `what` was sent ("question").
+  async function describeError(res, what) {
     var code = "";
     var message = "";
     try {
@@ -344,9 +385,281 @@
       };
     }
     if (res.status === 422) {
-      return { title: "This question could not be sent.", detail: sentenceCase(message) + "." };
+      return {
+        title: "This " + (what || "question") + " could not be sent.",
+        detail: sentenceCase(message) + ".",
+      };
     }
     return { title: "Something went wrong.", detail: sentenceCase(message) + "." };
+  }
+
+  // POSTs JSON to the API; resolves to the Response, rejects only when unreachable.
+  function post(path, body, accept) {
+    return fetch(API_BASE + path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: accept || "application/json" },
+      body: JSON.stringify(body),
+      credentials: "omit", // the public API needs no cookies; keeps CORS simple
+    });
+  }
+
+  var STREAM = "text/event-stream";
+  var UNREACHABLE = { title: "The assistant could not be reached.",
+                      detail: "Check your connection and try again." };
+
+  /* ------------------------------------------------------------ conversation -- */
+
+  // The conversation lasts the page session: sessionStorage keeps it through a reload
+  // and forgets it with the tab. The server keeps it too and names it with the
+  // conversation_id of each answer; the turns are also kept here, to show them again
+  // after a reload and to restart the conversation from them when the server has
+  // forgotten the id (a restart or an expiry answers 404).
+  var STORE_KEY = "lectern-widget:" + API_BASE;
+  // The server's defaults (conversation.max_turns and max_turn_chars): history beyond
+  // them is refused with 422, so the oldest turns and the end of long answers stay here.
+  var HISTORY_TURNS = 8;
+  var TURN_CHARS = 4000;
+  var SHOWN_TURNS = 30; // turns shown again after a reload; sessionStorage is small
+
+  function loadSession() {
+    try {
+      var saved = JSON.parse(sessionStorage.getItem(STORE_KEY) || "null");
+      if (saved && Array.isArray(saved.turns)) {
+        // Written by this code, but perhaps by an older version of it: keep what reads.
+        var turns = saved.turns.filter(function (t) {
+          return t && typeof t.question === "string" && typeof t.answer === "string" &&
+            Array.isArray(t.citations);
+        });
+        return { id: typeof saved.id === "string" ? saved.id : null, turns: turns };
+      }
+    } catch (e) {
+      /* storage blocked (a sandboxed frame, private mode) or unreadable: start afresh */
+    }
+    return { id: null, turns: [] };
+  }
+
+  function saveSession(session) {
+    try {
+      sessionStorage.setItem(STORE_KEY, JSON.stringify({
+        id: session.id, turns: session.turns.slice(-SHOWN_TURNS),
+      }));
+    } catch (e) {
+      /* full or blocked: the conversation then lasts until the page reloads */
+    }
+  }
+
+  // What a question brings of the conversation: the server's id, else the turns.
+  function askBody(question, session) {
+    var body = { question: question };
+    if (session.id) {
+      body.conversation_id = session.id;
+    } else if (session.turns.length) {
+      body.history = session.turns.slice(-HISTORY_TURNS).map(function (t) {
+        var q = String(t.question);
+        // JavaScript counts UTF-16 units, Python code points: this cut is never too long.
+        var room = Math.max(0, TURN_CHARS - q.length);
+        return { question: q, answer: String(t.answer || "").slice(0, room) };
+      });
+    }
+    return body;
+  }
+
+  // A 404 naming the conversation (not, say, a proxy's 404 for the whole API).
+  async function forgotten(res) {
+    if (res.status !== 404) return false;
+    try {
+      var body = await res.clone().json();
+      return !!(body && body.error && body.error.code === "conversation_not_found");
+    } catch (e) {
+      return false;
+    }
+  }
+
+  /* ---------------------------------------------------------------- feedback -- */
+
+  var COMMENT_CHARS = 1000; // the server's default feedback.max_comment_chars
+  var RATINGS = [
+    { rating: "up", icon: "up", label: "Helpful" },
+    { rating: "down", icon: "down", label: "Not helpful" },
+  ];
+  var uid = 0;
+
+  // Rejects with {title, detail}, as the widget shows API errors.
+  async function sendFeedback(answerId, rating, comment) {
+    var body = { answer_id: answerId, rating: rating };
+    if (comment) body.comment = comment;
+    var res;
+    try {
+      res = await post("api/v1/feedback", body);
+    } catch (e) {
+      throw UNREACHABLE;
+    }
+    if (!res.ok) throw await describeError(res, "feedback");
+  }
+
+  // Thumbs up and down under an answer, then an optional comment. A thumb is sent at
+  // once (so a reader who writes nothing still counts); a comment is sent with it again,
+  // which replaces the rating on the server. hooks: announce(text), save().
+  function feedbackControls(turn, hooks) {
+    var box = el("div", "fb");
+    var row = el("div", "feedback");
+    row.setAttribute("role", "group");
+    row.setAttribute("aria-label", "Rate this answer");
+    row.appendChild(el("span", "fb-ask", "Was this helpful?"));
+    var thumbs = RATINGS.map(function (r) {
+      var b = el("button", "fb-btn");
+      b.type = "button";
+      b.setAttribute("data-rating", r.rating);
+      b.setAttribute("aria-label", r.label);
+      b.title = r.label;
+      b.innerHTML = icon(r.icon);
+      b.addEventListener("click", function () { rate(r.rating, b); });
+      row.appendChild(b);
+      return b;
+    });
+    var more = el("button", "fb-link", "Add a comment");
+    more.type = "button";
+    more.addEventListener("click", function () { openForm(); });
+    row.appendChild(more);
+    var thanks = el("span", "fb-thanks");
+    row.appendChild(thanks);
+    box.appendChild(row);
+    var form = null;
+    var error = null;
+
+    function refresh() {
+      thumbs.forEach(function (b) {
+        b.setAttribute("aria-pressed", String(b.getAttribute("data-rating") === turn.rating));
+      });
+      more.hidden = !turn.rating || !!turn.comment || !!form;
+    }
+
+    function showError(err) {
+      clearError();
+      error = el("div", "fb-error");
+      error.setAttribute("role", "alert");
+      error.appendChild(el("strong", null, err.title));
+      error.appendChild(document.createTextNode(err.detail));
+      box.appendChild(error);
+    }
+    function clearError() {
+      if (error) error.remove();
+      error = null;
+    }
+
+    function busy(on) {
+      thumbs.forEach(function (b) { b.disabled = on; });
+      if (form) {
+        form.querySelector(".fb-send").disabled = on || !form.querySelector("textarea").value.trim();
+      }
+    }
+
+    async function rate(rating, button) {
+      if (rating === turn.rating) {
+        if (!turn.comment) openForm();
+        return;
+      }
+      clearError();
+      busy(true);
+      try {
+        await sendFeedback(turn.answer_id, rating, turn.comment);
+      } catch (err) {
+        busy(false); // first: a disabled button cannot take the focus back
+        showError(err);
+        button.focus();
+        return;
+      }
+      busy(false);
+      turn.rating = rating;
+      hooks.save();
+      refresh();
+      thanks.textContent = "Thanks for your feedback.";
+      hooks.announce("Thanks for your feedback.");
+      if (rating === "down" && !turn.comment) openForm();
+    }
+
+    function openForm() {
+      if (form) {
+        form.querySelector("textarea").focus();
+        return;
+      }
+      var id = "lw-fb-" + ++uid;
+      form = el("form", "fb-form");
+      form.noValidate = true;
+      var label = el("label", null, turn.rating === "down"
+        ? "What was wrong or missing? (optional)" : "Your comment (optional)");
+      label.htmlFor = id;
+      var text = el("textarea");
+      text.id = id;
+      text.rows = 3;
+      text.maxLength = COMMENT_CHARS;
+      text.setAttribute("aria-describedby", id + "-count");
+      var foot = el("div", "fb-row");
+      var count = el("span", "fb-count");
+      count.id = id + "-count";
+      var send = el("button", "fb-send", "Send");
+      send.type = "submit";
+      foot.appendChild(count);
+      foot.appendChild(send);
+      [label, text, foot].forEach(function (n) { form.appendChild(n); });
+      function update() {
+        count.textContent = text.value.length + " / " + COMMENT_CHARS + " characters";
+        send.disabled = !text.value.trim();
+      }
+      text.addEventListener("input", update);
+      text.addEventListener("keydown", function (e) {
+        // Esc leaves the comment (not the whole chat); Ctrl/Cmd+Enter sends it.
+        if (e.key === "Escape") {
+          e.preventDefault();
+          e.stopPropagation();
+          closeForm();
+        } else if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+          e.preventDefault();
+          form.requestSubmit();
+        }
+      });
+      form.addEventListener("submit", function (e) {
+        e.preventDefault();
+        comment(text.value.trim());
+      });
+      update();
+      box.insertBefore(form, error);
+      refresh();
+      text.focus();
+    }
+
+    function closeForm() {
+      if (form) form.remove();
+      form = null;
+      refresh();
+      var pressed = thumbs.filter(function (b) {
+        return b.getAttribute("aria-pressed") === "true";
+      });
+      (pressed[0] || thumbs[0]).focus();
+    }
+
+    async function comment(text) {
+      if (!text || !turn.rating) return;
+      clearError();
+      busy(true);
+      try {
+        await sendFeedback(turn.answer_id, turn.rating, text);
+      } catch (err) {
+        busy(false);
+        showError(err);
+        if (form) form.querySelector("textarea").focus();
+        return;
+      }
+      busy(false); // first: closeForm gives the focus back to a thumb
+      turn.comment = text;
+      hooks.save();
+      thanks.textContent = "Thanks for your comment.";
+      hooks.announce("Thanks for your comment.");
+      closeForm();
+    }
+
+    refresh();
+    return box;
   }
 
   /* -------------------------------------------------------------------- view -- */
@@ -369,6 +682,8 @@
       ' aria-describedby="lw-subtitle" hidden>' +
       '<header class="head"><div class="head-text"><h2 id="lw-title"></h2>' +
       '<p id="lw-subtitle"></p></div>' +
+      '<button class="icon-btn new" type="button" aria-label="New conversation"' +
+      ' title="New conversation">' + icon("compose") + "</button>" +
       '<button class="icon-btn close" type="button" aria-label="Close chat">' +
       icon("close") + "</button></header>" +
       // Focusable so keyboard users can scroll a long conversation.
@@ -394,6 +709,7 @@
       launcher: $(".launcher"),
       panel: $(".panel"),
       close: $(".close"),
+      reset: $(".new"),
       log: $(".log"),
       live: $(".live"),
       form: $(".composer"),
@@ -414,6 +730,8 @@
     var ui = build();
     var busy = false; // an answer is on its way: sending is disabled
     var chips = null;
+    var session = loadSession();
+    var hooks = { announce: announce, save: function () { saveSession(session); } };
 
     function isOpen() {
       return !ui.panel.hidden;
@@ -436,6 +754,7 @@
       else open();
     });
     ui.close.addEventListener("click", close);
+    ui.reset.addEventListener("click", newConversation);
     ui.root.addEventListener("keydown", function (e) {
       if (e.key === "Escape" && isOpen()) {
         e.preventDefault();
@@ -465,6 +784,8 @@
     }
     function updateSend() {
       ui.send.disabled = busy || !ui.input.value.trim();
+      // Not while an answer is on its way: it would land in the new conversation.
+      ui.reset.disabled = busy;
     }
 
     // Keep the newest message in view, unless the reader scrolled up to read.
@@ -599,6 +920,49 @@
       msg.appendChild(box);
     }
 
+    // A finished answer: its text with linked markers, the abstention label, the
+    // sources, and (when the server logged it) the thumbs to rate it.
+    function showAnswer(view, turn) {
+      view.dots.remove();
+      view.msg.setAttribute("data-state", "done");
+      renderAnswer(view.answer, turn.answer, turn.citations);
+      if (turn.abstained) {
+        view.msg.setAttribute("data-abstained", "true");
+        var label = el("p", "label");
+        label.innerHTML = icon("info");
+        label.appendChild(document.createTextNode("Not found in the documents"));
+        view.bubble.insertBefore(label, view.answer);
+      }
+      renderSources(view.msg, turn.citations);
+      if (turn.answer_id) {
+        view.msg.setAttribute("data-answer-id", turn.answer_id);
+        view.msg.appendChild(feedbackControls(turn, hooks));
+      }
+    }
+
+    // The turns of this page session, shown again after a reload.
+    function showSaved() {
+      session.turns.forEach(function (turn) {
+        addUser(turn.question);
+        showAnswer(addBot(), turn);
+      });
+      if (session.turns.length && chips) {
+        chips.remove();
+        chips = null;
+      }
+    }
+
+    function newConversation() {
+      if (busy) return;
+      session = { id: null, turns: [] };
+      saveSession(session);
+      ui.log.textContent = "";
+      chips = null;
+      welcome();
+      ui.input.focus();
+      announce("New conversation started.");
+    }
+
     function showError(view, err) {
       view.msg.setAttribute("data-state", "error");
       view.dots.remove();
@@ -653,30 +1017,34 @@
           view.answer.textContent = streamed;
           stickToBottom(false);
         } else if (name === "citations") {
-          var citations = Array.isArray(data.citations) ? data.citations : [];
           text = data.answer != null ? data.answer : streamed;
-          view.dots.remove();
-          view.msg.setAttribute("data-state", "done"); // final; `done` only adds timings
-          // The final, cleaned answer replaces what was streamed.
-          renderAnswer(view.answer, text, citations);
-          if (data.abstained) {
-            view.msg.setAttribute("data-abstained", "true");
-            var label = el("p", "label");
-            label.innerHTML = icon("info");
-            label.appendChild(document.createTextNode("Not found in the documents"));
-            view.bubble.insertBefore(label, view.answer);
-          }
-          renderSources(view.msg, citations);
+          var turn = {
+            question: question,
+            answer: text,
+            abstained: !!data.abstained,
+            citations: Array.isArray(data.citations) ? data.citations : [],
+            answer_id: data.answer_id || null,
+            rating: null,
+            comment: null,
+          };
+          session.turns.push(turn);
+          // null when the server keeps no conversations: the next question sends the turns.
+          session.id = data.conversation_id || null;
+          saveSession(session);
+          showAnswer(view, turn); // `done` only adds timings
+          var n = turn.citations.length;
           announce(
-            (data.abstained ? "No answer found. " : "Answer: ") + text +
-              (citations.length ? " " + citations.length + " linked source" +
-                (citations.length === 1 ? "." : "s.") : "")
+            (turn.abstained ? "No answer found. " : "Answer: ") + text +
+              (n ? " " + n + " linked source" + (n === 1 ? "." : "s.") : "")
           );
           stickToBottom(false);
         } else if (name === "done") {
           finished = true;
           var ms = data.timings && data.timings.total_ms;
-          if (ms) view.msg.appendChild(el("p", "meta", "Answered in " + (ms / 1000).toFixed(1) + " s"));
+          if (ms) {
+            var meta = el("p", "meta", "Answered in " + (ms / 1000).toFixed(1) + " s");
+            view.msg.insertBefore(meta, view.msg.querySelector(".fb"));
+          }
         } else if (name === "error") {
           finished = true;
           var e = data.error || {};
@@ -688,12 +1056,13 @@
       }
 
       try {
-        var res = await fetch(API_BASE + "api/v1/ask/stream", {
-          method: "POST",
-          headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-          body: JSON.stringify({ question: question }),
-          credentials: "omit", // the public API needs no cookies; keeps CORS simple
-        });
+        var res = await post("api/v1/ask/stream", askBody(question, session), STREAM);
+        if (session.id && (await forgotten(res))) {
+          // The server forgot the conversation: start it again from the turns kept here.
+          session.id = null;
+          saveSession(session);
+          res = await post("api/v1/ask/stream", askBody(question, session), STREAM);
+        }
         if (!res.ok) {
           var err = await describeError(res);
           showError(view, err);
@@ -709,8 +1078,7 @@
           }
         }
       } catch (e) {
-        var net = { title: "The assistant could not be reached.",
-                    detail: "Check your connection and try again.", partial: streamed };
+        var net = { title: UNREACHABLE.title, detail: UNREACHABLE.detail, partial: streamed };
         showError(view, net);
         announce(net.title + " " + net.detail);
         restore(question);
@@ -724,6 +1092,7 @@
     }
 
     welcome();
+    showSaved();
     updateSend();
     document.body.appendChild(ui.host);
   }

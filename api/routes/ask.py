@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from api import errors
+from api.conversations import checked_history
 from api.deps import ServiceDep
 from api.schemas import (
     BLANKS,
@@ -21,14 +22,20 @@ from api.schemas import (
     ErrorOut,
     TimingsOut,
 )
+from api.service import Lectern
 from lectern.errors import InvalidRequestError, LecternError
-from lectern.types import AskResult, TokenEvent
+from lectern.types import AskResult, TokenEvent, Turn
 
 router = APIRouter(prefix="/api/v1", tags=["ask"])
 _RETRY_AFTER = {"description": "seconds to wait before asking again", "schema": {"type": "integer"}}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "a body that cannot be read (e.g. not UTF-8)"},
-    422: {"model": ErrorOut, "description": "a question or top_k outside the limits"},
+    404: {"model": ErrorOut, "description": "a conversation_id the server does not keep"},
+    422: {
+        "model": ErrorOut,
+        "description": "a question, top_k or history outside the limits, or both history "
+        "and conversation_id",
+    },
     429: {
         "model": ErrorOut,
         "description": "over the rate limit",
@@ -53,15 +60,42 @@ def checked(body: AskRequest, request: Request) -> AskRequest:
         )
     if body.top_k is not None and body.top_k > api.max_top_k:
         raise InvalidRequestError(f"top_k: {body.top_k} is over the limit of {api.max_top_k}")
-    return AskRequest(question=question, top_k=body.top_k)
+    if body.history and body.conversation_id is not None:
+        raise InvalidRequestError("history and conversation_id: send one of them, not both")
+    return body.model_copy(update={"question": question})
+
+
+class Conversation:
+    """The earlier turns a question brings, and where its own turn is kept afterwards."""
+
+    def __init__(self, body: AskRequest, svc: Lectern) -> None:
+        self._store = svc.conversations
+        self.id = body.conversation_id
+        if self.id is not None:  # its turns were checked when they came
+            self.history = self._store.history(self.id)
+        else:
+            turns = [Turn(t.question, t.answer) for t in body.history or ()]
+            self.history = checked_history(turns, svc.settings.conversation)
+
+    def keep(self, question: str, result: AskResult) -> str | None:
+        """Add this turn; the id to continue with (a new conversation when none was named)."""
+        turn = Turn(question, result.answer.text)
+        if self.id is None:
+            self.id = self._store.start([*self.history, turn])
+        else:
+            self._store.append(self.id, turn)
+        return self.id
 
 
 CheckedAsk = Annotated[AskRequest, Depends(checked)]
 
 
-def to_response(result: AskResult) -> AskResponse:
+def to_response(result: AskResult, conversation_id: str | None = None) -> AskResponse:
     t = result.timings
     return AskResponse(
+        answer_id=result.answer_id or None,
+        standalone_question=result.standalone_question,
+        conversation_id=conversation_id,
         answer=result.answer.text,
         abstained=result.answer.abstained,
         citations=[
@@ -90,7 +124,9 @@ def to_response(result: AskResult) -> AskResponse:
 def ask(body: CheckedAsk, svc: ServiceDep) -> AskResponse:
     """Answer a question from the documents, with citations; abstains when they don't say."""
     svc.require_ready()
-    return to_response(svc.ask(body.question, body.top_k))
+    conversation = Conversation(body, svc)
+    result = svc.ask(body.question, body.top_k, history=conversation.history)
+    return to_response(result, conversation.keep(body.question, result))
 
 
 def _sse(event: str, data: object) -> str:
@@ -114,7 +150,8 @@ def _sse(event: str, data: object) -> str:
 def ask_stream(body: CheckedAsk, svc: ServiceDep) -> StreamingResponse:
     """The same answer as server-sent events: tokens as they are generated, then citations."""
     svc.require_ready()
-    stream = svc.ask_stream(body.question, body.top_k)
+    conversation = Conversation(body, svc)
+    stream = svc.ask_stream(body.question, body.top_k, history=conversation.history)
     # The first event (a place among the answers in flight, retrieval, the first token)
     # comes before the headers, so a refusal or failure there is a real HTTP error.
     first = next(stream)
@@ -125,13 +162,16 @@ def ask_stream(body: CheckedAsk, svc: ServiceDep) -> StreamingResponse:
                 if isinstance(event, TokenEvent):
                     yield _sse("token", {"text": event.text})
                     continue
-                final = to_response(event.result)
+                final = to_response(event.result, conversation.keep(body.question, event.result))
                 yield _sse(
                     "citations",
                     {
                         "answer": final.answer,
                         "abstained": final.abstained,
                         "citations": [c.model_dump() for c in final.citations],
+                        "answer_id": final.answer_id,
+                        "standalone_question": final.standalone_question,
+                        "conversation_id": final.conversation_id,
                     },
                 )
                 yield _sse("done", {"timings": final.timings.model_dump()})

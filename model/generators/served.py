@@ -22,6 +22,7 @@ from lectern.errors import (
 )
 from lectern.protocols import Generator, Message
 from lectern.settings import Settings
+from lectern.types import Usage
 from model import prepare
 from model.generators.adapters import AdapterInfo, available
 from model.generators.slot import GeneratorSlot
@@ -152,6 +153,18 @@ class ServedGenerator:
 
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
         return self._slot.stream(messages)
+
+    def usage(self, messages: Sequence[Message], reply: str) -> Usage | None:
+        """The tokens of `messages` as the serving generator reads them and of `reply`,
+        counted with its tokenizer; None for a generator without one (not every backend
+        or test double can count, and a count made up by another tokenizer would mislead).
+        """
+        generator = self._slot.current
+        count_prompt = getattr(generator, "count_prompt_tokens", None)
+        count = getattr(generator, "count_tokens", None)
+        if count_prompt is None or count is None:
+            return None
+        return Usage(count_prompt(messages), count(reply))
 
     def close(self) -> None:
         self._slot.close()

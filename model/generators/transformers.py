@@ -187,6 +187,12 @@ class TransformersGenerator:
     def count_tokens(self, text: str) -> int:
         return len(self._per_thread_tokenizer()(text, add_special_tokens=False)["input_ids"])
 
+    def count_prompt_tokens(self, messages: Sequence[Message]) -> int:
+        """The tokens the model reads for `messages`: the chat template's rendering,
+        encoded and cut to `max_input_tokens` as `_prompt` does."""
+        tok = self._per_thread_tokenizer()
+        return min(len(encode(render(messages, tok), tok)), self.max_input_tokens)
+
     def _prompt(self, messages: Sequence[Message]) -> tuple[list[int], int]:
         """The prompt's token ids (left-truncated), and how many lead ids are the system turn.
 

@@ -5,20 +5,17 @@ uvicorn's defaults a client on 127.0.0.1 named a new address per request and was
 rate-limited.
 """
 
-import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import ValidationError
 
 from api import cli
 from api.forwarded import uvicorn_proxy_options
 from lectern.settings import ApiSettings
-from tests.api.fake_app import TOKEN, fake_app, wait_ready
+from tests.api.fake_app import TOKEN, fake_app, served
 
 LIMIT = 3
 QUESTION = {"question": "What is the international fee?"}
@@ -29,26 +26,8 @@ def serving(tmp_path, **api) -> Iterator[httpx.Client]:
     """A uvicorn server on a free loopback port, over the fakes; a client for it."""
     app = fake_app(tmp_path, rate_limit_per_minute=LIMIT, **api)
     options = uvicorn_proxy_options(app.state.settings.api.trusted_proxies)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **options))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))  # the kernel picks the port: no race with other tests
-    port = sock.getsockname()[1]
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=15) as client:
-            for _ in range(300):
-                if server.started or not thread.is_alive():
-                    break
-                thread.join(0.05)
-            assert server.started, "uvicorn did not start"
-            wait_ready(client.get)
-            yield client
-    finally:
-        # Stopping is the shutdown tests' subject, not this file's: a bound, no assert.
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
+    with served(app, **options) as url, httpx.Client(base_url=url, timeout=15) as client:
+        yield client
 
 
 def ask(client: httpx.Client, forwarded_for: str | None = None) -> int:

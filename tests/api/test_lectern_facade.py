@@ -400,15 +400,15 @@ def test_warm_up_builds_the_encoder_for_the_planned_device(settings, monkeypatch
 
 
 def test_relevance_exactly_at_the_minimum_is_answered(answering, monkeypatch):
-    import api.service as service_module
+    import api.answering as answering_module
 
-    real = service_module.compress
+    real = answering_module.compress
 
     def fixed(*args, **kwargs):
         c = real(*args, **kwargs)
         return type(c)(c.passages, c.best, 0.5)
 
-    monkeypatch.setattr(service_module, "compress", fixed)
+    monkeypatch.setattr(answering_module, "compress", fixed)
     answering.settings.generation.min_relevance = 0.5
     assert not answering.ask("What do overseas students pay?").answer.abstained
     answering.settings.generation.min_relevance = 0.51
@@ -458,9 +458,9 @@ def test_the_reranker_scores_the_answer_settings_candidates(settings, embedder, 
 
 
 def test_timings_are_the_clock_s_differences_to_two_decimals(answering, monkeypatch):
-    import api.service as service_module
+    import api.answering as answering_module
 
-    monkeypatch.setattr(service_module, "elapsed_ms", lambda start: 123.456)
+    monkeypatch.setattr(answering_module, "elapsed_ms", lambda start: 123.456)
     t = answering.ask("What do overseas students pay?").timings
     assert t.retrieve_ms == round(123.456 - t.rerank_ms, 2)  # the reranker's time is apart
     assert (t.generate_ms, t.total_ms) == (123.456, 123.456)
@@ -469,9 +469,9 @@ def test_timings_are_the_clock_s_differences_to_two_decimals(answering, monkeypa
 
 
 def test_an_empty_store_still_reports_its_time(settings, monkeypatch):
-    import api.service as service_module
+    import api.answering as answering_module
 
-    monkeypatch.setattr(service_module, "elapsed_ms", lambda start: 7.5)
+    monkeypatch.setattr(answering_module, "elapsed_ms", lambda start: 7.5)
     svc = Lectern(settings, embedder=HashEmbedder(64), generator=Recording("Anything [1]."))
     svc.warm_up_generator()
     t = svc.ask("What do overseas students pay?").timings

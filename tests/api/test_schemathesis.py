@@ -31,7 +31,29 @@ CONFIG = {
             "checks": {
                 "positive_data_acceptance": {"expected-statuses": ["2xx", "413", "415", "422"]}
             },
-        }
+        },
+        {
+            # A conversation_id is valid only while the server keeps that conversation
+            # (else 404), it does not go with a history (422), and a turn's limit counts
+            # its question and answer together, which no schema can state
+            # (tests/api/test_ask_conversations.py).
+            "include-name": ["POST /api/v1/ask", "POST /api/v1/ask/stream"],
+            "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "404", "422"]}},
+        },
+        {
+            # Feedback names an answer the server gave (else 404); what it refuses is in
+            # tests/api/test_feedback_routes.py.
+            "include-name": "POST /api/v1/feedback",
+            "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "404", "422"]}},
+        },
+        {
+            # OpenAI's message list cannot say in a schema that its last message is the
+            # user's question, non-blank and within the question's length, nor that the
+            # turns before it are within the conversation limits: a 400 each
+            # (tests/api/test_openai_compat.py).
+            "include-name": "POST /v1/chat/completions",
+            "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "400"]}},
+        },
     ],
 }
 

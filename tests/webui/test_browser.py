@@ -34,7 +34,7 @@ require_or_skip(
     allow_module_level=True,
 )
 try:
-    from playwright.sync_api import Page, expect, sync_playwright
+    from playwright.sync_api import Locator, Page, expect, sync_playwright
 except ImportError:
     require_or_skip(
         False,
@@ -384,6 +384,314 @@ def test_widget_marks_abstentions_and_shows_api_errors(page: Page, api_server, s
     assert asked[1:] == ["When is the library open?"] * 2
     page.wait_for_timeout(300)
     screenshot(page, shots, "webui-widget-states.png")
+
+
+# -------------------------------------------------------- conversations and feedback --
+
+
+FIRST = "Tell me about the MSc Data Science programme."
+FOLLOW_UP = "And what is the fee for it?"  # only makes sense after FIRST
+AFRESH = "How long can I borrow a book from the library?"
+COMMENT = "It should say both the home and the international fee."
+FEES_PDF = "tuition-fees-and-deadlines-2026-27.pdf"
+
+
+def ask_widget(page: Page, question: str) -> tuple[Locator, dict]:
+    """Ask in the open widget: the finished answer's message, and the body the widget sent."""
+    answers = page.locator(f"{WIDGET} .msg.bot[data-state]")
+    n = answers.count()
+    with page.expect_request(
+        lambda r: r.method == "POST" and r.url.endswith("/api/v1/ask/stream")
+    ) as request:
+        page.locator(f"{WIDGET} textarea").fill(question)
+        page.keyboard.press("Enter")
+    answer = answers.nth(n)
+    expect(answer).to_have_attribute("data-state", re.compile("done|error"), timeout=300_000)
+    assert answer.get_attribute("data-state") == "done", answer.inner_text()
+    return answer, json.loads(request.value.post_data or "{}")
+
+
+def logged(api: str) -> dict:
+    """The admin Questions view's data, as the API gives it."""
+    res = httpx.get(
+        f"{api}/api/v1/admin/questions",
+        params={"days": 1, "recent": 100},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=120,
+    )
+    assert res.status_code == 200, res.text
+    return res.json()
+
+
+def citations_of(answer: Locator) -> list[str]:
+    sources = answer.locator(".src")
+    return [
+        f"{sources.nth(i).get_attribute('data-document-id')}: {sources.nth(i).inner_text()}"
+        for i in range(sources.count())
+    ]
+
+
+def test_widget_follow_up_feedback_and_new_conversation(page: Page, api_server, host_site, shots):
+    """Issue 19's acceptance: a follow-up answered from the right document, a thumbs-down
+    with a comment stored and shown on the admin page, and "New conversation" forgetting."""
+    api = api_server["url"]
+    fees = next(d for d in api_server["service"].documents() if d.source.endswith(FEES_PDF))
+    page.goto(host_site)
+    page.locator(f"{WIDGET} .launcher").click()
+
+    first, sent = ask_widget(page, FIRST)
+    assert sent == {"question": FIRST}, "a first question brings no conversation"
+    second, sent = ask_widget(page, FOLLOW_UP)
+    assert set(sent) == {"question", "conversation_id"}, sent  # the server keeps the turns
+    assert sent["question"] == FOLLOW_UP and sent["conversation_id"]
+    first_id = first.get_attribute("data-answer-id")
+    second_id = second.get_attribute("data-answer-id")
+    assert first_id and second_id and first_id != second_id
+
+    # Answered from the fees document's MSc Data Science section: asked alone, the
+    # follow-up finds the general application fee instead.
+    entries = {e["id"]: e for e in logged(api)["recent"]}
+    searched = entries[second_id]["standalone_question"]
+    seen = (
+        f"question {FOLLOW_UP!r}, standalone_question {searched!r}, answer "
+        f"{second.locator('.answer').inner_text()!r}, citations {citations_of(second)}"
+    )
+    assert searched != FOLLOW_UP and "Data Science" in searched, seen
+    cited = second.locator(f".src[data-document-id='{fees.id}']")
+    assert cited.count() >= 1, seen
+    expect(cited.first.locator(".src-title")).to_have_text(fees.title)
+    assert any("Data Science" in cited.nth(i).inner_text() for i in range(cited.count())), seen
+
+    # Thumbs down (keyboard), then the comment box it opens, with its limit.
+    up = second.get_by_role("button", name="Helpful", exact=True)
+    down = second.get_by_role("button", name="Not helpful")
+    expect(up).to_have_attribute("aria-pressed", "false")
+    expect(down).to_have_attribute("aria-pressed", "false")
+    down.focus()
+    page.keyboard.press("Enter")
+    expect(down).to_have_attribute("aria-pressed", "true")
+    expect(up).to_have_attribute("aria-pressed", "false")
+    box = second.get_by_label("What was wrong or missing? (optional)")
+    expect(box).to_be_focused()
+    expect(second.locator(".fb-count")).to_have_text("0 / 1000 characters")
+    page.keyboard.type(COMMENT)
+    expect(second.locator(".fb-count")).to_have_text(f"{len(COMMENT)} / 1000 characters")
+    second.get_by_role("button", name="Send", exact=True).click()
+    expect(second.locator(".fb-thanks")).to_have_text("Thanks for your comment.")
+    expect(box).to_have_count(0)
+    expect(down).to_be_focused()
+    expect(second.locator(".fb-error")).to_have_count(0)
+    page.wait_for_timeout(300)
+    screenshot(page, shots, "webui-widget-feedback.png")
+
+    # Stored with the answer, and among what the documents miss.
+    data = logged(api)
+    entry = next(e for e in data["recent"] if e["id"] == second_id)
+    assert (entry["question"], entry["rating"], entry["comment"]) == (FOLLOW_UP, "down", COMMENT)
+    assert any(second_id in g["answer_ids"] for g in data["missed"]), data["missed"]
+    assert next(e for e in data["recent"] if e["id"] == first_id)["rating"] is None
+
+    # "New conversation": the panel empties, and the next question comes alone.
+    page.get_by_role("button", name="New conversation").click()
+    expect(page.locator(f"{WIDGET} .msg.user")).to_have_count(0)
+    expect(page.locator(f"{WIDGET} .msg.bot[data-state]")).to_have_count(0)
+    expect(page.locator(f"{WIDGET} .chip")).to_have_count(3)  # the demo's suggestions again
+    assert widget_focus(page) == "lw-input"
+    third, sent = ask_widget(page, AFRESH)
+    assert sent == {"question": AFRESH}
+    third_id = third.get_attribute("data-answer-id")
+    entry = next(e for e in logged(api)["recent"] if e["id"] == third_id)
+    assert entry["standalone_question"] == AFRESH
+    expect(page.locator(f"{WIDGET} .msg.user")).to_have_count(1)
+
+    # The admin page's Questions view shows the question and the comment.
+    admin = page.context.new_page()
+    errors: list[str] = []
+    admin.on("pageerror", lambda e: errors.append(str(e)))
+    admin.goto(f"{api}/admin")
+    admin.get_by_label("Admin token").fill(TOKEN)
+    admin.keyboard.press("Enter")
+    expect(admin.locator("#admin-view")).to_be_visible()
+    tab = admin.get_by_role("tab", name="Questions")
+    tab.click()
+    expect(tab).to_have_attribute("aria-selected", "true")
+    expect(admin.get_by_role("tab", name="Documents")).to_have_attribute("aria-selected", "false")
+    expect(admin.locator("#documents-view")).to_be_hidden()
+    expect(admin).to_have_title(re.compile("^Questions"))
+    row = admin.locator(f"#recent-body tr[data-answer-id='{second_id}']")
+    expect(row.locator(".question")).to_have_text(FOLLOW_UP)
+    expect(row.locator(".standalone")).to_have_text(f"Searched for: {searched}")
+    expect(row.locator(".rating-cell")).to_have_text("Not helpful")
+    expect(row.locator(".comment-cell")).to_have_text(COMMENT)
+    # A first question was searched as asked: no second line.
+    fresh = admin.locator(f"#recent-body tr[data-answer-id='{third_id}']")
+    expect(fresh.locator(".question")).to_have_text(AFRESH)
+    expect(fresh.locator(".standalone")).to_have_count(0)
+    expect(admin.locator("#missed-body")).to_contain_text(FOLLOW_UP)
+    expect(admin.locator("#q-down")).not_to_have_text(re.compile("^[–0]$"))
+    admin.wait_for_timeout(200)
+    screenshot(admin, shots, "webui-admin-questions.png", full_page=True)
+
+    # Keyboard: the arrow keys move between the tabs; a reload keeps the view.
+    tab.focus()
+    admin.keyboard.press("ArrowLeft")
+    expect(admin.locator("#documents-view")).to_be_visible()
+    expect(admin.get_by_role("tab", name="Documents")).to_be_focused()
+    admin.keyboard.press("ArrowRight")
+    expect(admin.locator("#questions-view")).to_be_visible()
+    admin.reload()
+    expect(admin.locator("#questions-view")).to_be_visible()
+    expect(row.locator(".comment-cell")).to_have_text(COMMENT)
+
+    # The exports: fetched with the token, downloaded as files.
+    admin.get_by_label("Period").select_option("7")
+    expect(row).to_have_count(1)
+    with admin.expect_download() as download:
+        admin.get_by_role("button", name="Export JSONL").click()
+    assert download.value.suggested_filename == "lectern-questions.jsonl"
+    records = [json.loads(line) for line in Path(download.value.path()).read_text().splitlines()]
+    record = next(r for r in records if r["id"] == second_id)
+    assert (record["rating"], record["comment"]) == ("down", COMMENT)
+    admin.get_by_label("Only those not found or rated down").check()
+    with admin.expect_download() as download:
+        admin.get_by_role("button", name="Export CSV").click()
+    assert download.value.suggested_filename == "lectern-questions.csv"
+    text = Path(download.value.path()).read_text()
+    assert COMMENT in text and second_id in text
+    assert third_id not in text, "missed_only: an answered, unrated question is not in it"
+    expect(admin.locator("#export-error")).to_have_text("")
+    admin.close()
+    assert errors == [], f"JavaScript errors on the admin page: {errors}"
+
+
+def test_widget_keeps_the_conversation_and_restarts_a_forgotten_one(page: Page, api_server):
+    """Canned API replies: the server forgets the conversation (404), the widget starts it
+    again from the turns it kept; feedback errors show; a reload keeps the turns."""
+    api = api_server["url"]
+    timings = {"retrieve_ms": 1.0, "rerank_ms": 0.0, "generate_ms": 2.0, "total_ms": 3.0}
+    asked: list[dict] = []
+    rated: list[dict] = []
+
+    def stream(route):
+        body = json.loads(route.request.post_data or "{}")
+        asked.append(body)
+        if body.get("conversation_id") == "forgotten":
+            route.fulfill(
+                status=404,
+                content_type="application/json",
+                body=json.dumps(
+                    {
+                        "error": {
+                            "code": "conversation_not_found",
+                            "message": "no conversation 'forgotten' is kept",
+                        }
+                    }
+                ),
+            )
+            return
+        n = len(asked)
+        route.fulfill(
+            status=200,
+            content_type="text/event-stream",
+            body=sse(
+                ("token", {"text": f"Answer {n}."}),
+                (
+                    "citations",
+                    {
+                        "answer": f"Answer {n}.",
+                        "abstained": False,
+                        "citations": [],
+                        "answer_id": f"a{n}",
+                        "standalone_question": body["question"],
+                        "conversation_id": "forgotten" if n == 1 else f"c{n}",
+                    },
+                ),
+                ("done", {"timings": timings}),
+            ),
+        )
+
+    feedback_replies = [
+        (404, {"error": {"code": "answer_not_found", "message": "no answer with id 'a1'"}}),
+        (201, None),
+        (422, {"error": {"code": "invalid_request", "message": "comment: over the limit"}}),
+        (201, None),
+    ]
+
+    def feedback(route):
+        body = json.loads(route.request.post_data or "{}")
+        rated.append(body)
+        status, reply = feedback_replies.pop(0)
+        reply = reply or {
+            **body,
+            "comment": body.get("comment"),
+            "rated_at": "2026-01-01T00:00:00Z",
+        }
+        route.fulfill(status=status, content_type="application/json", body=json.dumps(reply))
+
+    page.route(f"{api}/api/v1/ask/stream", stream)
+    page.route(f"{api}/api/v1/feedback", feedback)
+    page.goto(f"{api}/")
+    page.locator(f"{WIDGET} .launcher").click()
+    answers = page.locator(f"{WIDGET} .msg.bot[data-state]")
+    for i, question in enumerate(["Q one?", "Q two?", "Q three?"]):
+        page.locator(f"{WIDGET} textarea").fill(question)
+        page.keyboard.press("Enter")
+        expect(answers.nth(i)).to_have_attribute("data-state", "done")
+    expect(answers.nth(1).locator(".answer")).to_have_text("Answer 3.")  # no error shown
+    assert asked == [
+        {"question": "Q one?"},
+        {"question": "Q two?", "conversation_id": "forgotten"},  # 404: resent with the turns
+        {"question": "Q two?", "history": [{"question": "Q one?", "answer": "Answer 1."}]},
+        {"question": "Q three?", "conversation_id": "c3"},
+    ]
+
+    # Feedback: an API error shows as the widget shows them, and nothing is marked.
+    first = answers.nth(0)
+    down = first.get_by_role("button", name="Not helpful")
+    down.click()
+    expect(first.locator(".fb-error[role=alert]")).to_contain_text("No answer with id 'a1'")
+    expect(down).to_have_attribute("aria-pressed", "false")
+    down.click()
+    expect(down).to_have_attribute("aria-pressed", "true")
+    expect(first.locator(".fb-error")).to_have_count(0)
+    page.keyboard.type("Wrong.")  # the comment box has the focus
+    page.keyboard.press("Control+Enter")
+    expect(first.locator(".fb-error")).to_contain_text("This feedback could not be sent")
+    expect(first.locator("textarea")).to_have_value("Wrong.")  # kept, to send again
+    first.get_by_role("button", name="Send", exact=True).click()
+    expect(first.locator(".fb-thanks")).to_have_text("Thanks for your comment.")
+    assert rated == [
+        {"answer_id": "a1", "rating": "down"},
+        {"answer_id": "a1", "rating": "down"},
+        {"answer_id": "a1", "rating": "down", "comment": "Wrong."},
+        {"answer_id": "a1", "rating": "down", "comment": "Wrong."},
+    ]
+
+    # A reload keeps the conversation (this tab's sessionStorage), ratings included.
+    page.reload()
+    page.locator(f"{WIDGET} .launcher").click()
+    expect(page.locator(f"{WIDGET} .msg.user")).to_have_text(["Q one?", "Q two?", "Q three?"])
+    expect(answers.locator(".answer")).to_have_text(["Answer 1.", "Answer 3.", "Answer 4."])
+    expect(answers.nth(0).get_by_role("button", name="Not helpful")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    expect(answers.nth(0).get_by_role("button", name="Add a comment")).to_be_hidden()
+    expect(page.locator(f"{WIDGET} .chip")).to_have_count(0)
+    page.locator(f"{WIDGET} textarea").fill("Q four?")
+    page.keyboard.press("Enter")
+    expect(answers.nth(3)).to_have_attribute("data-state", "done")
+    assert asked[-1] == {"question": "Q four?", "conversation_id": "c4"}
+
+    # New conversation, then a reload: nothing comes back.
+    page.get_by_role("button", name="New conversation").click()
+    expect(answers).to_have_count(0)
+    page.reload()
+    page.locator(f"{WIDGET} .launcher").click()
+    expect(page.locator(f"{WIDGET} .msg.user")).to_have_count(0)
+    page.locator(f"{WIDGET} textarea").fill("Q five?")
+    page.keyboard.press("Enter")
+    expect(answers.nth(0)).to_have_attribute("data-state", "done")
+    assert asked[-1] == {"question": "Q five?"}
 
 
 # ------------------------------------------------------------------------------- admin --

@@ -1,4 +1,7 @@
-/* Lectern admin page: sign in with the admin token, upload, list and delete documents.
+/* Lectern admin page: sign in with the admin token, switch between the views (tabs),
+ * upload, list and delete documents. The "Questions" view is questions.js, which uses
+ * the helpers this file shares as window.LecternAdmin and hears of sign-outs and view
+ * changes through the "lectern-admin:*" events on document.
  *
  * The token is kept in sessionStorage: it survives a reload but not closing the tab, and
  * it is never written into a URL or a cookie. All server data is inserted as text.
@@ -23,8 +26,10 @@
     docsBody: $("docs-body"), docsEmpty: $("docs-empty"), docCount: $("doc-count"),
     filter: $("filter"), refreshBtn: $("refresh-btn"),
     confirm: $("confirm"), confirmText: $("confirm-text"),
-    health: $("health"), healthText: $("health-text"),
+    health: $("health"), healthText: $("health-text"), tabs: $("tabs"),
   };
+  var VIEWS = ["documents", "questions"];
+  var TITLES = { documents: "Documents", questions: "Questions" };
 
   var documents = [];
   var justUploaded = new Set(); // ids to highlight after an upload
@@ -50,8 +55,9 @@
     return /[.!?]$/.test(msg) ? msg : msg + ".";
   }
 
-  // fetch() with the admin token; resolves to the parsed JSON, rejects with an Error
-  // whose .status is the HTTP status (0 when the server could not be reached).
+  // fetch() with the admin token; resolves to the parsed JSON (options.response: to the
+  // Response, for a file), rejects with an Error whose .status is the HTTP status (0 when
+  // the server could not be reached).
   async function api(path, options) {
     options = options || {};
     var headers = Object.assign({ Authorization: "Bearer " + (options.token || token()) },
@@ -65,6 +71,7 @@
       net.status = 0;
       throw net;
     }
+    if (res.ok && options.response) return res;
     var body = null;
     try { body = await res.json(); } catch (e) { /* empty or not JSON */ }
     if (!res.ok) {
@@ -110,10 +117,12 @@
     els.signinView.hidden = signedIn;
     els.adminView.hidden = !signedIn;
     els.signOut.hidden = !signedIn;
+    if (signedIn) showView(viewFromHash(), false);
   }
 
   function signOut(message) {
     sessionStorage.removeItem(TOKEN_KEY);
+    document.dispatchEvent(new CustomEvent("lectern-admin:signed-out"));
     documents = [];
     els.docsBody.textContent = "";
     els.results.hidden = true;
@@ -168,6 +177,45 @@
     }
     where.textContent = err.message;
   }
+
+  /* ------------------------------------------------------------------- views -- */
+
+  function viewFromHash() {
+    var name = location.hash.replace(/^#/, "");
+    return VIEWS.indexOf(name) >= 0 ? name : VIEWS[0];
+  }
+
+  function tab(name) {
+    return $("tab-" + name);
+  }
+
+  // The ARIA tabs pattern: one tab in the Tab order (the selected one), the arrow keys
+  // move between them and select as they go.
+  function showView(name, focus) {
+    VIEWS.forEach(function (v) {
+      var selected = v === name;
+      tab(v).setAttribute("aria-selected", String(selected));
+      tab(v).tabIndex = selected ? 0 : -1;
+      $(v + "-view").hidden = !selected;
+    });
+    document.title = TITLES[name] + " · Lectern admin";
+    // replaceState: switching views is not a page to go Back to, and no scroll jump.
+    if (location.hash !== "#" + name) history.replaceState(null, "", "#" + name);
+    if (focus) tab(name).focus();
+    document.dispatchEvent(new CustomEvent("lectern-admin:view", { detail: name }));
+  }
+
+  els.tabs.addEventListener("click", function (e) {
+    var button = e.target.closest("[role=tab]");
+    if (button) showView(button.getAttribute("data-view"), true);
+  });
+  els.tabs.addEventListener("keydown", function (e) {
+    var i = VIEWS.indexOf(viewFromHash());
+    var next = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: VIEWS.length - 1 }[e.key];
+    if (next == null) return;
+    e.preventDefault();
+    showView(VIEWS[(next + VIEWS.length) % VIEWS.length], true);
+  });
 
   /* --------------------------------------------------------------- documents -- */
 
@@ -439,6 +487,13 @@
   }
 
   /* ------------------------------------------------------------------ start -- */
+
+  // For questions.js, which is loaded after this file.
+  window.LecternAdmin = {
+    api: api, el: el, say: say, formatDate: formatDate, handleError: handleError,
+    signedIn: function () { return !!token() && !els.adminView.hidden; },
+    view: viewFromHash,
+  };
 
   checkHealth();
   if (token()) {

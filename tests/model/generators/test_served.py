@@ -8,9 +8,10 @@ import pytest
 
 from lectern.errors import AdapterMismatchError, AdapterNotFoundError, MissingExtraError
 from lectern.settings import Settings
+from lectern.types import Usage
 from model import prepare
 from model.generators.served import ServedGenerator
-from tests.fakes import AdapterGenerator
+from tests.fakes import AdapterGenerator, CountingEchoGenerator, EchoGenerator
 
 Q = [{"role": "user", "content": "?"}]
 
@@ -118,3 +119,14 @@ def test_a_switch_before_start_up_loads_that_adapter(tmp_path):
     assert gen.ready and gen.generate(Q) == "Adapter v1 [1]."
     gen.warm_up()
     assert len(builds.built) == 1
+
+
+def test_usage_is_counted_by_the_serving_generator_or_not_at_all(tmp_path):
+    settings = Settings(data_dir=tmp_path / "data")
+    counting = ServedGenerator(settings, Builds(), CountingEchoGenerator("x"))
+    counting.warm_up()
+    prompt = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Why?"}]
+    assert counting.usage(prompt, "Because it is so [1].") == Usage(3, 5)
+    plain = ServedGenerator(settings, Builds(), EchoGenerator("x"))  # no tokenizer to count with
+    plain.warm_up()
+    assert plain.usage(prompt, "Because.") is None

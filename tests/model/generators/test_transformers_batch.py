@@ -151,3 +151,14 @@ def test_a_batch_row_sees_what_it_would_alone_after_others_join_and_leave(tiny_l
         second = batch.step()
     torch.testing.assert_close(first[1], expected[0], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(second[0], expected[1], atol=1e-4, rtol=1e-4)
+
+
+def test_prompt_tokens_are_the_ids_the_model_reads(tiny_llama):
+    # What usage reports as prompt_tokens: the chat template's rendering, as encoded.
+    conv = conversation(TEXTS[2])
+    ids, _ = tiny_llama._prompt(conv)
+    assert tiny_llama.count_prompt_tokens(conv) == len(ids)
+    assert len(ids) > sum(tiny_llama.count_tokens(m["content"]) for m in conv), "the template's"
+    long = conversation("Statement: " + "fees are due " * 1000)
+    assert len(tiny_llama._prompt(long)[0]) == tiny_llama.max_input_tokens, "cut, as read"
+    assert tiny_llama.count_prompt_tokens(long) == tiny_llama.max_input_tokens

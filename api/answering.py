@@ -55,7 +55,9 @@ class Answerer:
         self._generators = generators
         self.answer_log = answer_log
         c = settings.conversation
-        self.rewriter = build_rewriter(c.rewrite, c.rewrite_turns, generators.generate)
+        self.rewriter = build_rewriter(
+            c.rewrite, c.rewrite_turns, generators.generate, c.history_for == "referring"
+        )
         self._purged_at: float | None = None
         self._purge_lock = threading.Lock()
 

@@ -260,6 +260,12 @@ class ConversationSettings(BaseModel):
     rewrite_turns: int = Field(
         2, ge=1, le=20, description="earlier turns the rewrite reads"
     )
+    history_for: Literal["referring", "every"] = Field(
+        "referring",
+        description="rewrite 'history': add the earlier turns to the follow-ups that refer "
+        "back to them (a pronoun, 'And ...', or too short to name a subject), so that a new "
+        "subject is searched as asked; or to every follow-up",
+    )
     kept: int = Field(
         1000, ge=0, le=1_000_000,
         description="conversations the server keeps for conversation_id (least recently "

@@ -17,7 +17,7 @@ from typing import Any
 
 from lectern.reporting import mean_se, table
 from model.eval.conversation_run import AS_ASKED, CONFIGS, Variant
-from model.eval.conversations import HALVES, RULE
+from model.eval.conversations import AMENDMENT, HALVES, RULE
 from model.rewrite import ANSWER_WORDS
 from retriever.metrics import mean_scores, mean_se_scores
 
@@ -72,9 +72,23 @@ def summarize(rows: Sequence[dict[str, Any]], variants: Sequence[Variant]) -> di
         out[h] = {}
         for d in datasets:
             mine = [r for r in rows if r["dataset"] == d and r["half"] == h]
-            firsts = [r for r in mine if r["turn"] == 1]
+            firsts = [r for r in mine if r["turn"] == 1 and not r.get("switch")]
             follow = [r for r in mine if r["turn"] > 1]
-            entry: dict[str, Any] = {"first": {}, "variants": {}}
+            alone = {r.get("query"): r["scores"][AS_ASKED] for r in firsts}
+            switched = [r for r in mine if r.get("switch") and r.get("query") in alone]
+            entry: dict[str, Any] = {"first": {}, "variants": {}, "switch": {}}
+            for v in variants:
+                done = [r for r in switched if v.name in r["scores"]]
+                if not done:
+                    continue
+                entry["switch"][v.name] = {}
+                for c in CONFIGS:
+                    fig = _means([r["scores"][v.name][c] for r in done])
+                    loss, loss_se = mean_se([alone[r["query"]][c][METRIC]
+                                             - r["scores"][v.name][c][METRIC] for r in done])
+                    fig["loss"] = round(loss, 4)
+                    fig["loss_se"] = None if loss_se is None else round(loss_se, 4)
+                    entry["switch"][v.name][c] = fig
             for c in CONFIGS:
                 entry["first"][c] = _means([r["scores"][AS_ASKED][c] for r in firsts])
             for v in variants:
@@ -105,6 +119,42 @@ def scores_of(half: Mapping[str, Any], config: str = "served") -> dict[str, dict
             out.setdefault(name, {})[d] = Score(vs["gap"], vs["gap_se"], vs["gain"],
                                                 vs["gain_se"])
     return out
+
+
+def switch_losses(half: Mapping[str, Any], config: str = "served") -> dict[str, dict]:
+    """{variant: {"loss", "se", "worst_dataset"}}: each variant's worst-dataset switch loss
+    (MRR@10), for the variants measured on changes of subject in every dataset."""
+    per: dict[str, dict[str, dict]] = {}
+    for d, entry in half.items():
+        for name, figs in entry.get("switch", {}).items():
+            per.setdefault(name, {})[d] = figs[config]
+    out = {}
+    for name, by_set in per.items():
+        if name == AS_ASKED or len(by_set) < len(half):
+            continue
+        d = max(by_set, key=lambda d: by_set[d]["loss"])
+        out[name] = {"loss": by_set[d]["loss"], "se": by_set[d]["loss_se"], "worst_dataset": d}
+    return out
+
+
+def select_amended(
+    scores: Mapping[str, Mapping[str, Score]],
+    costs: Mapping[str, tuple[int, int]],
+    losses: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The default by conversations.AMENDMENT: RULE's figures, then the switch losses."""
+    base = select(scores, costs)
+    reaching = [n for n, s in base["scores"].items()
+                if base["by"] == "gap" and s["score"] >= GOAL and n in losses]
+    if not reaching:
+        return {**base, "amended": False}
+    least = min(reaching, key=lambda n: (losses[n]["loss"], -base["scores"][n]["score"]))
+    limit = losses[least]["loss"] + (losses[least]["se"] or 0.0)
+    within = [n for n in reaching if losses[n]["loss"] <= limit]
+    chosen = max(within, key=lambda n: (base["scores"][n]["score"], [-c for c in costs[n]]))
+    return {**base, "amended": True, "rule_alone": base["chosen"], "chosen": chosen,
+            "reaching_goal": reaching, "least_loss": least, "loss_limit": round(limit, 4),
+            "within_one_se_of_least_loss": within, "switch_losses": dict(losses)}
 
 
 def select(
@@ -201,7 +251,8 @@ def markdown(result: Mapping[str, Any], variants: Sequence[Variant]) -> str:
         f"Best: `{choice['best']}`; within one SE of it (≥ {choice['threshold']:.3f}): "
         + ", ".join(f"`{n}`" for n in choice["within_one_se"])
         + f"; the cheapest of those: `{choice['chosen']}`.",
-        "", f"Rule: {RULE}",
+        *_amended_lines(halves, choice),
+        "", f"Rule: {RULE}", "", f"Amendment: {AMENDMENT}",
         "", "## Rewrite latency per follow-up (wall clock, every follow-up of both halves)", "",
         table(["set", "variant", "n", "p50 ms", "p95 ms", "load avg 1 min (mean / max)",
                "other processes' CPU share"],
@@ -234,6 +285,36 @@ def markdown(result: Mapping[str, Any], variants: Sequence[Variant]) -> str:
     return "\n".join(out)
 
 
+def _switch_table(half: Mapping[str, Any]) -> str:
+    rows = []
+    for d, entry in half.items():
+        first = entry["first"]["served"]
+        rows.append([d, "asked alone (first turn)", first["n"], _cell(first, "recall@5"),
+                     _cell(first, METRIC), ""])
+        for name, figs in entry.get("switch", {}).items():
+            f = figs["served"]
+            se = "" if f["loss_se"] is None else f" ± {f['loss_se']:.3f}"
+            rows.append([d, f"after another document's turns, `{name}`", f["n"],
+                         _cell(f, "recall@5"), _cell(f, METRIC), f"{f['loss']:+.3f}{se}"])
+    return table(["set", "first question asked", "n", "R@5", "MRR@10",
+                  "switch loss (MRR@10, paired)"], rows)
+
+
+def _amended_lines(halves: Mapping[str, Any], choice: Mapping[str, Any]) -> list[str]:
+    lines = ["", "### Changes of subject (each first question asked after another "
+             "document's turns)", "", "Report half:", "", _switch_table(halves["report"]),
+             "", "Selection half:", "", _switch_table(halves["selection"])]
+    if choice.get("amended"):
+        lines += ["", f"By the rule alone: `{choice['rule_alone']}`. Reaching the goal "
+                  f"(≥ {GOAL:.0%} of the gap, worst dataset, selection half): "
+                  + ", ".join(f"`{n}`" for n in choice["reaching_goal"])
+                  + f"; the least switch loss: `{choice['least_loss']}`; within one SE of it "
+                  f"(≤ {choice['loss_limit']:.3f}): "
+                  + ", ".join(f"`{n}`" for n in choice["within_one_se_of_least_loss"])
+                  + f"; the highest score of those, chosen: `{choice['chosen']}`."]
+    return lines
+
+
 def _internals(chosen: Variant) -> str:
     """What of the chosen variant model.rewrite's defaults do not already do."""
     if chosen.method != "history":
@@ -242,7 +323,7 @@ def _internals(chosen: Variant) -> str:
     if chosen.answer_words != ANSWER_WORDS:
         notes.append(f"rewrite.ANSWER_WORDS = {chosen.answer_words} (it is {ANSWER_WORDS})")
     if not chosen.referring_only:
-        notes.append("HistoryRewriter(referring_only=False) (build_rewriter's is True)")
+        notes.append('`conversation.history_for = "every"`')
     return f", with {' and '.join(notes)}" if notes else ""
 
 
@@ -256,5 +337,7 @@ def complete(
     """run_sets' result with the figures per half and the default the rule chooses."""
     halves = summarize(rows, variants)
     costs = {v.name: v.cost for v in variants}
-    return {**result, "halves": halves,
-            "selection": select(scores_of(halves["selection"]), costs), "rule": RULE}
+    selection = select_amended(scores_of(halves["selection"]), costs,
+                               switch_losses(halves["selection"]))
+    return {**result, "halves": halves, "selection": selection, "rule": RULE,
+            "amendment": AMENDMENT}

@@ -24,6 +24,7 @@ from typing import Any
 from lectern.errors import ConfigError
 from lectern.protocols import Message
 from lectern.reporting import CpuMonitor, latency_ms
+from lectern.types import Turn
 from model.eval.conversations import ConversationSet, ConvItem
 from model.rewrite import ANSWER_WORDS, AsAsked, GeneratorRewriter, HistoryRewriter, Rewriter
 from retriever.corpus import Corpus
@@ -111,6 +112,20 @@ def parse_variants(text: str | None) -> list[Variant]:
     if not rest:
         raise ConfigError("no rewrite variant to measure besides 'none'")
     return [Variant(AS_ASKED, AS_ASKED), *rest]
+
+
+def switches(
+    firsts: Sequence[ConvItem], follow: Sequence[ConvItem]
+) -> list[tuple[ConvItem, tuple[Turn, ...]]]:
+    """Each first question paired with the gold history of a follow-up from another
+    document: the question asked as a change of subject. Deterministic: the k-th first
+    question takes the follow-ups of other documents in order, from a stride of k."""
+    out = []
+    for k, first in enumerate(firsts):
+        others = [f for f in follow if f.doc != first.doc]
+        if others:
+            out.append((first, others[(k * 7919) % len(others)].history))
+    return out
 
 
 def _sample(items: list[ConvItem], limit: int | None, rng: random.Random) -> list[ConvItem]:
@@ -203,6 +218,24 @@ class ConversationRun:
             if n % 500 == 0:
                 log(f"  {n}/{len(firsts) + len(follow)} turns "
                     f"({time.perf_counter() - start:.0f} s)")
+        # Changes of subject: every variant but the generator's (a second per turn).
+        for item, history in switches(firsts, [i for i in cset.items if i.follow_up]):
+            qrels = report.qrels(item.query)
+            texts, scores = {}, {}
+            for v in self.variants:
+                if v.calls_model:
+                    continue
+                text = rewriters[v.name].rewrite(item.query.text, history)
+                if text not in memo:
+                    memo[text] = self._search(corpus, cset, text)
+                texts[v.name] = text
+                scores[v.name] = {c: score_ranking(memo[text][c], qrels, RECALL_KS, CUTOFF)
+                                  for c in CONFIGS}
+            rows.append({
+                "dataset": cset.name, "query": item.query.id, "doc": item.doc, "half": item.half,
+                "turn": item.turn, "switch": True, "texts": texts, "scores": scores,
+                "relevant": sorted(k for k, g in qrels.items() if g > 0),
+            })
         loads.append(os.getloadavg()[0])
         return {
             "dataset": {"name": cset.name, **cset.dataset.info},

@@ -6,7 +6,12 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.fake_app import fake_app, wait_ready
+from api.service import Lectern
+from lectern.settings import ConversationSettings, Settings
+from lectern.types import Turn
+from tests.api.fake_app import REPLY, fake_app, wait_ready
+from tests.conftest import SAMPLES
+from tests.fakes import EchoGenerator, HashEmbedder, OverlapReranker
 
 FIRST = "What do international students pay in tuition?"
 FOLLOW_UP = "And when is the deadline for it?"
@@ -99,3 +104,19 @@ def test_bad_conversations_are_refused_with_nothing_stored(client, path, body, s
     assert message in response.json()["error"]["message"]
     assert logged(client) == before
     assert len(client.app.state.service.conversations) == kept
+
+
+def test_a_new_subject_is_searched_as_asked_unless_history_is_for_every_follow_up(tmp_path):
+    new_subject = "When does the library open on Sundays?"
+    turns = [Turn(FIRST, "EUR 16,800 a year [1].")]
+    searched = {}
+    for history_for in ("referring", "every"):
+        settings = Settings(data_dir=tmp_path / history_for,
+                            conversation=ConversationSettings(history_for=history_for))
+        svc = Lectern(settings, HashEmbedder(64), EchoGenerator(REPLY), OverlapReranker())
+        svc.ingest([SAMPLES / "markdown"])
+        svc.warm_up_generator()
+        searched[history_for] = svc.ask(new_subject, history=turns).standalone_question
+        svc.close()
+    assert searched["referring"] == new_subject
+    assert searched["every"].startswith(new_subject) and FIRST in searched["every"]

@@ -21,9 +21,19 @@ from model.eval.conversation_run import (
     parse_variant,
     parse_variants,
     run_sets,
+    switches,
 )
-from model.eval.conversations import RULE, first_span, half, load_sets, read_coqa, read_quac
+from model.eval.conversations import (
+    RULE,
+    ConvItem,
+    first_span,
+    half,
+    load_sets,
+    read_coqa,
+    read_quac,
+)
 from model.rewrite import ANSWER_WORDS
+from retriever.eval.datasets import Query
 from retriever.train import reranker_data as rd
 from tests.fakes import EchoGenerator, HashEmbedder, OverlapReranker
 from tests.retriever.eval.sources import paragraph_split, write_reranker_record
@@ -217,6 +227,42 @@ def test_a_cheaper_variant_within_one_se_of_the_best_wins():
     assert choice["chosen"] == "history:1"  # 0.75 >= 0.85 - 0.2, and no model, one turn
 
 
+def test_changes_of_subject_take_another_documents_history_and_count_the_loss():
+    first = ConvItem("coqa", "d1", "selection", 1, (), Query("d1/t1", "Who built the mill?",
+                                                                {"d1/0": 1.0}))
+    own = ConvItem("coqa", "d1", "selection", 2, (Turn("q", "a"),), Query("d1/t2", "x", {}))
+    other = ConvItem("coqa", "d2", "selection", 2, (Turn("Where is the bay?", "North"),),
+                     Query("d2/t2", "y", {}))
+    assert switches([first], [own, other]) == [(first, other.history)]
+    rows = [
+        {**_row("d1", "selection", 1, {AS_ASKED: 1.0}), "query": "d1/t1"},
+        {**_row("d1", "selection", 1, {AS_ASKED: 1.0, H1: 1.0, f"{H1}:all": 0.25}),
+         "query": "d1/t1", "switch": True},
+    ]
+    sel = report.summarize(rows, parse_variants("history:1,history:1:all"))["selection"]
+    assert sel["coqa"]["first"]["served"]["n"] == 1  # the switch row is not a first turn
+    losses = report.switch_losses(sel)
+    assert losses[H1]["loss"] == 0.0 and losses[f"{H1}:all"]["loss"] == 0.75
+
+
+def test_the_amendment_takes_the_least_switch_loss_among_variants_reaching_the_goal():
+    scores = {
+        H1: {"coqa": report.Score(0.82, 0.05, 0.3, 0.02)},
+        f"{H1}:all": {"coqa": report.Score(0.95, 0.05, 0.35, 0.02)},
+        H2: {"coqa": report.Score(0.70, 0.05, 0.2, 0.02)},
+    }
+    costs = {H1: (0, 1), f"{H1}:all": (0, 1), H2: (0, 2)}
+    losses = {H1: {"loss": 0.01, "se": 0.01}, f"{H1}:all": {"loss": 0.3, "se": 0.05},
+              H2: {"loss": 0.0, "se": 0.0}}
+    choice = report.select_amended(scores, costs, losses)
+    assert choice["rule_alone"] == f"{H1}:all"  # the rule alone: the best follow-up score
+    assert choice["reaching_goal"] == [H1, f"{H1}:all"]  # H2 is under 0.8 of the gap
+    assert choice["chosen"] == H1 and choice["amended"]
+    # Nobody reaches the goal: the rule decides alone.
+    low = {n: {"coqa": report.Score(0.5, 0.05, 0.1, 0.02)} for n in scores}
+    assert report.select_amended(low, costs, losses)["amended"] is False
+
+
 def test_a_clearly_better_variant_wins():
     scores = {
         "history:1": {"coqa": report.Score(0.5, 0.05, 0.2, 0.02)},
@@ -264,7 +310,7 @@ def test_every_turn_is_searched_and_the_generator_rewrites_its_sample(sets, sett
     run = ConversationRun(parse_variants("history:1,history:1:all,generator:2"),
                           model_followups=1)
     result, rows = run_sets(sets, run, _open(settings), tmp_path / "work", generator.generate)
-    coqa = {r["query"]: r for r in rows if r["dataset"] == "coqa"}
+    coqa = {r["query"]: r for r in rows if r["dataset"] == "coqa" and not r.get("switch")}
     assert set(coqa["s-tide/t1"]["scores"]) == {AS_ASKED}  # a first turn: as asked only
     tide4 = coqa["s-tide/t4"]
     assert tide4["texts"][H1] == "When does it start? Is it popular?"  # IDK adds no words
@@ -310,7 +356,10 @@ def test_cli_writes_json_markdown_and_rows(data, tmp_path, monkeypatch):
     assert f"**{written['selection']['chosen']}**" in page and RULE in page
     assert "min wall clock, load average" in page
     rows = out.parent / "conv.rows.jsonl"
-    assert len(rows.read_text().splitlines()) == 9  # tide 1, 2, 4; elm 1, 2; quac 2 + 2
+    lines = [json.loads(line) for line in rows.read_text().splitlines()]
+    assert len([r for r in lines if not r.get("switch")]) == 9  # tide 1, 2, 4; elm 1, 2; quac 2 + 2
+    # Each first question once more as a change of subject (another document's turns).
+    assert len([r for r in lines if r.get("switch")]) == 4
 
 
 def test_cli_refuses_a_bad_variant_before_loading_models(data, monkeypatch):

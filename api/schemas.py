@@ -123,8 +123,14 @@ class LoggedAnswerOut(BaseModel):
 
 class QuestionGroupOut(BaseModel):
     count: int = Field(description="questions in the group")
-    example: str = Field(description="the question nearest the group's meaning")
-    questions: list[str] = Field(description="its distinct questions, the most asked first")
+    example: str = Field(description="the question nearest the group's meaning, as asked")
+    example_searched: str | None = Field(
+        description="what was searched for it, when that differs (a follow-up made to stand "
+        "alone with its earlier turns)"
+    )
+    questions: list[str] = Field(
+        description="its distinct questions as asked, the most asked first"
+    )
     abstained: int
     rated_down: int
     last_asked: datetime

@@ -36,6 +36,10 @@ def question_text(entry: LoggedAnswer) -> str:
     return entry.standalone_question.strip() or entry.question.strip()
 
 
+def _asked(entry: LoggedAnswer) -> str:
+    return entry.question.strip() or question_text(entry)
+
+
 def normalise_question(text: str) -> str:
     """`text` lower-cased, whitespace collapsed, trailing punctuation dropped: two
     questions with the same normal form are the same question."""
@@ -45,8 +49,9 @@ def normalise_question(text: str) -> str:
 @dataclass(frozen=True, slots=True)
 class QuestionGroup:
     count: int  # answers in the group
-    example: str  # the question closest to the group's mean
-    questions: tuple[str, ...]  # distinct wordings, most asked first, at most MAX_QUESTIONS
+    example: str  # the question closest to the group's mean, as asked
+    example_searched: str | None  # what was searched for it, when that differs (a follow-up)
+    questions: tuple[str, ...]  # distinct wordings as asked, most asked first (MAX_QUESTIONS)
     abstained: int  # answers in the group that abstained
     rated_down: int  # answers in the group rated down
     answer_ids: tuple[str, ...]  # newest first
@@ -70,8 +75,10 @@ def group_questions(
     if not by_key:
         return []
     keys = list(by_key)
-    # The newest wording of each distinct question is the one embedded and shown.
-    shown = {k: question_text(max(by_key[k], key=lambda e: e.created)) for k in keys}
+    # The newest wording of each distinct question is the one embedded (what it means on
+    # its own) and shown (as it was asked: staff read what people typed).
+    newest = {k: max(by_key[k], key=lambda e: e.created) for k in keys}
+    shown = {k: question_text(newest[k]) for k in keys}
     vectors = np.stack([np.asarray(embedder.embed_query(shown[k]), dtype=np.float32)
                         for k in keys])
     labels = _cluster(vectors, threshold)
@@ -79,7 +86,7 @@ def group_questions(
     members: dict[int, list[int]] = {}
     for index, label in enumerate(labels):
         members.setdefault(int(label), []).append(index)
-    groups = [_group([keys[i] for i in idx], vectors[idx], by_key, shown)
+    groups = [_group([keys[i] for i in idx], vectors[idx], by_key, newest)
               for idx in members.values()]
     groups.sort(key=lambda g: (-g.count, -g.last_asked.timestamp(), g.example))
     return groups
@@ -99,7 +106,7 @@ def _group(
     keys: list[str],
     vectors: np.ndarray,
     by_key: dict[str, list[LoggedAnswer]],
-    shown: dict[str, str],
+    newest: dict[str, LoggedAnswer],
 ) -> QuestionGroup:
     sizes = np.array([len(by_key[k]) for k in keys], dtype=np.float32)
     # The mean over the group's answers, so that a question asked often weighs more.
@@ -107,12 +114,21 @@ def _group(
     example = keys[int(np.argmax(vectors @ mean))]
     answers = sorted((e for k in keys for e in by_key[k]), key=lambda e: e.created,
                      reverse=True)
-    last = {k: max(e.created for e in by_key[k]) for k in keys}
-    wordings = sorted(keys, key=lambda k: (-len(by_key[k]), -last[k].timestamp(), k))
+    # The wordings as asked, counted over the group's answers; each shown as last asked.
+    tally: dict[str, int] = {}
+    wording: dict[str, str] = {}
+    for entry in answers:  # newest first: the first wording seen of a form is its newest
+        text = _asked(entry)
+        form = normalise_question(text)
+        wording.setdefault(form, text)
+        tally[form] = tally.get(form, 0) + 1
+    forms = sorted(tally, key=lambda f: -tally[f])  # stable: ties stay newest first
+    searched = question_text(newest[example])
     return QuestionGroup(
         count=len(answers),
-        example=shown[example],
-        questions=tuple(shown[k] for k in wordings[:MAX_QUESTIONS]),
+        example=_asked(newest[example]),
+        example_searched=searched if searched != _asked(newest[example]) else None,
+        questions=tuple(wording[f] for f in forms[:MAX_QUESTIONS]),
         abstained=sum(e.abstained for e in answers),
         rated_down=sum(e.rating == "down" for e in answers),
         answer_ids=tuple(e.id for e in answers),

@@ -104,7 +104,8 @@ def questions(
         recent=[_out(e) for e in entries[:recent]],
         missed=[
             QuestionGroupOut(
-                count=g.count, example=g.example, questions=list(g.questions),
+                count=g.count, example=g.example, example_searched=g.example_searched,
+                questions=list(g.questions),
                 abstained=g.abstained, rated_down=g.rated_down, last_asked=g.last_asked,
                 answer_ids=list(g.answer_ids),
             )

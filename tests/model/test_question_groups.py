@@ -51,6 +51,7 @@ def test_paraphrases_group_and_other_questions_do_not():
         QuestionGroup(
             count=4,
             example="what are the prerequisites for csc 340",  # asked twice: nearest the mean
+            example_searched=None,
             questions=(
                 "what are the prerequisites for csc 340",  # the newest wording of that form
                 "What are the prerequisites for the CSC 340 course?",
@@ -64,6 +65,7 @@ def test_paraphrases_group_and_other_questions_do_not():
         QuestionGroup(
             count=2,
             example="Is the library open late on Sundays?",
+            example_searched=None,
             questions=(
                 "Is the library open late on Sundays?",
                 "How late is the library open on Sundays?",
@@ -76,6 +78,7 @@ def test_paraphrases_group_and_other_questions_do_not():
         QuestionGroup(
             count=1,
             example="What is the tuition fee for CSC 340?",
+            example_searched=None,
             questions=("What is the tuition fee for CSC 340?",),
             abstained=0,
             rated_down=1,
@@ -108,9 +111,12 @@ def test_grouping_reads_the_standalone_question():
         [asked(1, "What is the tuition fee for CSC 340?"), follow_up, unrewritten],
         HashEmbedder(),
     )
-    assert [(g.count, g.example) for g in groups] == [
-        (2, "What is the tuition fee for CSC 340?"), (1, "And what does it cost?")
+    # Grouped by what was searched; shown as asked (the newest wording), with the search.
+    assert [(g.count, g.example, g.example_searched) for g in groups] == [
+        (2, "And what does it cost?", "What is the tuition fee for CSC 340?"),
+        (1, "And what does it cost?", None),
     ]
+    assert groups[0].questions == ("And what does it cost?", "What is the tuition fee for CSC 340?")
 
 
 def test_the_threshold_decides_how_far_a_group_reaches():

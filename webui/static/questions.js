@@ -102,13 +102,17 @@
   function renderMissed(groups, period) {
     var frag = document.createDocumentFragment();
     groups.forEach(function (g) {
-      // A group's wordings are what was searched for, so that a follow-up means something
-      // on its own; with the default rewrite that is long, so they are cut (CSS) to a few
-      // lines, whole in the tooltip.
+      // The wordings are as asked; a follow-up also shows what it was searched as (the
+      // earlier turns beside it), cut (CSS) to a few lines, whole in the tooltip.
       var question = el("div");
       var example = el("span", "question", g.example);
       example.title = g.example;
       question.appendChild(example);
+      if (g.example_searched) {
+        var searched = el("span", "standalone", "Searched for: " + g.example_searched);
+        searched.title = g.example_searched;
+        question.appendChild(searched);
+      }
       var others = (g.questions || []).filter(function (q) { return q !== g.example; });
       if (others.length) {
         var also = el("div", "phrasings");

@@ -209,11 +209,14 @@ class Answerer:
         )
         try:
             self.answer_log.record(entry)
-            self._purge_now_and_then()
         except Exception:
             log.exception("the answer log could not keep answer %s", answer_id)
             return result
         result.answer_id = answer_id
+        try:
+            self._purge_now_and_then()
+        except Exception:  # the answer is kept and rated as usual; the next sweep retries
+            log.exception("the answer log's retention sweep failed")
         return result
 
     def _purge_now_and_then(self) -> None:
@@ -223,6 +226,12 @@ class Answerer:
                 return
             self._purged_at = now
         self.purge()
+
+    def purge_at_start(self) -> int:
+        """The start-up sweep (the server's, before its first request): what expired
+        while it was down is gone before anything reads the log."""
+        self._purged_at = time.monotonic()
+        return self.purge()
 
     def purge(self) -> int:
         """Delete the answers older than the retention; how many were deleted."""

@@ -36,6 +36,11 @@ def _start(service: Lectern) -> None:
         service.start_parsers()
     except Exception:  # serving goes on; an upload then says what is wrong
         log.exception("start-up clean-up failed")
+    try:
+        if (deleted := service.answerer.purge_at_start()):
+            log.info("deleted %d answers past feedback.retention_days", deleted)
+    except Exception:  # answering goes on; the hourly sweep tries again
+        log.exception("the answer log's start-up sweep failed")
 
 
 def _warm(service: Lectern) -> None:

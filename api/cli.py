@@ -545,7 +545,7 @@ def eval_conversations(
         str | None,
         typer.Option(help="comma-separated: none, history:N[:wK][:all] (K answer words; "
                      ":all: every follow-up, not only those referring back), generator:N; "
-                     "default: none, history:1..3, history:2:all, history:2:w0, "
+                     "default: none, history:1..3:w40, history:2:w40:all, history:2:w0, "
                      "history:2:w10, generator:2"),
     ] = None,
     max_followups: Annotated[

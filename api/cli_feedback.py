@@ -39,8 +39,11 @@ def export(
     if not settings.feedback_path.exists():
         raise typer.BadParameter(f"no answer log at {settings.feedback_path}", param_hint="out")
     log = SQLiteAnswerLog(settings.feedback_path)
-    since = datetime.now(UTC) - timedelta(days=days) if days else None
+    now = datetime.now(UTC)
+    since = now - timedelta(days=days) if days else None
     try:
+        # What the retention setting says is gone is not exported, server running or not.
+        log.purge(now - timedelta(days=settings.feedback.retention_days))
         entries = log.recent(MAX_EXPORTED, since, missed_only=missed_only and not pairs)
     finally:
         log.close()

@@ -111,7 +111,7 @@ class ChatAnswer(BaseModel):
 class ChatChoice(BaseModel):
     index: int
     message: ChatAnswer
-    finish_reason: Literal["stop"]
+    finish_reason: Literal["stop", "length"]
     logprobs: None
 
 
@@ -134,7 +134,7 @@ class ChatDelta(BaseModel):
 class ChatChunkChoice(BaseModel):
     index: int
     delta: ChatDelta
-    finish_reason: Literal["stop"] | None
+    finish_reason: Literal["stop", "length"] | None
     logprobs: None
 
 

@@ -91,7 +91,8 @@ class AskResponse(BaseModel):
     )
     conversation_id: str | None = Field(
         description="send it with the next question to continue this conversation; null "
-        "when the server keeps none"
+        "when the question came with its history (the client keeps the conversation) or the "
+        "server keeps none"
     )
 
 

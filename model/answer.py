@@ -38,6 +38,17 @@ def passage_header(chunk: Chunk, title_given: bool = False) -> str:
     return f"{chunk.title} > {where}" if where and where != chunk.title else chunk.title
 
 
+# Of an earlier question or answer in the prompt: enough to say what was asked and
+# answered (Lectern's answers are a sentence or two), so that a client's long history
+# cannot crowd the passages and the instructions out of the generator's input.
+TURN_WORDS = 60
+
+
+def _words(text: str, limit: int) -> str:
+    kept = text.split()
+    return " ".join(kept[:limit]) + (" …" if len(kept) > limit else "")
+
+
 def _uncited(text: str) -> str:
     """`text` without its citation marks, and without the space left before them."""
     return " ".join(re.sub(r"\s*" + _CITE.pattern, "", text).split())
@@ -52,8 +63,8 @@ def build_messages(
     earlier: list[Message] = []
     for turn in history:
         earlier += [
-            {"role": "user", "content": turn.question.strip()},
-            {"role": "assistant", "content": _uncited(turn.answer)},
+            {"role": "user", "content": _words(turn.question, TURN_WORDS)},
+            {"role": "assistant", "content": _words(_uncited(turn.answer), TURN_WORDS)},
         ]
     numbered, titles = [], set()
     for i, c in enumerate(passages, start=1):

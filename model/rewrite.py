@@ -53,7 +53,7 @@ def refers_back(question: str) -> bool:
     its subject. "What is the capital of Peru?" asked after a fees question does not:
     searched with the fees turn beside it, it would find the fees again."""
     text = question.strip().lower()
-    tokens = re.findall(r"[a-z']+", text)
+    tokens = re.findall(r"[a-z0-9']+", text)  # "What is CSC 340?" names its subject
     return (
         len(tokens) <= SHORT
         or text.startswith(_LEADS)

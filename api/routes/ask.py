@@ -23,6 +23,7 @@ from api.schemas import (
     TimingsOut,
 )
 from api.service import Lectern
+from api.streaming import AnswerStream
 from lectern.errors import InvalidRequestError, LecternError
 from lectern.types import AskResult, TokenEvent, Turn
 
@@ -71,6 +72,8 @@ class Conversation:
     def __init__(self, body: AskRequest, svc: Lectern) -> None:
         self._store = svc.conversations
         self.id = body.conversation_id
+        # A client sending the history keeps the conversation itself: none is kept for it.
+        self._client_kept = body.history is not None
         if self.id is not None:  # its turns were checked when they came
             self.history = self._store.history(self.id)
         else:
@@ -78,10 +81,13 @@ class Conversation:
             self.history = checked_history(turns, svc.settings.conversation)
 
     def keep(self, question: str, result: AskResult) -> str | None:
-        """Add this turn; the id to continue with (a new conversation when none was named)."""
+        """Add this turn; the id to continue with (a new conversation for a question that
+        named none and sent no history; None for a client that keeps its own)."""
         turn = Turn(question, result.answer.text)
+        if self._client_kept:
+            return None
         if self.id is None:
-            self.id = self._store.start([*self.history, turn])
+            self.id = self._store.start([turn])
         else:
             self._store.append(self.id, turn)
         return self.id
@@ -177,9 +183,7 @@ def ask_stream(body: CheckedAsk, svc: ServiceDep) -> StreamingResponse:
                 yield _sse("done", {"timings": final.timings.model_dump()})
         except LecternError as exc:  # headers are sent: report in-band
             yield _sse("error", {"error": {"code": errors.code_of(exc), "message": str(exc)}})
+        finally:
+            stream.close()  # its place among the answers in flight is given back
 
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return AnswerStream(events())

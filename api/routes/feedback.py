@@ -116,7 +116,8 @@ def questions(
 
 _EXPORT: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "every answer of the period, newest first",
+        "description": "the answers of the period, newest first (the newest 5,000, "
+        "with an X-Lectern-Truncated header when there may be more)",
         "content": {"text/csv": {"schema": {"type": "string"}},
                     "application/x-ndjson": {"schema": {"type": "string"}}},
     }
@@ -138,7 +139,7 @@ def export(
     (write_csv if format == "csv" else write_jsonl)(entries, out)
     media = "text/csv" if format == "csv" else "application/x-ndjson"
     name = f"lectern-questions.{format}"
-    return Response(
-        out.getvalue(), media_type=media,
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if len(entries) == MAX_LISTED:  # there may be more: `lectern feedback export` has all
+        headers["X-Lectern-Truncated"] = str(MAX_LISTED)
+    return Response(out.getvalue(), media_type=media, headers=headers)

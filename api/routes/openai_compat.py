@@ -18,7 +18,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Request, Security
 from fastapi.params import Depends
@@ -47,6 +47,7 @@ from api.openai_schemas import (
 from api.routes.ask import checked, to_response
 from api.schemas import AskRequest, AskResponse
 from api.security import BearerAuth
+from api.streaming import AnswerStream
 from lectern.errors import InvalidRequestError, LecternError
 from lectern.settings import ApiSettings, ConversationSettings
 from lectern.types import AskResult, StreamEvent, TokenEvent, Turn, Usage
@@ -131,6 +132,10 @@ def _history(messages: list[ChatMessage], settings: ConversationSettings) -> lis
             last = turns[-1]
             answer = "\n".join(a for a in (last.answer, message.text()) if a)
             turns[-1] = Turn(last.question, answer)
+    # A chat client sends the whole conversation every time: the newest turns are what
+    # a follow-up leans on, so the older ones are dropped rather than refused.
+    keep = len(turns) - min(len(turns), settings.max_turns)
+    turns, starts = turns[keep:], starts[keep:]
     try:
         return checked_history(turns, settings)
     except InvalidRequestError as exc:
@@ -139,7 +144,6 @@ def _history(messages: list[ChatMessage], settings: ConversationSettings) -> lis
             return f"messages[{starts[int(match[1])]}]" + (".content" if match[2] else "")
 
         text = re.sub(r"history\[(\d+)\](\.question)?", place, str(exc))
-        text = re.sub(r"^history: (\d+) turns", r"messages: \1 earlier turns", text)
         raise InvalidRequestError(text) from None
 
 
@@ -183,6 +187,14 @@ def _grounding(native: AskResponse) -> dict[str, Any]:
     }
 
 
+def finish_reason(result: AskResult, max_new_tokens: int) -> Literal["stop", "length"]:
+    """"length" when the generator wrote as many tokens as it may (the reply was cut),
+    else "stop"."""
+    usage = result.usage
+    return "length" if usage is not None and usage.completion_tokens >= max_new_tokens \
+        else "stop"
+
+
 def _completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
@@ -190,8 +202,9 @@ def _completion_id() -> str:
 class _Chunks:
     """The events of one streamed completion: one id, one `created`, one model."""
 
-    def __init__(self, model: str, include_usage: bool) -> None:
+    def __init__(self, model: str, include_usage: bool, max_new_tokens: int) -> None:
         self.id = _completion_id()
+        self.max_new_tokens = max_new_tokens
         self.created = int(time.time())
         self.model = model
         self.include_usage = include_usage
@@ -212,8 +225,8 @@ class _Chunks:
         choice = ChatChunkChoice(index=0, delta=delta, finish_reason=finish_reason, logprobs=None)
         return self._event(ChatCompletionChunk(**self._fields([choice])))
 
-    def final(self, native: AskResponse) -> str:
-        choice = ChatChunkChoice(index=0, delta=ChatDelta(), finish_reason="stop", logprobs=None)
+    def final(self, native: AskResponse, finish: Literal["stop", "length"]) -> str:
+        choice = ChatChunkChoice(index=0, delta=ChatDelta(), finish_reason=finish, logprobs=None)
         fields = self._fields([choice])
         return self._event(FinalChunk(**fields, **_grounding(native), answer=native.answer))
 
@@ -235,7 +248,7 @@ class _Chunks:
                 if not streamed:  # answered without the generator (nothing found): the
                     # abstention is the content, as a client joining deltas expects
                     yield self.delta(ChatDelta(content=native.answer))
-                yield self.final(native)
+                yield self.final(native, finish_reason(event.result, self.max_new_tokens))
                 if self.include_usage:
                     yield self.usage(event.result.usage)
         except LecternError as exc:  # headers are sent: report in-band, as OpenAI does
@@ -250,7 +263,7 @@ class _Chunks:
         yield "data: [DONE]\n\n"
 
 
-def _completion(result: AskResult, model: str) -> ChatCompletion:
+def _completion(result: AskResult, model: str, max_new_tokens: int) -> ChatCompletion:
     native = to_response(result)
     return ChatCompletion(
         id=_completion_id(),
@@ -261,7 +274,7 @@ def _completion(result: AskResult, model: str) -> ChatCompletion:
             ChatChoice(
                 index=0,
                 message=ChatAnswer(role="assistant", content=native.answer),
-                finish_reason="stop",
+                finish_reason=finish_reason(result, max_new_tokens),
                 logprobs=None,
             )
         ],
@@ -278,7 +291,8 @@ def _completion(result: AskResult, model: str) -> ChatCompletion:
             "content": {"text/event-stream": {"schema": CHUNK_EVENT}},
             "description": "JSON, or with `stream: true` server-sent `data:` events: "
             "chat.completion.chunk objects with one id (the first's delta is the role, "
-            "then the content as it is generated; the last has finish_reason `stop` and "
+            "then the content as it is generated; the last has finish_reason `stop` "
+            "(`length` when the reply was cut at generation.max_new_tokens) and "
             "Lectern's citations, abstained, answer_id, standalone_question and `answer`, "
             "the checked text, which replaces the streamed text when the grounding check "
             "quoted a passage or abstained), a usage chunk with "
@@ -306,17 +320,15 @@ def chat_completions(
     svc.require_ready()
     model = request.app.state.settings.api.openai_model
     if not body.stream:
-        return _completion(svc.ask(question, history=history), model)
+        return _completion(svc.ask(question, history=history), model,
+                           svc.settings.generation.max_new_tokens)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     stream = svc.ask_stream(question, history=history)
     # The first event (a place among the answers in flight, retrieval, the first token)
     # comes before the headers, so a refusal or failure there is a real HTTP error.
     first = next(stream)
-    return StreamingResponse(
-        _Chunks(model, include_usage).events(stream, first),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    chunks = _Chunks(model, include_usage, svc.settings.generation.max_new_tokens)
+    return AnswerStream(chunks.events(stream, first))
 
 
 @router.get("/models", response_model=ModelList, responses={"4XX": _ERRORS["4XX"]})

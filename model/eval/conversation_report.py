@@ -250,7 +250,8 @@ def markdown(result: Mapping[str, Any], variants: Sequence[Variant]) -> str:
         "",
         f"Best: `{choice['best']}`; within one SE of it (≥ {choice['threshold']:.3f}): "
         + ", ".join(f"`{n}`" for n in choice["within_one_se"])
-        + f"; the cheapest of those: `{choice['chosen']}`.",
+        + f"; the cheapest of those: `{choice.get('rule_alone', choice['chosen'])}`"
+        + (" (the rule alone; the amendment below decides)." if choice.get("amended") else "."),
         *_amended_lines(halves, choice),
         "", f"Rule: {RULE}", "", f"Amendment: {AMENDMENT}",
         "", "## Rewrite latency per follow-up (wall clock, every follow-up of both halves)", "",

@@ -61,9 +61,9 @@ def test_history_sent_by_the_client_is_used_the_same_way(client):
     history = [{"question": FIRST, "answer": "EUR 16,800 a year [1]."}]
     body = client.post("/api/v1/ask", json={"question": FOLLOW_UP, "history": history}).json()
     assert FIRST in body["standalone_question"] and "16,800" in body["standalone_question"]
-    # A new conversation holding both turns comes back, to continue with.
-    kept = client.app.state.service.conversations.history(body["conversation_id"])
-    assert [t.question for t in kept] == [FIRST, FOLLOW_UP]
+    # The client keeps its conversation: the server keeps none for it.
+    assert body["conversation_id"] is None
+    assert len(client.app.state.service.conversations) == 0
 
 
 def test_the_stream_carries_the_ids_and_continues_the_conversation(client):

@@ -111,3 +111,20 @@ def test_the_retention_deletes_old_answers(client, monkeypatch):
     monkeypatch.setattr(answering, "datetime", type("Later", (), {"now": staticmethod(
         lambda tz=None: later)}))
     assert svc.answerer.purge() == 1 and svc.answer_log.count() == 0
+
+
+def test_answers_past_the_retention_are_gone_when_the_server_starts(tmp_path):
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    app = fake_app(tmp_path, samples=True)
+    svc = app.state.service
+    svc.warm_up_generator()
+    kept = svc.ask(ANSWERED).answer_id
+    old = replace(svc.answer_log.get(kept), id="old-answer",
+                  created=datetime.now(UTC) - timedelta(days=91))
+    svc.answer_log.record(old)
+    with TestClient(app) as client:
+        wait_ready(client.get)
+        assert svc.answer_log.get("old-answer") is None
+        assert svc.answer_log.get(kept) is not None

@@ -204,11 +204,12 @@ def test_a_blank_or_too_long_question_is_a_400(client):
     assert error["message"] == "messages[0].content: 501 characters, over the limit of 500"
 
 
-def test_too_many_or_too_long_earlier_turns_are_a_400(client):
+def test_the_oldest_turns_past_the_limit_are_dropped_and_a_too_long_turn_is_a_400(client):
     turns = [m for i in range(9) for m in
-             ({"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"})]
-    error = bad_request(client, messages=[*turns, *ask(FEE)])
-    assert error["message"] == "messages: 9 earlier turns, over the limit of 8"
+             ({"role": "user", "content": f"q{i} fees"}, {"role": "assistant", "content": "a"})]
+    reply = client.chat.completions.create(model="lectern", messages=[*turns, *ask("And it?")])
+    searched = reply.model_extra["standalone_question"]
+    assert "q8 fees" in searched and "q0 fees" not in searched  # the newest turns read
     long_turn = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a" * 4000}]
     error = bad_request(client, messages=[*long_turn, *ask(FEE)])
     assert error["message"].startswith("messages[0]: 4001 characters")

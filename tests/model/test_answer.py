@@ -152,3 +152,18 @@ def test_compress_prefers_passages_that_name_the_question_s_identifiers():
     unnamed = compress("What are the prerequisites for CSC in 1998?", [project, course],
                        embedder)
     assert unnamed.best[0] == 1
+
+
+def test_earlier_turns_in_the_prompt_are_bounded_and_lose_their_citation_marks():
+    from lectern.types import Turn
+    from model.answer import TURN_WORDS, build_messages
+
+    long = " ".join(f"w{i}" for i in range(500))
+    messages = build_messages("And the fee?", [], [Turn(long, "EUR 3,150 per year [1]."),
+                                                  Turn("Who?", long)])
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user",
+                                             "assistant", "user"]
+    assert messages[1]["content"].split()[:-1] == long.split()[:TURN_WORDS]
+    assert messages[1]["content"].endswith(" …")
+    assert messages[2]["content"] == "EUR 3,150 per year."
+    assert len(messages[4]["content"].split()) == TURN_WORDS + 1

@@ -29,7 +29,7 @@ def test_questions_that_lean_on_earlier_turns(question):
 @pytest.mark.parametrize(
     "question",
     ["What is the capital of Peru?", "What are the prerequisites for CSC 340?",
-     "When does the library open on Sundays?"],
+     "When does the library open on Sundays?", "Who teaches MAT 220?"],
 )
 def test_questions_that_stand_alone(question):
     assert not refers_back(question)

@@ -281,6 +281,12 @@ def test_a_clearly_better_variant_wins():
     assert choice["scores"]["history:2"]["score"] == -0.5
 
 
+def test_the_default_variants_parse_and_name_their_answer_words():
+    names = [v.name for v in parse_variants(None)]
+    assert names[0] == AS_ASKED and len(set(names)) == len(names)
+    assert "history:2:w40" in names and "history:2:w10" in names and "history:2:w40:all" in names
+
+
 def test_variants_are_parsed_and_checked():
     assert parse_variant("history:2:w0").answer_words == 0
     every = parse_variant("history:2:w10:all")

@@ -10,7 +10,7 @@ import pytest
 
 from api.app import create_app
 from api.service import Lectern
-from lectern.settings import ApiSettings, IngestSettings, Settings
+from lectern.settings import ApiSettings, GenerationSettings, IngestSettings, Settings
 from tests.api.fake_app import TOKEN, served
 from tests.conftest import SAMPLES
 from tests.fakes import EchoGenerator, HashEmbedder, OverlapReranker
@@ -29,9 +29,13 @@ class Slow(EchoGenerator):
 def url(tmp_path_factory):
     settings = Settings(data_dir=tmp_path_factory.mktemp("disconnect") / "data",
                         ingest=IngestSettings(max_file_mb=0.05),
-                        api=ApiSettings(admin_token=TOKEN, rate_limit_per_minute=0))
+                        api=ApiSettings(admin_token=TOKEN, rate_limit_per_minute=0),
+                        # Every question is answered (not abstained on): the test is about
+                        # a stream the client leaves, so there must be one to leave.
+                        generation=GenerationSettings(min_relevance=-1))
     svc = Lectern(settings, HashEmbedder(64), Slow("x"), OverlapReranker())
-    svc.ingest([SAMPLES / "markdown"])
+    report = svc.ingest([SAMPLES / "markdown"])
+    assert all(r.status == "added" for r in report.results), report
     app = create_app(settings, svc)
     with served(app) as base:
         yield base, svc
@@ -51,8 +55,8 @@ def test_a_client_leaving_mid_stream_frees_its_slot(url, path, body):
                                                                json=body) as response:
             assert response.status_code == 200
             chunks = response.iter_text()
-            next(chunks)
-            assert svc.admission.busy == 1
+            first = next(chunks)
+            assert svc.admission.busy == 1, first
         for _ in range(100):  # the connection is closed: the slot comes back
             if svc.admission.busy == 0:
                 break

@@ -7,6 +7,7 @@ admission of a question (its place among those in flight) stays with `Lectern`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -14,7 +15,6 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
-from lectern.errors import NotReadyError
 from lectern.protocols import AnswerLog, Embedder, Message
 from lectern.settings import Settings
 from lectern.timing import elapsed_ms
@@ -76,8 +76,8 @@ class Answerer:
         abstention when there are none."""
         g = self.settings.generation
         corpus = self._corpus()
-        standalone = self.rewriter.rewrite(question, history) if history else question
-        focus = self.rewriter.focus(question, history, standalone) if history else question
+        standalone = self.rewriter.rewrite(question, history)
+        focus = self.rewriter.focus(question, history, standalone)
         hits, rerank_ms = corpus.search_timed(
             standalone, top_k or g.passages, "hybrid", None, g.rerank_candidates, filters=filters
         )
@@ -87,7 +87,7 @@ class Answerer:
         if not passages:  # nothing retrieved: no model call, an honest abstention
             timings.total_ms = elapsed_ms(start)
             return AskResult(Answer(IDK, [], True), [], timings, standalone, usage=NO_TOKENS)
-        self._generators_ready()  # before compressing: a request then fails fast
+        self._generators.require()  # before compressing: a request then fails fast
         # The sentences kept, the relevance gate and the quote fallback follow the focus.
         context = compress(focus, passages, self._embedder(), g.context_tokens)
         if context.relevance < g.min_relevance:  # off-topic: nothing here answers it
@@ -96,10 +96,6 @@ class Answerer:
                 Answer(IDK, [], True), context.passages, timings, standalone, usage=NO_TOKENS
             )
         return context, standalone
-
-    def _generators_ready(self) -> None:
-        if not self._generators.ready or self._generators.current is None:
-            raise NotReadyError("generator used before warm_up_generator()")
 
     def _messages(
         self, question: str, history: Sequence[Turn], context: Compressed
@@ -194,18 +190,12 @@ class Answerer:
             standalone_question=result.standalone_question or question,
             answer=result.answer.text,
             abstained=result.answer.abstained,
-            passage_ids=[c.id for c in result.passages if c.id is not None],
+            passage_ids=[c.id for c in result.passages],
             cited_ids=[c.chunk_id for c in result.answer.citations],
             mode=self._mode(),
             model=self.settings.models.generator,
             adapter=adapter.name if adapter is not None else None,
-            timings={
-                "retrieve_ms": result.timings.retrieve_ms,
-                "rerank_ms": result.timings.rerank_ms,
-                "generate_ms": result.timings.generate_ms,
-                "total_ms": result.timings.total_ms,
-                "first_token_ms": result.timings.first_token_ms,
-            },
+            timings=dataclasses.asdict(result.timings),
         )
         try:
             self.answer_log.record(entry)

@@ -98,9 +98,17 @@ class ConversationStore:
         return len(self._kept)
 
 
-def checked_history(turns: Sequence[Turn], settings: ConversationSettings) -> list[Turn]:
+def checked_history(
+    turns: Sequence[Turn],
+    settings: ConversationSettings,
+    where: Callable[[int], str] = lambda i: f"history[{i}]",
+    question_field: str = "question",
+) -> list[Turn]:
     """`turns` within the limits, their blanks trimmed; InvalidRequestError naming the
-    first turn that is not (the count first: a client sending too many learns that)."""
+    first turn that is not (the count first: a client sending too many learns that).
+
+    where, question_field: how the message names a turn and its question (the OpenAI
+    route's turns are its `messages[k]`, their text `content`)."""
     if len(turns) > settings.max_turns:
         raise InvalidRequestError(
             f"history: {len(turns)} turns, over the limit of {settings.max_turns}"
@@ -109,11 +117,11 @@ def checked_history(turns: Sequence[Turn], settings: ConversationSettings) -> li
     for i, turn in enumerate(turns):
         question, answer = turn.question.strip(), turn.answer.strip()
         if not question:
-            raise InvalidRequestError(f"history[{i}].question: must not be blank")
+            raise InvalidRequestError(f"{where(i)}.{question_field}: must not be blank")
         size = len(turn.question) + len(turn.answer)
         if size > settings.max_turn_chars:
             raise InvalidRequestError(
-                f"history[{i}]: {size} characters (question and answer), over the limit of "
+                f"{where(i)}: {size} characters (question and answer), over the limit of "
                 f"{settings.max_turn_chars}"
             )
         out.append(Turn(question, answer))

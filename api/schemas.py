@@ -234,6 +234,10 @@ class Health(BaseModel):
     chunks: int = 0
 
 
+# The Retry-After header of a 429 or 503, as OpenAPI documents it.
+RETRY_AFTER = {"description": "seconds to wait before asking again", "schema": {"type": "integer"}}
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str

@@ -167,10 +167,7 @@ class Lectern:
         return self._require_generator()
 
     def _require_generator(self) -> Generator:
-        generator = self._generators.current
-        if not self._generators.ready or generator is None:
-            raise NotReadyError("generator used before warm_up_generator()")
-        return generator
+        return self._generators.require()
 
     @property
     def _generator(self) -> Generator | None:

@@ -44,14 +44,23 @@ def passage_header(chunk: Chunk, title_given: bool = False) -> str:
 TURN_WORDS = 60
 
 
-def _words(text: str, limit: int) -> str:
+_MARK = re.compile(r"\s*" + _CITE.pattern)
+
+
+def uncited(text: str) -> str:
+    """`text` without its citation marks (and the space before them), blanks collapsed."""
+    return " ".join(_MARK.sub("", text).split())
+
+
+def first_words(text: str, limit: int, more: str = "") -> str:
+    """The first `limit` words of `text`, then `more` if some were left out."""
     kept = text.split()
-    return " ".join(kept[:limit]) + (" …" if len(kept) > limit else "")
+    return " ".join(kept[:limit]) + (more if len(kept) > limit else "")
 
 
-def _uncited(text: str) -> str:
-    """`text` without its citation marks, and without the space left before them."""
-    return " ".join(re.sub(r"\s*" + _CITE.pattern, "", text).split())
+def is_abstention(text: str) -> bool:
+    """Whether a reply says it does not know (in its opening words)."""
+    return bool(_IDK.match(text))
 
 
 def build_messages(
@@ -63,8 +72,9 @@ def build_messages(
     earlier: list[Message] = []
     for turn in history:
         earlier += [
-            {"role": "user", "content": _words(turn.question, TURN_WORDS)},
-            {"role": "assistant", "content": _words(_uncited(turn.answer), TURN_WORDS)},
+            {"role": "user", "content": first_words(turn.question, TURN_WORDS, " …")},
+            {"role": "assistant",
+             "content": first_words(uncited(turn.answer), TURN_WORDS, " …")},
         ]
     numbered, titles = [], set()
     for i, c in enumerate(passages, start=1):
@@ -195,7 +205,7 @@ def assemble(
     instead, or the answer abstains.
     """
     text = " ".join(raw.split())
-    if not passages or not text or _IDK.match(text):
+    if not passages or not text or is_abstention(text):
         return Answer(text=IDK, citations=[], abstained=True)
     if unsupported_facts(text, passages):
         if fallback is None:

@@ -21,20 +21,17 @@ from typing import Literal
 
 from lectern.protocols import Message
 from lectern.types import Turn
-from model.answer import IDK
+from model.answer import first_words, is_abstention, uncited
 
 RewriteMethod = Literal["history", "generator", "none"]
 
-# Citation markers carry no meaning for retrieval; an abstention's words only add noise.
-_MARKER = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\]")
 ANSWER_WORDS = 10  # of each earlier answer: its opening names what the turn was about (chosen
 # by bench/results/eval-conversations.md: 10 and 40 words score alike; 10 keeps it short)
 
 
 def _answer_words(answer: str, limit: int = ANSWER_WORDS) -> str:
-    if answer.strip() == IDK or answer.lower().startswith("i don't know"):
-        return ""
-    return " ".join(_MARKER.sub("", answer).split()[:limit])
+    """Citation marks carry no meaning for retrieval; an abstention's words only add noise."""
+    return "" if is_abstention(answer) else first_words(uncited(answer), limit)
 
 
 # Words by which a question leans on what was said before it.

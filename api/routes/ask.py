@@ -15,6 +15,7 @@ from api.conversations import checked_history
 from api.deps import ServiceDep
 from api.schemas import (
     BLANKS,
+    RETRY_AFTER,
     STREAM_EVENT,
     AskRequest,
     AskResponse,
@@ -28,7 +29,6 @@ from lectern.errors import InvalidRequestError, LecternError
 from lectern.types import AskResult, TokenEvent, Turn
 
 router = APIRouter(prefix="/api/v1", tags=["ask"])
-_RETRY_AFTER = {"description": "seconds to wait before asking again", "schema": {"type": "integer"}}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "a body that cannot be read (e.g. not UTF-8)"},
     404: {"model": ErrorOut, "description": "a conversation_id the server does not keep"},
@@ -40,7 +40,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     429: {
         "model": ErrorOut,
         "description": "over the rate limit",
-        "headers": {"Retry-After": _RETRY_AFTER},
+        "headers": {"Retry-After": RETRY_AFTER},
     },
     503: {"model": ErrorOut, "description": "the models are still loading"},
 }

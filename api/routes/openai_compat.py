@@ -45,7 +45,7 @@ from api.openai_schemas import (
     OpenAIErrorOut,
 )
 from api.routes.ask import checked, to_response
-from api.schemas import AskRequest, AskResponse
+from api.schemas import RETRY_AFTER, AskRequest, AskResponse
 from api.security import BearerAuth
 from api.streaming import AnswerStream
 from lectern.errors import InvalidRequestError, LecternError
@@ -60,7 +60,6 @@ STARTED = int(time.time())  # the models' `created`: when this server began serv
 _bearer = HTTPBearer(
     auto_error=False, scheme_name="openaiApiKey", description="api.openai_api_key"
 )
-_RETRY_AFTER = {"description": "seconds to wait before asking again", "schema": {"type": "integer"}}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     "4XX": {
         "model": OpenAIErrorOut,
@@ -72,7 +71,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     429: {
         "model": OpenAIErrorOut,
         "description": "over the rate limit",
-        "headers": {"Retry-After": _RETRY_AFTER},
+        "headers": {"Retry-After": RETRY_AFTER},
     },
     503: {"model": OpenAIErrorOut, "description": "the models are still loading, or at capacity"},
 }
@@ -136,15 +135,8 @@ def _history(messages: list[ChatMessage], settings: ConversationSettings) -> lis
     # a follow-up leans on, so the older ones are dropped rather than refused.
     keep = len(turns) - min(len(turns), settings.max_turns)
     turns, starts = turns[keep:], starts[keep:]
-    try:
-        return checked_history(turns, settings)
-    except InvalidRequestError as exc:
-
-        def place(match: re.Match[str]) -> str:
-            return f"messages[{starts[int(match[1])]}]" + (".content" if match[2] else "")
-
-        text = re.sub(r"history\[(\d+)\](\.question)?", place, str(exc))
-        raise InvalidRequestError(text) from None
+    return checked_history(turns, settings, lambda k: f"messages[{starts[k]}]",
+                           question_field="content")
 
 
 def _question(body: ChatCompletionRequest, request: Request) -> tuple[str, list[Turn]]:

@@ -195,49 +195,40 @@ class ConversationRun:
         rows = []
         monitor = CpuMonitor()  # other processes' load skews the rewrite times
         start = time.perf_counter()
-        for n, item in enumerate([*firsts, *follow], 1):
+        def row(item: ConvItem, history: Sequence[Turn], here: Sequence[Variant],
+                timed: bool, **extra: Any) -> dict[str, Any]:
+            """The item searched as each variant rewrites it after `history`."""
             qrels = report.qrels(item.query)
-            here = [v for v in self.variants if v.name == AS_ASKED or (
-                item.follow_up and (not v.calls_model or item.query.id in sampled))]
             texts, scores = {}, {}
             for v in here:
                 began = time.perf_counter()
-                text = rewriters[v.name].rewrite(item.query.text, item.history)
-                if item.follow_up:
+                text = rewriters[v.name].rewrite(item.query.text, history)
+                if timed:
                     seconds[v.name].append(time.perf_counter() - began)
                 if text not in memo:
                     memo[text] = self._search(corpus, cset, text)
                 texts[v.name] = text
                 scores[v.name] = {c: score_ranking(memo[text][c], qrels, RECALL_KS, CUTOFF)
                                   for c in CONFIGS}
-            rows.append({
+            return {
                 "dataset": cset.name, "query": item.query.id, "doc": item.doc, "half": item.half,
                 "turn": item.turn, "relevant": sorted(k for k, g in qrels.items() if g > 0),
-                "texts": texts, "scores": scores,
-            })
+                **extra, "texts": texts, "scores": scores,
+            }
+
+        for n, item in enumerate([*firsts, *follow], 1):
+            here = [v for v in self.variants if v.name == AS_ASKED or (
+                item.follow_up and (not v.calls_model or item.query.id in sampled))]
+            rows.append(row(item, item.history, here, timed=item.follow_up))
             if n % 100 == 0:
                 loads.append(os.getloadavg()[0])
             if n % 500 == 0:
                 log(f"  {n}/{len(firsts) + len(follow)} turns "
                     f"({time.perf_counter() - start:.0f} s)")
         # Changes of subject: every variant but the generator's (a second per turn).
+        cheap = [v for v in self.variants if not v.calls_model]
         for item, history in switches(firsts, [i for i in cset.items if i.follow_up]):
-            qrels = report.qrels(item.query)
-            texts, scores = {}, {}
-            for v in self.variants:
-                if v.calls_model:
-                    continue
-                text = rewriters[v.name].rewrite(item.query.text, history)
-                if text not in memo:
-                    memo[text] = self._search(corpus, cset, text)
-                texts[v.name] = text
-                scores[v.name] = {c: score_ranking(memo[text][c], qrels, RECALL_KS, CUTOFF)
-                                  for c in CONFIGS}
-            rows.append({
-                "dataset": cset.name, "query": item.query.id, "doc": item.doc, "half": item.half,
-                "turn": item.turn, "switch": True, "texts": texts, "scores": scores,
-                "relevant": sorted(k for k, g in qrels.items() if g > 0),
-            })
+            rows.append(row(item, history, cheap, timed=False, switch=True))
         loads.append(os.getloadavg()[0])
         return {
             "dataset": {"name": cset.name, **cset.dataset.info},

@@ -19,6 +19,7 @@ from lectern.errors import (
     AdapterNotFoundError,
     LecternError,
     MissingExtraError,
+    NotReadyError,
 )
 from lectern.protocols import Generator, Message
 from lectern.settings import Settings
@@ -57,6 +58,13 @@ class ServedGenerator:
     @property
     def current(self) -> Generator | None:
         return self._slot.current
+
+    def require(self) -> Generator:
+        """The serving generator; NotReadyError before warm_up() has loaded it."""
+        generator = self._slot.current
+        if not self._ready or generator is None:
+            raise NotReadyError("generator used before warm_up_generator()")
+        return generator
 
     @property
     def adapter(self) -> Path | None:

@@ -23,3 +23,15 @@ def clock(monkeypatch) -> FakeClock:
     fake = FakeClock()
     monkeypatch.setattr(security, "time", SimpleNamespace(monotonic=fake.monotonic))
     return fake
+
+
+@pytest.fixture
+def sample_client(tmp_path):
+    """A TestClient of the fake-model app with the sample PDF and Markdown, ready."""
+    from fastapi.testclient import TestClient
+
+    from tests.api.fake_app import fake_app, wait_ready
+
+    with TestClient(fake_app(tmp_path, samples=True)) as c:
+        wait_ready(c.get)
+        yield c

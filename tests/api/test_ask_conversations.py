@@ -4,12 +4,11 @@ searched for, and bad input refused with nothing stored."""
 import json
 
 import pytest
-from fastapi.testclient import TestClient
 
 from api.service import Lectern
 from lectern.settings import ConversationSettings, Settings
 from lectern.types import Turn
-from tests.api.fake_app import REPLY, fake_app, wait_ready
+from tests.api.fake_app import REPLY
 from tests.conftest import SAMPLES
 from tests.fakes import EchoGenerator, HashEmbedder, OverlapReranker
 
@@ -17,15 +16,8 @@ FIRST = "What do international students pay in tuition?"
 FOLLOW_UP = "And when is the deadline for it?"
 
 
-@pytest.fixture
-def client(tmp_path):
-    with TestClient(fake_app(tmp_path, samples=True)) as c:
-        wait_ready(c.get)
-        yield c
-
-
-def logged(client) -> int:
-    return client.app.state.service.answer_log.count()
+def logged(sample_client) -> int:
+    return sample_client.app.state.service.answer_log.count()
 
 
 def events(text: str) -> list[tuple[str, dict]]:
@@ -38,12 +30,12 @@ def events(text: str) -> list[tuple[str, dict]]:
     return out
 
 
-def test_a_first_question_starts_a_conversation_and_a_follow_up_continues_it(client):
-    first = client.post("/api/v1/ask", json={"question": FIRST}).json()
+def test_a_first_question_starts_a_conversation_and_a_follow_up_continues_it(sample_client):
+    first = sample_client.post("/api/v1/ask", json={"question": FIRST}).json()
     assert first["standalone_question"] == FIRST
     assert first["answer_id"] and first["conversation_id"]
-    generator = client.app.state.service._generator
-    second = client.post(
+    generator = sample_client.app.state.service._generator
+    second = sample_client.post(
         "/api/v1/ask", json={"question": FOLLOW_UP, "conversation_id": first["conversation_id"]}
     ).json()
     assert second["conversation_id"] == first["conversation_id"]
@@ -57,20 +49,22 @@ def test_a_first_question_starts_a_conversation_and_a_follow_up_continues_it(cli
     assert prompt[-1]["content"].endswith(f"Question: {FOLLOW_UP}")
 
 
-def test_history_sent_by_the_client_is_used_the_same_way(client):
+def test_history_sent_by_the_client_is_used_the_same_way(sample_client):
     history = [{"question": FIRST, "answer": "EUR 16,800 a year [1]."}]
-    body = client.post("/api/v1/ask", json={"question": FOLLOW_UP, "history": history}).json()
+    body = sample_client.post(
+        "/api/v1/ask", json={"question": FOLLOW_UP, "history": history}
+    ).json()
     assert FIRST in body["standalone_question"] and "16,800" in body["standalone_question"]
     # The client keeps its conversation: the server keeps none for it.
     assert body["conversation_id"] is None
-    assert len(client.app.state.service.conversations) == 0
+    assert len(sample_client.app.state.service.conversations) == 0
 
 
-def test_the_stream_carries_the_ids_and_continues_the_conversation(client):
-    first = client.post("/api/v1/ask/stream", json={"question": FIRST})
+def test_the_stream_carries_the_ids_and_continues_the_conversation(sample_client):
+    first = sample_client.post("/api/v1/ask/stream", json={"question": FIRST})
     final = dict(events(first.text))["citations"]
     assert final["answer_id"] and final["standalone_question"] == FIRST
-    second = client.post(
+    second = sample_client.post(
         "/api/v1/ask/stream",
         json={"question": FOLLOW_UP, "conversation_id": final["conversation_id"]},
     )
@@ -95,15 +89,17 @@ def test_the_stream_carries_the_ids_and_continues_the_conversation(client):
     ],
 )
 @pytest.mark.parametrize("path", ["/api/v1/ask", "/api/v1/ask/stream"])
-def test_bad_conversations_are_refused_with_nothing_stored(client, path, body, status, message):
-    before = logged(client)
-    kept = len(client.app.state.service.conversations)
-    response = client.post(path, json=body)
+def test_bad_conversations_are_refused_with_nothing_stored(
+    sample_client, path, body, status, message
+):
+    before = logged(sample_client)
+    kept = len(sample_client.app.state.service.conversations)
+    response = sample_client.post(path, json=body)
     assert response.status_code == status
     assert response.headers["content-type"].startswith("application/json")
     assert message in response.json()["error"]["message"]
-    assert logged(client) == before
-    assert len(client.app.state.service.conversations) == kept
+    assert logged(sample_client) == before
+    assert len(sample_client.app.state.service.conversations) == kept
 
 
 def test_a_new_subject_is_searched_as_asked_unless_history_is_for_every_follow_up(tmp_path):

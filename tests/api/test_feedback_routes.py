@@ -14,26 +14,19 @@ ANSWERED = "What do international students pay in tuition?"
 MISSED = "Is there a dress code for graduation?"
 
 
-@pytest.fixture
-def client(tmp_path):
-    with TestClient(fake_app(tmp_path, samples=True)) as c:
-        wait_ready(c.get)
-        yield c
+def ask(sample_client, question: str) -> dict:
+    return sample_client.post("/api/v1/ask", json={"question": question}).json()
 
 
-def ask(client, question: str) -> dict:
-    return client.post("/api/v1/ask", json={"question": question}).json()
-
-
-def test_feedback_is_stored_with_the_answer_and_replaced_when_sent_again(client):
-    answer = ask(client, ANSWERED)
-    sent = client.post("/api/v1/feedback", json={"answer_id": answer["answer_id"],
+def test_feedback_is_stored_with_the_answer_and_replaced_when_sent_again(sample_client):
+    answer = ask(sample_client, ANSWERED)
+    sent = sample_client.post("/api/v1/feedback", json={"answer_id": answer["answer_id"],
                                                  "rating": "up"})
     assert sent.status_code == 201 and sent.json()["rating"] == "up"
-    again = client.post("/api/v1/feedback", json={
+    again = sample_client.post("/api/v1/feedback", json={
         "answer_id": answer["answer_id"], "rating": "down", "comment": "  Wrong year.  "})
     assert again.status_code == 201
-    entry = client.app.state.service.answer_log.get(answer["answer_id"])
+    entry = sample_client.app.state.service.answer_log.get(answer["answer_id"])
     assert (entry.rating, entry.comment) == ("down", "Wrong year.")
     assert entry.question == ANSWERED and entry.answer == answer["answer"]
     assert entry.cited_ids and set(entry.cited_ids) <= set(entry.passage_ids)
@@ -51,24 +44,24 @@ def test_feedback_is_stored_with_the_answer_and_replaced_when_sent_again(client)
         ({"answer_id": "", "rating": "up"}, 422, "answer_id"),
     ],
 )
-def test_bad_feedback_is_refused_and_nothing_is_stored(client, body, status, message):
-    answer = ask(client, ANSWERED)
+def test_bad_feedback_is_refused_and_nothing_is_stored(sample_client, body, status, message):
+    answer = ask(sample_client, ANSWERED)
     body = {k: (answer["answer_id"] if v == "ID" else v) for k, v in body.items()}
-    response = client.post("/api/v1/feedback", json=body)
+    response = sample_client.post("/api/v1/feedback", json=body)
     assert response.status_code == status
     assert message in response.json()["error"]["message"]
-    assert client.app.state.service.answer_log.get(answer["answer_id"]).rating is None
+    assert sample_client.app.state.service.answer_log.get(answer["answer_id"]).rating is None
 
 
-def test_the_questions_view_groups_what_the_documents_missed(client):
-    ask(client, ANSWERED)
-    missed = [ask(client, MISSED), ask(client, MISSED + " ")]
-    down = ask(client, ANSWERED)
-    client.post("/api/v1/feedback", json={"answer_id": down["answer_id"], "rating": "down",
+def test_the_questions_view_groups_what_the_documents_missed(sample_client):
+    ask(sample_client, ANSWERED)
+    missed = [ask(sample_client, MISSED), ask(sample_client, MISSED + " ")]
+    down = ask(sample_client, ANSWERED)
+    sample_client.post("/api/v1/feedback", json={"answer_id": down["answer_id"], "rating": "down",
                                           "comment": "It is the home fee."})
     assert all(m["abstained"] for m in missed)
-    assert client.get("/api/v1/admin/questions").status_code == 401
-    view = client.get("/api/v1/admin/questions", headers=AUTH).json()
+    assert sample_client.get("/api/v1/admin/questions").status_code == 401
+    view = sample_client.get("/api/v1/admin/questions", headers=AUTH).json()
     assert (view["answers"], view["abstained"], view["rated_down"]) == (4, 2, 1)
     assert view["recent"][0]["id"] == down["answer_id"]  # newest first
     assert view["recent"][0]["comment"] == "It is the home fee."
@@ -78,35 +71,35 @@ def test_the_questions_view_groups_what_the_documents_missed(client):
     assert view["missed"][0]["example"] == MISSED  # the most frequent first
 
 
-def test_the_export_writes_every_answer_as_csv_or_jsonl(client):
-    ids = {ask(client, ANSWERED)["answer_id"], ask(client, MISSED)["answer_id"]}
-    as_csv = client.get("/api/v1/admin/questions/export?format=csv", headers=AUTH)
+def test_the_export_writes_every_answer_as_csv_or_jsonl(sample_client):
+    ids = {ask(sample_client, ANSWERED)["answer_id"], ask(sample_client, MISSED)["answer_id"]}
+    as_csv = sample_client.get("/api/v1/admin/questions/export?format=csv", headers=AUTH)
     assert as_csv.headers["content-type"].startswith("text/csv")
     assert "attachment" in as_csv.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(as_csv.text)))
     assert {r["id"] for r in rows} == ids
-    lines = client.get("/api/v1/admin/questions/export?format=jsonl&missed_only=true",
+    lines = sample_client.get("/api/v1/admin/questions/export?format=jsonl&missed_only=true",
                        headers=AUTH).text.splitlines()
     assert [json.loads(line)["question"] for line in lines] == [MISSED]
 
 
-def test_nothing_stored_names_the_client(client, tmp_path):
-    answer = ask(client, ANSWERED)
-    client.post("/api/v1/feedback", json={"answer_id": answer["answer_id"], "rating": "up"},
+def test_nothing_stored_names_the_client(sample_client, tmp_path):
+    answer = ask(sample_client, ANSWERED)
+    sample_client.post("/api/v1/feedback", json={"answer_id": answer["answer_id"], "rating": "up"},
                 headers={"Cookie": "session=secret-cookie", "X-Forwarded-For": "203.0.113.7"})
-    log = client.app.state.service.answer_log
+    log = sample_client.app.state.service.answer_log
     data = b"".join(p.read_bytes() for p in log.path.parent.glob(log.path.name + "*"))
     for needle in (b"testclient", b"secret-cookie", b"203.0.113.7", b"conversation"):
         assert needle not in data
 
 
-def test_the_retention_deletes_old_answers(client, monkeypatch):
+def test_the_retention_deletes_old_answers(sample_client, monkeypatch):
     from datetime import UTC, datetime, timedelta
 
     import api.answering as answering
 
-    ask(client, ANSWERED)
-    svc = client.app.state.service
+    ask(sample_client, ANSWERED)
+    svc = sample_client.app.state.service
     later = datetime.now(UTC) + timedelta(days=svc.settings.feedback.retention_days + 1)
     monkeypatch.setattr(answering, "datetime", type("Later", (), {"now": staticmethod(
         lambda tz=None: later)}))

@@ -493,6 +493,12 @@ def eval_answers(
         Path | None, typer.Option(help="folder for <name>.jsonl/.json/.md "
                                        "(default: <data dir>/eval/<name>)")
     ] = None,
+    calibrate_abstention: Annotated[
+        str | None,
+        typer.Option(help="comma-separated abstention thresholds to measure the one --adapter "
+                     "at; the rule's choice is written to <adapter>/abstention.json. Use the "
+                     "held-out file `lectern train generator` writes, never an evaluation set"),
+    ] = None,
 ) -> None:
     """EM, F1, citations, abstentions (normal and probe) and latency of answer configurations."""
     import shlex
@@ -514,9 +520,12 @@ def eval_answers(
         models = user.models.model_copy(update={"cache_dir": user.model_cache_dir.resolve()})
         base = user.model_copy(update={"data_dir": where, "models": models})
         # Every option is checked before a model loads.
-        evaluation = AnswerEvaluation(
-            build_configs(base, config or [], adapter or [], generator), workers=workers
-        )
+        thresholds, specs = None, config or []
+        if calibrate_abstention is not None:
+            thresholds, specs = _abstention_configs(calibrate_abstention, config, adapter)
+            adapter = []
+        configs = build_configs(base, specs, adapter or [], generator)
+        evaluation = AnswerEvaluation(configs, workers=workers)
         dataset = sample_queries(load_squad(squad, removed), limit_questions, seed)
         folder.mkdir(parents=True, exist_ok=True)
         embedder = build_embedder(base, device_plan(base).device)  # one for every config
@@ -535,6 +544,32 @@ def eval_answers(
     json_path, md_path = write(result, name, folder)
     typer.echo(markdown(result))
     typer.echo(f"\nwrote {folder / f'{name}.jsonl'}, {json_path} and {md_path}")
+    if thresholds is not None:
+        from model import prepare
+        from model.eval.abstention_fit import calibration
+
+        record = calibration(thresholds, result["configs"], str(squad.resolve()),
+                             result["questions_evaluated"], result["run"]["command"])
+        target = prepare.adapter(configs[0].settings)
+        assert target is not None  # _abstention_configs refuses the base model
+        typer.echo(f"abstention threshold {record.threshold:g} written to "
+                   f"{record.save(target)}")
+
+
+def _abstention_configs(
+    text: str, config: list[str] | None, adapter: list[str] | None
+) -> tuple[list[float], list[str]]:
+    """One configuration per threshold of the one adapter being calibrated."""
+    from lectern.errors import ConfigError
+    from model.eval.abstention_fit import config_name, parse_thresholds
+
+    thresholds = parse_thresholds(text)
+    if config or len(adapter or []) != 1 or (adapter or [""])[0].strip().lower() == "none":
+        raise ConfigError("--calibrate-abstention measures one adapter: give exactly one "
+                          "--adapter (not none) and no --config")
+    ref = (adapter or [""])[0]
+    return thresholds, [f"{config_name(t)}=models.adapter={ref};"
+                        f"generation.abstain_threshold={t:g}" for t in thresholds]
 
 
 @eval_app.command("conversations")

@@ -193,6 +193,10 @@ class AdapterOut(BaseModel):
         description="its training record's figures (data counts, hyperparameters, held-out "
         "scores), when it has one"
     )
+    abstain_threshold: float | None = Field(
+        None, description="the abstention threshold measured for it (abstention.json); "
+        "null: none was, and it answers greedily unless generation.abstain_threshold is set"
+    )
 
 
 class AdapterList(BaseModel):

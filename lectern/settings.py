@@ -220,6 +220,12 @@ class GenerationSettings(BaseModel):
     temperature: float = Field(0.7, gt=0, le=2)
     top_p: float = Field(0.9, gt=0, le=1)
     repetition_penalty: float = Field(1.1, ge=1, le=2)
+    abstain_threshold: float | None = Field(
+        None, ge=0, le=1,
+        description="the generator may open its reply with the abstention only when it gives "
+        "that start at least this probability, else it answers (0: greedy; unset: the "
+        "adapter's abstention.json, greedy without one)",
+    )
     min_relevance: float = Field(
         0.35, ge=-1, le=1,
         description="abstain without generating when no passage sentence is this close "

@@ -14,6 +14,8 @@ from lectern.types import Answer, Chunk, Citation, Turn
 from model.context import content_words, sentences
 
 IDK = "I don't know. The documents I have do not answer this question."
+# The reply SYSTEM asks for when the passages do not answer; a tuned model is taught it.
+ABSTAIN_REPLY = "I don't know."
 SYSTEM = (
     "You answer questions for a university using only the numbered passages given. "
     "Answer in one or two sentences and put the number of the passage you used in square "

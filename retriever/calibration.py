@@ -21,8 +21,8 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from lectern.errors import ConfigError
+from lectern.records import Record
 from lectern.settings import RetrievalSettings, Settings
-from retriever.records import Record
 
 log = logging.getLogger(__name__)
 

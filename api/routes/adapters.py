@@ -31,7 +31,8 @@ def _listed(svc: Lectern) -> AdapterList:
         refused=svc.adapter_refused,
         adapters=[
             AdapterOut(
-                name=a.name, path=svc.shown_source(str(a.path)), active=a.active, record=a.record
+                name=a.name, path=svc.shown_source(str(a.path)), active=a.active, record=a.record,
+                abstain_threshold=a.abstain_threshold,
             )
             for a in adapters
         ],

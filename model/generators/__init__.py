@@ -29,7 +29,8 @@ def build(settings: Settings, plan: DevicePlan) -> Generator:
         return TransformersGenerator(
             prepared.load_from,
             plan,
-            Sampling(g.max_new_tokens, g.do_sample, g.temperature, g.top_p, g.repetition_penalty),
+            Sampling(g.max_new_tokens, g.do_sample, g.temperature, g.top_p, g.repetition_penalty,
+                     g.abstain_threshold),
             max_input_tokens=g.max_input_tokens,
             max_batch=g.max_batch,
             max_waiting=g.max_waiting,

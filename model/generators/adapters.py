@@ -20,7 +20,7 @@ from typing import Any
 from lectern.errors import AdapterMismatchError
 from lectern.optional import require
 from lectern.settings import Settings
-from model import prepare
+from model import abstention, prepare
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class AdapterInfo:
     path: Path
     active: bool
     record: dict[str, Any] | None  # the training record's summary, when it has one
+    abstain_threshold: float | None = None  # its abstention.json's; None: it has none
 
 
 # -- which adapters there are -----------------------------------------------------------
@@ -66,9 +67,15 @@ def available(
     if configured is not None and not any(_same(configured, p) for _, p in found):
         found.append((CONFIGURED, configured))
     return [
-        AdapterInfo(name, path, active is not None and _same(path, active), record_summary(path))
+        AdapterInfo(name, path, active is not None and _same(path, active), record_summary(path),
+                    _threshold(path))
         for name, path in found
     ]
+
+
+def _threshold(folder: Path) -> float | None:
+    record = abstention.recorded(folder)
+    return None if record is None else record.threshold
 
 
 def _same(a: Path, b: Path) -> bool:

@@ -58,7 +58,7 @@ class Ticket:
 
 
 # (the logits for one row, the ids so far: prompt + generated) -> the next token id
-Choose = Callable[[Any, list[int]], int]
+Choose = Callable[[Any, list[int], bool], int]  # (logits, ids so far, first reply token)
 # (prompt ids, how many lead ids are the shared turn) -> (a copy of their cache or None,
 # how many ids it holds)
 PrefixCache = Callable[[list[int], int], tuple[Any, int]]
@@ -195,7 +195,7 @@ class BatchScheduler:
         if self.prefix is not None and ticket.shared:
             cache, cached = self.prefix(ticket.prompt, ticket.shared)
         row: Prefilled = self.batch.prefill(ticket.prompt, cache, cached)
-        token = self.choose(row.logits, ticket.prompt)
+        token = self.choose(row.logits, ticket.prompt, True)
         if self._emit(ticket, token):
             self.batch.join(row, token)
             with self._wake:
@@ -206,7 +206,7 @@ class BatchScheduler:
         logits = self.batch.step()
         keep, tokens = [], []
         for i, ticket in enumerate(self._rows):
-            token = self.choose(logits[i], ticket.prompt + ticket.generated)
+            token = self.choose(logits[i], ticket.prompt + ticket.generated, False)
             if self._emit(ticket, token):
                 keep.append(i)
                 tokens.append(token)

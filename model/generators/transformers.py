@@ -13,7 +13,10 @@ from lectern.errors import NotReadyError
 from lectern.optional import require
 from lectern.protocols import Message
 from lectern.threads import PerThread
-from model.chat_prompt import encode, render
+from model.abstention import threshold_for
+from model.answer import ABSTAIN_REPLY
+from model.chat_prompt import encode, render, reply_ids
+from model.generators.abstention_gate import gate_abstention
 from model.generators.adapters import merged
 from model.generators.decode_batch import DecodeBatch, batchable
 from model.generators.scheduler import BatchScheduler
@@ -26,6 +29,12 @@ class Sampling:
     temperature: float = 0.7
     top_p: float = 0.9
     repetition_penalty: float = 1.1
+    # abstention_gate: 0 is plain greedy; None: the adapter's recorded threshold.
+    abstain_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.abstain_threshold is not None and not 0 <= self.abstain_threshold <= 1:
+            raise ValueError(f"abstain_threshold must be in [0, 1], got {self.abstain_threshold}")
 
     def kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {
@@ -77,6 +86,8 @@ class TransformersGenerator:
         self._tokenizer: Any = None
         self._tokenizers: PerThread[Any] | None = None
         self._processors: Any = None
+        self._abstain_id: int | None = None
+        self._abstain_threshold = 0.0
         self._scheduler: BatchScheduler | None = None
         self._warm = threading.Lock()
         # generate_batch (bulk work: `lectern train`) runs one call at a time; it calls
@@ -127,6 +138,9 @@ class TransformersGenerator:
         # A fast tokenizer is not safe to share between threads (lectern.threads).
         self._tokenizers = PerThread.copies_of(tokenizer)
         self._processors = self._logits_processors(transformers)
+        self._abstain_id = reply_ids(ABSTAIN_REPLY, tokenizer)[0]
+        given = self.sampling.abstain_threshold
+        self._abstain_threshold = threshold_for(self.adapter) if given is None else given
         batch = DecodeBatch(model)
         scheduler = BatchScheduler(
             batch,
@@ -172,6 +186,11 @@ class TransformersGenerator:
         if self._tokenizer.eos_token_id is not None:
             ids.add(self._tokenizer.eos_token_id)
         return ids
+
+    @property
+    def abstain_threshold(self) -> float:
+        """The abstention gate's threshold in use (the setting, or the adapter's record)."""
+        return self._abstain_threshold
 
     @property
     def tokenizer(self) -> Any:
@@ -229,11 +248,14 @@ class TransformersGenerator:
             self._prefix = (key, self._require_scheduler().batch.prefill(list(key)).cache)
         return copy.deepcopy(self._prefix[1]), shared
 
-    def _choose(self, logits: Any, ids: list[int]) -> int:
-        """The next token from one row's logits: HF's processors on the ids so far."""
+    def _choose(self, logits: Any, ids: list[int], first: bool) -> int:
+        """The next token from one row's logits: HF's processors on the ids so far, and
+        at the reply's first token the abstention gate."""
         torch = require("torch", "torch")
 
         scores = self._processors(torch.tensor([ids], device=logits.device), logits[None].float())
+        if first:
+            scores = gate_abstention(scores, self._abstain_id, self._abstain_threshold)
         if self.sampling.do_sample:
             return int(torch.multinomial(torch.softmax(scores, dim=-1), 1)[0, 0])
         return int(scores[0].argmax())

@@ -24,13 +24,12 @@ from ingest.chunker import Chunker
 from ingest.partition import Block
 from lectern.protocols import Embedder, Message
 from lectern.types import Chunk
-from model.answer import build_messages
+from model.answer import ABSTAIN_REPLY, build_messages
 from model.context import compress, content_words
 from model.eval.metrics import normalize
 from model.train.qa_sources import SourceData, SourceDoc, SourceQuestion
 from retriever.bm25 import BM25Retriever
 
-ABSTAIN_REPLY = "I don't know."  # what model.answer's abstention check reads as one
 HELDOUT_BELOW = 26  # of 256: ~10% of the documents
 
 

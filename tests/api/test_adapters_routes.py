@@ -66,7 +66,10 @@ def client(tmp_path, built):
     settings = settings_for(tmp_path)
     root = prepare.adapters_dir(settings)
     adapter_folder(root / "v1", record={"steps": 40, "heldout_replies": {"f1": 41.0}})
-    adapter_folder(root / "v2")
+    v2 = adapter_folder(root / "v2")
+    (v2 / "abstention.json").write_text(json.dumps({
+        "version": 1, "created": "2026-12-01T00:00:00+00:00", "threshold": 0.7, "rule": "r",
+        "measured_on": "heldout.json", "questions": 3, "candidates": []}))
     adapter_folder(root / "other-base", made_for="another-model")
     with serve(settings) as c:
         wait_ready(c.get)
@@ -84,6 +87,8 @@ def test_the_adapters_are_listed_for_the_admin_only(client):
     v1 = body["adapters"][1]
     assert v1["path"] == "models/adapters/v1"  # where under the data folder, not the server path
     assert v1["record"] == {"steps": 40, "heldout_replies": {"f1": 41.0}}
+    assert v1["abstain_threshold"] is None  # none measured: greedy
+    assert body["adapters"][2]["abstain_threshold"] == 0.7
 
 
 def test_a_switch_serves_the_next_question_with_the_new_adapter(client, built):

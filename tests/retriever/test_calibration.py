@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from lectern.errors import ConfigError
+from lectern.records import RecordVersionError
 from lectern.settings import RetrievalSettings, Settings
 from retriever import calibration
 from retriever.calibration import Choice, RetrievalCalibration
-from retriever.records import RecordVersionError
 
 
 def record(encoder: str = "hash-embedder", **chosen: object) -> RetrievalCalibration:

@@ -5,13 +5,9 @@ import json
 import pytest
 
 from lectern.errors import ConfigError
+from lectern.records import RecordVersionError
 from retriever.cross_encoder import SHIPPED_RERANKER
-from retriever.records import (
-    EncoderTuningRecord,
-    RecordVersionError,
-    RerankerRecord,
-    metric_key,
-)
+from retriever.records import EncoderTuningRecord, RerankerRecord, metric_key
 
 # As `lectern train encoder` wrote it before records had a version.
 OLD_TUNING = {

@@ -332,6 +332,9 @@ def test_cli_runs_the_seeded_sample_of_the_retrieval_harness(tmp_path, monkeypat
     (["--config", "x=ingest.chunk_tokens=100"], "same index"),
     (["--config", "x=generation.nope=1"], "no setting 'nope'"),
     (["--workers", "40"], "workers must be between 1 and"),
+    (["--calibrate-abstention", "0,0.5"], "measures one adapter"),
+    (["--calibrate-abstention", "0,0.5", "--adapter", "none"], "measures one adapter"),
+    (["--calibrate-abstention", "0.5", "--adapter", "x"], "two or more"),
 ])
 def test_cli_refuses_bad_options_before_loading_models(tmp_path, monkeypatch, args, message):
     from api import components
@@ -346,3 +349,35 @@ def test_cli_refuses_bad_options_before_loading_models(tmp_path, monkeypatch, ar
     result = CliRunner().invoke(app, ["eval", "answers", "--squad", str(path), *args])
     assert isinstance(result.exception, ConfigError)
     assert message in str(result.exception)
+
+
+def test_cli_calibrates_the_abstention_of_one_adapter(tmp_path, monkeypatch):
+    from api import components, service
+    from api.cli import app
+    from model.abstention import AbstentionCalibration
+
+    real = service.Lectern
+    asked: list[float | None] = []
+
+    def lectern(s, embedder):
+        asked.append(s.generation.abstain_threshold)
+        return real(s, embedder=embedder, generator=Reader(), reranker=OverlapReranker())
+
+    monkeypatch.setattr(components, "build_embedder", lambda s, device: HashEmbedder(64))
+    monkeypatch.setattr(service, "Lectern", lectern)
+    path, removed = write_squad(tmp_path)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    result = CliRunner().invoke(app, [
+        "eval", "answers", "--squad", str(path), "--removed", str(removed),
+        "--adapter", str(adapter), "--calibrate-abstention", "0,0.8", "--name", "cal",
+        "--out", str(tmp_path / "out"),
+    ])
+    assert result.exit_code == 0, result.output
+    assert asked == [0.0, 0.8]  # one configuration per threshold, of that adapter
+    record = AbstentionCalibration.load(adapter)
+    assert record is not None and [c.threshold for c in record.candidates] == [0.0, 0.8]
+    assert record.threshold == 0.0  # the scripted reader ignores it: a tie, the lower one
+    assert record.measured_on == str(path.resolve()) and record.questions == 5
+    assert "abstention threshold 0 written to" in result.output

@@ -51,7 +51,7 @@ class CountingBatch:
         self.rows = [self.rows[i] for i in rows]
 
 
-def next_token(logits: Any, ids: list[int]) -> int:
+def next_token(logits: Any, ids: list[int], first: bool) -> int:
     return (logits + 1) % 10  # 9 -> 0, the end of the reply
 
 
@@ -155,3 +155,21 @@ def test_not_started_or_bad_values_are_clear_errors(batch):
         BatchScheduler(batch, next_token, {EOS}, max_batch=0)
     with pytest.raises(ValueError, match="max_waiting must be at least 0, got -1"):
         BatchScheduler(batch, next_token, {EOS}, max_waiting=-1)
+
+
+def test_choose_is_told_which_token_opens_the_reply(batch):
+    seen: list[tuple[int, bool]] = []
+
+    def recording(logits: Any, ids: list[int], first: bool) -> int:
+        seen.append((len(ids), first))
+        return next_token(logits, ids, first)
+
+    s = BatchScheduler(batch, recording, {EOS}, max_batch=2)
+    s.start()
+    try:
+        list(s.submit([1, 2, 3], max_new_tokens=4).ids(timeout=10))
+    finally:
+        s.close()
+    assert seen[0] == (3, True)  # chosen from the prompt alone
+    assert seen[1:] and all(not first for _, first in seen[1:])
+    assert [n for n, _ in seen] == list(range(3, 3 + len(seen)))

@@ -7,7 +7,7 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from lectern.protocols import Embedder, Reranker
+    from model.eval.configs import AnswerConfig
     from retriever.calibration import RetrievalCalibration
     from retriever.corpus import Corpus
 
@@ -520,11 +521,12 @@ def eval_answers(
         models = user.models.model_copy(update={"cache_dir": user.model_cache_dir.resolve()})
         base = user.model_copy(update={"data_dir": where, "models": models})
         # Every option is checked before a model loads.
-        thresholds, specs = None, config or []
+        thresholds = None
         if calibrate_abstention is not None:
-            thresholds, specs = _abstention_configs(calibrate_abstention, config, adapter)
-            adapter = []
-        configs = build_configs(base, specs, adapter or [], generator)
+            thresholds, configs = _abstention_configs(
+                base, calibrate_abstention, config, adapter, generator)
+        else:
+            configs = build_configs(base, config or [], adapter or [], generator)
         evaluation = AnswerEvaluation(configs, workers=workers)
         dataset = sample_queries(load_squad(squad, removed), limit_questions, seed)
         folder.mkdir(parents=True, exist_ok=True)
@@ -557,19 +559,27 @@ def eval_answers(
 
 
 def _abstention_configs(
-    text: str, config: list[str] | None, adapter: list[str] | None
-) -> tuple[list[float], list[str]]:
-    """One configuration per threshold of the one adapter being calibrated."""
+    base: Settings, text: str, config: list[str] | None, adapter: list[str] | None,
+    generator: str | None,
+) -> tuple[list[float], list[AnswerConfig]]:
+    """One configuration per threshold of the one adapter being calibrated (on
+    `generator` when one is given)."""
     from lectern.errors import ConfigError
     from model.eval.abstention_fit import config_name, parse_thresholds
+    from model.eval.configs import AnswerConfig, apply_overrides
 
     thresholds = parse_thresholds(text)
     if config or len(adapter or []) != 1 or (adapter or [""])[0].strip().lower() == "none":
         raise ConfigError("--calibrate-abstention measures one adapter: give exactly one "
                           "--adapter (not none) and no --config")
-    ref = (adapter or [""])[0]
-    return thresholds, [f"{config_name(t)}=models.adapter={ref};"
-                        f"generation.abstain_threshold={t:g}" for t in thresholds]
+    fixed: dict[str, Any] = {"models.adapter": (adapter or [""])[0]}
+    if generator is not None:
+        fixed["models.generator"] = generator
+    configs = []
+    for t in thresholds:
+        name, overrides = config_name(t), {**fixed, "generation.abstain_threshold": t}
+        configs.append(AnswerConfig(name, overrides, apply_overrides(base, overrides, name)))
+    return thresholds, configs
 
 
 @eval_app.command("conversations")

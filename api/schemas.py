@@ -194,8 +194,9 @@ class AdapterOut(BaseModel):
         "scores), when it has one"
     )
     abstain_threshold: float | None = Field(
-        None, description="the abstention threshold measured for it (abstention.json); "
-        "null: none was, and it answers greedily unless generation.abstain_threshold is set"
+        None, description="the abstention threshold recorded for it (abstention.json), read "
+        "when it is switched in; null: none was. generation.abstain_threshold, when set, "
+        "overrides it"
     )
 
 

@@ -25,7 +25,8 @@ TOLERANCE = 0.01
 
 
 def config_name(threshold: float) -> str:
-    return f"abstain@{threshold:g}"
+    """The configuration measuring `threshold` (the float's own digits: no two collide)."""
+    return f"abstain@{threshold!r}"
 
 
 def parse_thresholds(text: str) -> list[float]:
@@ -46,6 +47,10 @@ def parse_thresholds(text: str) -> list[float]:
 
 def score(threshold: float, figures: Mapping[str, Any]) -> ThresholdScore:
     """One candidate from its configuration's summary (answer_report.summarize)."""
+    errors = sum(figures.get("counts", {}).get("errors", {}).values())
+    if errors:
+        raise ConfigError(f"threshold {threshold:g}: {errors} questions failed, so the "
+                          "candidates would be scored on different questions; rerun")
     false, probe = figures["false_abstain"], figures["probe_abstain"]
     if false is None or probe is None:
         raise ConfigError(f"threshold {threshold:g}: no answers to score (every question failed)")

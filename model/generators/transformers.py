@@ -85,7 +85,7 @@ class TransformersGenerator:
         self._model: Any = None
         self._tokenizer: Any = None
         self._tokenizers: PerThread[Any] | None = None
-        self._processors: Any = None
+        self._processors: tuple[Any, Any] | None = None
         self._abstain_id: int | None = None
         self._abstain_threshold = 0.0
         self._scheduler: BatchScheduler | None = None
@@ -169,16 +169,18 @@ class TransformersGenerator:
             return prefill, self.decode_threads
         return (prefill, 1) if self.plan.dynamic_int8 else None
 
-    def _logits_processors(self, transformers: Any) -> Any:
-        """The processors generate() would apply for these sampling settings."""
+    def _logits_processors(self, transformers: Any) -> tuple[Any, Any]:
+        """The processors generate() would apply for these sampling settings: the
+        penalties, then the sampling warpers (the abstention gate reads between them,
+        so its probability means the same greedy or sampled)."""
         s = self.sampling
-        processors = transformers.LogitsProcessorList()
+        penalties, warpers = transformers.LogitsProcessorList(), transformers.LogitsProcessorList()
         if s.repetition_penalty != 1.0:
-            processors.append(transformers.RepetitionPenaltyLogitsProcessor(s.repetition_penalty))
+            penalties.append(transformers.RepetitionPenaltyLogitsProcessor(s.repetition_penalty))
         if s.do_sample:
-            processors.append(transformers.TemperatureLogitsWarper(s.temperature))
-            processors.append(transformers.TopPLogitsWarper(s.top_p))
-        return processors
+            warpers.append(transformers.TemperatureLogitsWarper(s.temperature))
+            warpers.append(transformers.TopPLogitsWarper(s.top_p))
+        return penalties, warpers
 
     def _eos_ids(self) -> set[int]:
         ids = self._model.generation_config.eos_token_id
@@ -253,9 +255,13 @@ class TransformersGenerator:
         at the reply's first token the abstention gate."""
         torch = require("torch", "torch")
 
-        scores = self._processors(torch.tensor([ids], device=logits.device), logits[None].float())
+        assert self._processors is not None  # set by _load before the scheduler starts
+        penalties, warpers = self._processors
+        seen = torch.tensor([ids], device=logits.device)
+        scores = penalties(seen, logits[None].float())
         if first:
             scores = gate_abstention(scores, self._abstain_id, self._abstain_threshold)
+        scores = warpers(seen, scores)
         if self.sampling.do_sample:
             return int(torch.multinomial(torch.softmax(scores, dim=-1), 1)[0, 0])
         return int(scores[0].argmax())
@@ -313,7 +319,8 @@ class TransformersGenerator:
         once and its cache repeated across the batch, with each prompt's own tail
         left-padded behind it (greedy replies equal the one-at-a-time ones). A reply
         prefix is put in the assistant's mouth and returned as the start of its reply;
-        a reply ends at its first stop string.
+        a reply ends at its first stop string. The abstention gate is not applied: bulk
+        work writes questions and rewrites, never an answer.
         """
         torch = require("torch", "torch")
 

@@ -55,3 +55,13 @@ def test_a_candidate_without_answers_is_an_error():
     with pytest.raises(ConfigError, match="threshold 0.5: no answers"):
         score(0.5, {"f1": {"mean": None, "se": None}, "false_abstain": None,
                     "probe_abstain": None})
+
+
+def test_a_candidate_with_failed_questions_is_refused():
+    failed = {**figures(30.0, 0.1, 0.8), "counts": {"errors": {"normal": 1, "probe": 0}}}
+    with pytest.raises(ConfigError, match="1 questions failed"):
+        score(0.5, failed)
+
+
+def test_thresholds_name_their_configurations_by_all_their_digits():
+    assert config_name(0.1234567) != config_name(0.123457)

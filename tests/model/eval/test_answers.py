@@ -338,6 +338,7 @@ def test_cli_runs_the_seeded_sample_of_the_retrieval_harness(tmp_path, monkeypat
 ])
 def test_cli_refuses_bad_options_before_loading_models(tmp_path, monkeypatch, args, message):
     from api import components
+    from api import service as _imported_unpatched  # noqa: F401 - binds the real open_corpus
     from api.cli import app
 
     def no_models(*_args, **_kwargs):
@@ -360,6 +361,7 @@ def test_cli_calibrates_the_abstention_of_one_adapter(tmp_path, monkeypatch):
     asked: list[float | None] = []
 
     def lectern(s, embedder):
+        assert (s.models.generator, s.models.adapter) == ("gen/llama", str(adapter))
         asked.append(s.generation.abstain_threshold)
         return real(s, embedder=embedder, generator=Reader(), reranker=OverlapReranker())
 
@@ -371,7 +373,8 @@ def test_cli_calibrates_the_abstention_of_one_adapter(tmp_path, monkeypatch):
     (adapter / "adapter_config.json").write_text("{}")
     result = CliRunner().invoke(app, [
         "eval", "answers", "--squad", str(path), "--removed", str(removed),
-        "--adapter", str(adapter), "--calibrate-abstention", "0,0.8", "--name", "cal",
+        "--adapter", str(adapter), "--generator", "gen/llama",
+        "--calibrate-abstention", "0,0.8", "--name", "cal",
         "--out", str(tmp_path / "out"),
     ])
     assert result.exit_code == 0, result.output
@@ -381,3 +384,5 @@ def test_cli_calibrates_the_abstention_of_one_adapter(tmp_path, monkeypatch):
     assert record.threshold == 0.0  # the scripted reader ignores it: a tie, the lower one
     assert record.measured_on == str(path.resolve()) and record.questions == 5
     assert "abstention threshold 0 written to" in result.output
+    assert list(json.loads((tmp_path / "out" / "cal.json").read_text())["configs"]) == [
+        "abstain@0.0", "abstain@0.8"]

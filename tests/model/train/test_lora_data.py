@@ -3,10 +3,9 @@ import re
 import pytest
 
 from ingest.chunker import Chunker
-from model.answer import build_messages
+from model.answer import ABSTAIN_REPLY, build_messages
 from model.train import generator_data
 from model.train.lora_data import (
-    ABSTAIN_REPLY,
     ExampleBuilder,
     build_examples,
     held_out,

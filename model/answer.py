@@ -20,7 +20,7 @@ SYSTEM = (
     "You answer questions for a university using only the numbered passages given. "
     "Answer in one or two sentences and put the number of the passage you used in square "
     "brackets, like [1]. If the passages do not contain the answer, reply exactly: "
-    f"{ABSTAIN_REPLY}"
+    + ABSTAIN_REPLY
 )
 _CITE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 # "I don't know" as the reply's opening words ("Sorry, I don't know"): a small model also

@@ -568,11 +568,11 @@ def _abstention_configs(
     from model.eval.abstention_fit import config_name, parse_thresholds
     from model.eval.configs import AnswerConfig, apply_overrides
 
-    thresholds = parse_thresholds(text)
-    if config or len(adapter or []) != 1 or (adapter or [""])[0].strip().lower() == "none":
+    thresholds, refs = parse_thresholds(text), adapter or []
+    if config or len(refs) != 1 or refs[0].strip().lower() == "none":
         raise ConfigError("--calibrate-abstention measures one adapter: give exactly one "
                           "--adapter (not none) and no --config")
-    fixed: dict[str, Any] = {"models.adapter": (adapter or [""])[0]}
+    fixed: dict[str, Any] = {"models.adapter": refs[0]}
     if generator is not None:
         fixed["models.generator"] = generator
     configs = []

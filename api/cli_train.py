@@ -194,8 +194,12 @@ def train_reranker(
         str, typer.Option(help="comma-separated")
     ] = ",".join(default(TrainConfig, "sources")),
     questions: Annotated[
-        int, typer.Option(min=1, help="training questions, shared evenly over the sources")
+        int, typer.Option(min=1, help="training questions, shared evenly (see --balance)")
     ] = default(TrainConfig, "questions"),
+    balance: Annotated[
+        str, typer.Option(help="domain: an even share per kind of text, none larger; source: "
+                          "per file, a small one's unused share to the others")
+    ] = default(TrainConfig, "balance"),
     hard_negatives: Annotated[
         int, typer.Option(min=0, help="BM25 negatives per question")
     ] = default(TrainConfig, "hard_negatives"),
@@ -222,7 +226,7 @@ def train_reranker(
         float, typer.Option(min=0, help="the new scoring head's rate")
     ] = default(TrainConfig, "head_lr"),
     val_questions: Annotated[
-        int, typer.Option(min=1, help="held-out questions per source")
+        int, typer.Option(min=1, help="held-out questions per domain (or per source)")
     ] = default(TrainConfig, "val_questions"),
     seed: Annotated[int, typer.Option()] = default(TrainConfig, "seed"),
     max_minutes: Annotated[
@@ -267,6 +271,7 @@ def train_reranker(
         backbone_ref=backbone.fingerprint,
         sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
         questions=questions,
+        balance=balance,  # type: ignore[arg-type]  # TrainConfig checks it
         hard_negatives=hard_negatives,
         random_negatives=random_negatives,
         loss=loss,  # type: ignore[arg-type]  # TrainConfig checks it

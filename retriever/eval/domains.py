@@ -18,7 +18,6 @@ reranker's window"). SQuAD is never read here: it is the evaluation set of its o
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import statistics
 from collections import Counter
@@ -30,7 +29,7 @@ from typing import Any
 from lectern.errors import ConfigError
 from lectern.text import words
 from lectern.types import Chunk
-from retriever.eval.datasets import Dataset, DatasetError, Item, Query
+from retriever.eval.datasets import Dataset, Item, Query
 from retriever.records import RerankerRecord
 from retriever.train import reranker_data as rd
 from retriever.train.reranker_config import FILES
@@ -109,14 +108,6 @@ def training_split(reranker_dir: Path) -> Split:
         chunk_overlap=extra.get("chunk_overlap", defaults.chunk_overlap),
     )
     return _chunker(_tokenizer(folder), cfg)
-
-
-def coqa_sources(path: Path) -> dict[str, str]:
-    """CoQA story id -> its `source`, which reranker_data's reader does not keep."""
-    try:
-        return {s["id"]: s["source"] for s in json.loads(path.read_text())["data"]}
-    except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{path}: no CoQA stories with an id and a source ({exc})") from exc
 
 
 def _item_id(chunk: Chunk) -> str:
@@ -231,8 +222,8 @@ def load_domains(
         path = Path(data_dir) / FILES[source]
         documents = None
         if story_source is not None:
-            of = coqa_sources(path)
-            documents = {doc for doc, s in of.items() if s == story_source}
+            domain = rd.domain_of(source, story_source)
+            documents = {d for d, of in sources[source].domains.items() if of == domain}
         out.append(domain_dataset(name, sources[source], share, documents, max_items, seed, path))
     return out
 

@@ -62,10 +62,17 @@ def _chunker(tokenizer: Any, cfg: TrainConfig) -> Callable[[str], list[str]]:
     return split
 
 
-def _quota(available: dict[str, int], total: int) -> dict[str, int]:
-    """`total` shared evenly; what a small source cannot use goes to the others."""
+def _quota(available: dict[str, int], total: int, spill: bool = True) -> dict[str, int]:
+    """`total` shared evenly. With `spill`, what a small part cannot use goes to the
+    others; without, no part takes more than the even share, so a large part cannot
+    outweigh the rest (the total may then stay below `total`)."""
     quota = dict.fromkeys(available, 0)
     left, open_ = total, [s for s in available if available[s] > 0]
+    if not spill:
+        share, extra = divmod(total, max(len(open_), 1))
+        # the remainder goes one each to the first parts, so a total of N asks for N
+        rank = {s: i for i, s in enumerate(open_)}
+        return {s: min(n, share + (rank.get(s, extra) < extra)) for s, n in available.items()}
     while left > 0 and open_:
         share = max(left // len(open_), 1)
         for s in list(open_):
@@ -77,6 +84,14 @@ def _quota(available: dict[str, int], total: int) -> dict[str, int]:
             if left == 0:
                 break
     return quota
+
+
+def _parts(examples: list[rd.Example], balance: str) -> dict[str, list[rd.Example]]:
+    """Examples by what the quota is shared over: each domain, or each source."""
+    out: dict[str, list[rd.Example]] = {}
+    for e in examples:
+        out.setdefault(e.group if balance == "domain" else e.source, []).append(e)
+    return out
 
 
 @dataclass
@@ -115,35 +130,39 @@ def prepare_data(
     if corpus is not None:
         sources[CORPUS] = corpus_source(corpus, next_id)
         log(f"{CORPUS} ({corpus.path}): {sources[CORPUS].counts()}")
-    train_pool = {
-        s: [e for e in d.examples if not rd.is_validation(e.doc, cfg.holdout_share)]
-        for s, d in sources.items()
-    }
-    val_pool = {
-        s: [e for e in d.examples if rd.is_validation(e.doc, cfg.holdout_share)]
-        for s, d in sources.items()
-    }
-    quota = _quota({s: len(train_pool[s]) for s in cfg.sources}, cfg.questions)
-    picked = {s: rng.sample(train_pool[s], quota[s]) for s in cfg.sources}
     val_rng = random.Random(f"validation-{cfg.seed}")
-    val_picked = {
-        s: val_rng.sample(val_pool[s], min(cfg.val_questions, len(val_pool[s])))
-        for s in cfg.sources
-    }
+    picked: dict[str, list[rd.Example]] = {}
+    val_picked: dict[str, list[rd.Example]] = {}
+    quota: dict[str, int] = {}
+    for name in cfg.sources:
+        train_pool = [e for e in sources[name].examples
+                      if not rd.is_validation(e.doc, cfg.holdout_share)]
+        val_pool = [e for e in sources[name].examples
+                    if rd.is_validation(e.doc, cfg.holdout_share)]
+        for part, held in _parts(val_pool, cfg.balance).items():
+            val_picked[part] = val_rng.sample(held, min(cfg.val_questions, len(held)))
+        picked.update(_parts(train_pool, cfg.balance))
+    available = {part: len(examples) for part, examples in picked.items()}
+    quota = _quota(available, cfg.questions, spill=cfg.balance == "source")
+    picked = {part: rng.sample(examples, quota[part]) for part, examples in picked.items()}
     if corpus is not None:
-        quota[CORPUS] = len(train_pool[CORPUS])
-        picked[CORPUS] = train_pool[CORPUS]
-        held = val_pool[CORPUS]
+        examples = sources[CORPUS].examples
+        picked[CORPUS] = [e for e in examples if not rd.is_validation(e.doc, cfg.holdout_share)]
+        quota[CORPUS] = len(picked[CORPUS])
+        held = [e for e in examples if rd.is_validation(e.doc, cfg.holdout_share)]
         val_picked[CORPUS] = val_rng.sample(held, min(cfg.corpus_val_questions, len(held)))
     groups: list[Group] = []
     val_groups: dict[str, list[Group]] = {}
     for name, data in sources.items():
         miner = rd.NegativeMiner(data.chunks)
-        groups += build_groups(picked[name], miner, cfg.hard_negatives, cfg.random_negatives,
+        mine = [e for part in picked.values() for e in part if e.source == name]
+        groups += build_groups(mine, miner, cfg.hard_negatives, cfg.random_negatives,
                                cfg.mine_depth, rng)
-        val_groups[name] = build_groups(val_picked[name], miner, cfg.hard_negatives,
-                                        cfg.random_negatives, cfg.mine_depth, val_rng,
-                                        candidates=cfg.val_depth)
+        for part, held in val_picked.items():
+            if held and held[0].source == name:
+                val_groups[part] = build_groups(held, miner, cfg.hard_negatives,
+                                                cfg.random_negatives, cfg.mine_depth,
+                                                val_rng, candidates=cfg.val_depth)
     prep_seconds = time.perf_counter() - t0
     log(f"data ready in {prep_seconds:.0f} s: {len(groups)} training questions")
 
@@ -187,9 +206,12 @@ def train(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         config={**_jsonable(asdict(cfg)), "backbone_layers": backbone_layers},
         data={
-            "sources": {s: {**d.counts(), "train_questions": data.quota[s],
-                            "validation_questions": len(data.val_groups[s])}
-                        for s, d in data.sources.items()},
+            "sources": {s: d.counts() for s, d in data.sources.items()},
+            "balance": cfg.balance,
+            # what the quota was shared over (domains or sources) and what each gave
+            "parts": {part: {"train_questions": n,
+                             "validation_questions": len(data.val_groups.get(part, []))}
+                      for part, n in data.quota.items()},
             "train_questions": len(groups),
             "train_pairs_per_epoch": sum(len(g.chunks) for g in groups),
             "never_used": "SQuAD (../shared/data/squad): evaluation only",
@@ -213,6 +235,7 @@ def train(
             "prior_weight": measured["prior_weight"],
             "overall": measured["overall"],
             "per_source": measured["per_source"],
+            "worst_domain": measured["worst_domain"],
         }
         log(f"compared with {cfg.compare_with}: {json.dumps(measured['overall'])}")
     validation["seconds"] = round(time.perf_counter() - t_val, 1)

@@ -22,6 +22,11 @@ FILES = {
 SOURCES = tuple(FILES)
 
 Loss = Literal["listwise", "bce"]
+# What the `questions` quota is shared over. "domain": each kind of text (CoQA's seven
+# story sources apart, see reranker_data.domain_of), none taking more than an even share,
+# so BoolQ's 14k questions cannot outweigh the rest. "source": the four files, what a
+# small one cannot use going to the others (how the reranker of 2026-11-23 was trained).
+Balance = Literal["domain", "source"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +36,8 @@ class TrainConfig:
     backbone: Path  # a sentence-transformers or transformers model folder
     backbone_ref: str = ""  # how the settings named it, for the record
     sources: tuple[str, ...] = SOURCES
-    questions: int = 20000  # training questions, shared out evenly over the sources
+    questions: int = 20000  # training questions, shared out evenly (see Balance)
+    balance: Balance = "domain"
     hard_negatives: int = 4
     random_negatives: int = 1
     loss: Loss = "listwise"
@@ -46,7 +52,7 @@ class TrainConfig:
     warmup_share: float = 0.05
     weight_decay: float = 0.01
     holdout_share: float = 0.1  # of the documents: their questions are only measured
-    val_questions: int = 100  # per source
+    val_questions: int = 100  # per domain (or per source, with balance "source")
     val_depth: int = 20  # BM25 candidates reranked per held-out question
     mine_depth: int = 30
     chunk_tokens: int = 200
@@ -86,6 +92,8 @@ class TrainConfig:
         bad = [f"{k}={getattr(self, k)!r}" for k, ok in checks.items() if not ok]
         if self.hard_negatives + self.random_negatives < 1:
             bad.append("hard_negatives + random_negatives must be >= 1")
+        if self.balance not in ("domain", "source"):
+            bad.append(f"balance={self.balance!r} (domain or source)")
         if self.loss not in ("listwise", "bce"):
             bad.append(f"loss={self.loss!r} (listwise or bce)")
         unknown = [s for s in self.sources if s not in SOURCES]

@@ -42,6 +42,7 @@ class Document:
     key: str
     title: str
     text: str  # paragraphs separated by blank lines
+    domain: str = ""  # the kind of text, where a source mixes several; "": the source's
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,12 @@ class Example:
     question: str
     positive: int  # chunk id
     relevant: frozenset[int]  # every chunk that holds the answer (overlaps), never a negative
+    domain: str = ""  # see domain_of; "" only in examples built by hand
+
+    @property
+    def group(self) -> str:
+        """What training balances and validation reports on: the domain, else the source."""
+        return self.domain or self.source
 
 
 @dataclass
@@ -69,6 +76,7 @@ class SourceData:
     examples: list[Example]
     read: int  # questions in the file
     dropped: Counter = field(default_factory=Counter)  # reason -> questions
+    domains: dict[str, str] = field(default_factory=dict)  # document -> its domain
 
     def counts(self) -> dict:
         return {
@@ -89,11 +97,19 @@ def is_standalone(question: str) -> bool:
     return len(found) >= 3 and not _ANAPHORA.intersection(found)
 
 
+def domain_of(source: str, kind: str = "") -> str:
+    """A domain's name: the source, or "<source>-<kind>" for a source that mixes kinds of
+    text (CoQA's stories carry a `source`: cnn, race, science, mctest, gutenberg, reddit,
+    wikipedia)."""
+    return f"{source}-{kind}" if kind else source
+
+
 def read_coqa(path: Path) -> tuple[list[Document], list[RawQuestion]]:
     docs, questions = [], []
     for story in json.loads(path.read_text())["data"]:
         title = story["filename"].removesuffix(".txt") if story["source"] == "wikipedia" else ""
-        docs.append(Document(story["id"], title, story["story"]))
+        domain = domain_of("coqa", story["source"])
+        docs.append(Document(story["id"], title, story["story"], domain))
         spans = {a["turn_id"]: a["span_text"] for a in story["answers"]}
         for q in story["questions"]:
             span = spans.get(q["turn_id"])
@@ -218,12 +234,16 @@ def load_source(
     path = Path(data_dir) / FILES[name]
     if not path.is_file():
         raise FileNotFoundError(f"{name}: {path} does not exist")
-    docs, questions = READERS[name](path)
+    try:
+        docs, questions = READERS[name](path)
+    except (KeyError, TypeError, ValueError, SyntaxError) as exc:  # JSONDecodeError is one
+        raise ValueError(f"{path}: not a {name} file as the shared data has it ({exc!r})") from exc
     chunks = list(chunk_documents(docs, split, name, first_id))
     by_doc: dict[str, list[Chunk]] = {}
     for c in chunks:
         by_doc.setdefault(c.document_id, []).append(c)
-    data = SourceData(name, len(docs), chunks, [], len(questions))
+    domain = {d.key: d.domain or domain_of(name) for d in docs}
+    data = SourceData(name, len(docs), chunks, [], len(questions), domains=domain)
     seen: set[tuple[str, str]] = set()
     for q in questions:
         if name in ("coqa", "quac") and not is_standalone(q.text):
@@ -237,7 +257,9 @@ def load_source(
             data.dropped[found] += 1
             continue
         seen.add((q.doc, q.text.lower()))
-        data.examples.append(Example(name, q.doc, q.text, found[0], found[1]))
+        data.examples.append(
+            Example(name, q.doc, q.text, found[0], found[1], domain.get(q.doc, name))
+        )
     return data
 
 

@@ -6,11 +6,9 @@ import pytest
 
 from lectern.errors import ConfigError
 from lectern.text import words
-from retriever.eval.datasets import DatasetError
 from retriever.eval.domains import (
     DOMAINS,
     LONG_TITLE,
-    coqa_sources,
     holdout_share,
     load_domains,
     long_title,
@@ -167,10 +165,9 @@ def test_domain_names_are_checked(data):
 def test_missing_or_bad_source_files_are_named(tmp_path, data):
     with pytest.raises(FileNotFoundError, match="quac"):
         load(data, ["quac"])
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"data": [{"id": "x"}]}))
-    with pytest.raises(DatasetError, match="bad.json: no CoQA stories"):
-        coqa_sources(bad)
+    (data / "coqa" / "coqa-dev.json").write_text(json.dumps({"data": [{"id": "x"}]}))
+    with pytest.raises(ValueError, match="coqa-dev.json: not a coqa file"):
+        load(data, ["coqa-race"])
 
 
 def test_a_titled_item_keeps_its_title_as_the_urls_slug():

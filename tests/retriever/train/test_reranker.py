@@ -128,6 +128,48 @@ def test_quota_shares_evenly_and_passes_on_what_a_source_lacks():
     assert sum(_quota({"a": 3, "b": 2}, 100).values()) == 5
 
 
+def test_quota_without_spill_caps_every_part_at_the_even_share():
+    # BoolQ-like: one large part cannot take what the small ones lack.
+    assert _quota({"a": 1, "b": 10, "c": 100}, 30, spill=False) == {"a": 1, "b": 10, "c": 10}
+    assert _quota({"a": 10, "b": 10, "c": 10}, 4, spill=False) == {"a": 2, "b": 1, "c": 1}
+    assert _quota({"a": 0, "b": 10}, 4, spill=False) == {"a": 0, "b": 4}
+
+
+def test_domain_balance_shares_the_quota_over_coqa_story_sources_and_validates_per_domain(
+    tmp_path,
+):
+    from transformers import AutoTokenizer
+
+    from lectern.settings import DEFAULT_ENCODER
+    from model.registry import resolve
+
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve(DEFAULT_ENCODER).folder))
+    data = write_sources(tmp_path)
+    coqa = rd.load_source("coqa", data, lambda t: [t], QueryFocus().terms)
+    assert {e.doc: e.domain for e in coqa.examples} == {
+        f"s{i}": "coqa-wikipedia" if i % 2 else "coqa-race" for i in range(len(TOPICS))
+    }
+
+    def prepared(balance):
+        cfg = TrainConfig(data, tmp_path / "o", tmp_path, questions=10, hard_negatives=2,
+                          holdout_share=0.5, val_questions=5, mine_depth=4, seed=3,
+                          balance=balance)
+        return prepare_data(cfg, tokenizer, random.Random(3), log=lambda _: None)
+
+    by_domain = prepared("domain")
+    parts = {"coqa-race", "coqa-wikipedia", "boolq", "narrativeqa", "quac"}
+    assert set(by_domain.quota) == parts and sum(by_domain.quota.values()) == 10
+    assert max(by_domain.quota.values()) == 2, "no part above the even share"
+    assert set(by_domain.val_groups) <= parts and len(by_domain.val_groups) >= 3
+    assert all(g.source == "coqa" for d in ("coqa-race", "coqa-wikipedia")
+               for g in by_domain.val_groups.get(d, []))
+    by_source = prepared("source")
+    assert set(by_source.quota) == set(rd.SOURCES) and sum(by_source.quota.values()) == 10
+    assert set(by_source.val_groups) <= set(rd.SOURCES)
+    with pytest.raises(ConfigError, match="balance='topic'"):
+        TrainConfig(tmp_path, tmp_path / "o", tmp_path, balance="topic")  # type: ignore[arg-type]
+
+
 def test_config_names_the_bad_value(tmp_path):
     with pytest.raises(ConfigError, match="layers=0"):
         TrainConfig(tmp_path, tmp_path / "o", tmp_path, layers=0)
@@ -153,6 +195,7 @@ def test_tiny_training_run_saves_a_working_reranker_with_its_record(tmp_path, lo
         hard_negatives=2, random_negatives=1, loss=loss, layers=1, max_length=48,
         batch_questions=3, holdout_share=0.5, val_questions=3, val_depth=4, mine_depth=4,
         seed=3, log_every=1, require_improvement=False, compare_with=SHIPPED_RERANKER,
+        balance="source",
     )
     lines = []
     result = train(cfg, log=lines.append)
@@ -201,7 +244,8 @@ def test_held_out_questions_do_not_depend_on_the_training_quota(tmp_path):
 
     def held_out(questions):
         cfg = TrainConfig(data, tmp_path / "o", tmp_path, questions=questions, hard_negatives=2,
-                          holdout_share=0.5, val_questions=2, mine_depth=4, seed=3)
+                          holdout_share=0.5, val_questions=2, mine_depth=4, seed=3,
+                          balance="source")  # so 12 are there to take; the rule is the same
         prepared = prepare_data(cfg, tokenizer, random.Random(3), log=lambda _: None)
         return prepared, {s: [(g.question, [c.id for c in g.chunks]) for g in gs]
                           for s, gs in prepared.val_groups.items()}
@@ -278,8 +322,8 @@ def test_a_tiny_run_with_corpus_questions_trains_and_measures_on_them(tmp_path):
     result = train(cfg, log=lambda _: None, corpus=corpus)
     info = result.info
     assert info["data"]["corpus_questions"] == str(corpus.path)
-    assert info["data"]["sources"]["corpus"]["train_questions"] == 6 - len(held)
-    assert info["data"]["sources"]["corpus"]["validation_questions"] == len(held)
+    assert info["data"]["parts"]["corpus"]["train_questions"] == 6 - len(held)
+    assert info["data"]["parts"]["corpus"]["validation_questions"] == len(held)
     assert info["data"]["train_questions"] == 2 + 6 - len(held)
     assert info["validation"]["fitted_on"] == "corpus"
     measured = info["validation"]["per_source"]["corpus"]

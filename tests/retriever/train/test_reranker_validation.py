@@ -17,30 +17,58 @@ def test_a_reranker_that_loses_to_bm25_is_not_installed():
     assert not improves(report(0.0, 0.0, questions=0))
 
 
-def test_a_reranker_that_loses_to_the_compared_one_is_not_installed():
-    def report(bm25, fused, rival):
-        return {"overall": {"questions": 10, "bm25": {"mrr@10": bm25},
-                            "fused": {"mrr@10": fused}},
-                "compared": {"overall": {"questions": 10, "fused": {"mrr@10": rival}}}}
+def row(bm25, fused, questions=30):
+    return {"questions": questions, "bm25": {"mrr@10": bm25}, "fused": {"mrr@10": fused}}
 
-    assert improves(report(0.6, 0.7, 0.65))
-    assert not improves(report(0.6, 0.7, 0.7))
-    assert not improves(report(0.6, 0.65, 0.7))
+
+def test_against_a_compared_reranker_the_worst_domain_decides_not_the_average():
+    def report(own, rival):
+        """own/rival: domain -> (bm25, fused); pooled as a plain mean."""
+        def measured(domains):
+            mean = sum(f for _, f in domains.values()) / len(domains)
+            return {"overall": row(0.5, mean),
+                    "per_source": {d: row(b, f) for d, (b, f) in domains.items()}}
+        return {**measured(own), "compared": measured(rival)}
+
+    # The rival is better on average (news +0.30) but loses on reddit; the new one gains
+    # at least +0.05 everywhere: its worst domain is better, so it installs.
+    even = {"news": (0.5, 0.6), "reddit": (0.5, 0.55)}
+    skewed = {"news": (0.5, 0.8), "reddit": (0.5, 0.52)}
+    assert improves(report(even, skewed))
+    assert not improves(report(skewed, even)), "the average's winner loses on its worst domain"
+    assert not improves(report(even, even)), "a tie is not an improvement"
+    # Below BM25 over all questions: never installed, whatever the domains say.
+    below = report(even, skewed)
+    below["overall"] = row(0.6, 0.55)
+    assert not improves(below)
+
+
+def test_a_domain_with_too_few_questions_is_not_judged():
+    from retriever.train.reranker_validation import MIN_JUDGED, worst_domain
+
+    report = {"per_source": {"tiny": row(0.9, 0.1, MIN_JUDGED - 1), "big": row(0.5, 0.6),
+                             "small": row(0.5, 0.52, MIN_JUDGED)}}
+    assert worst_domain(report) == ("small", 0.02)
+    assert worst_domain({"per_source": {"tiny": row(0.9, 0.1, 3)}}) is None
+    no_domains = {"overall": row(0.5, 0.6), "per_source": {"tiny": row(0.9, 0.1, 3)},
+                  "compared": {"overall": row(0.5, 0.55), "per_source": {}}}
+    assert not improves(no_domains), "nothing judged: not installed over the compared one"
 
 
 def test_a_corpus_tuned_reranker_is_judged_on_the_corpus_questions_alone():
-    def row(bm25, fused, questions=10):
-        return {"questions": questions, "bm25": {"mrr@10": bm25},
-                "fused": {"mrr@10": fused}}
-
     def report(overall, corpus, rival_overall, rival_corpus):
         return {"overall": overall, "per_source": {"corpus": corpus},
                 "compared": {"overall": rival_overall, "per_source": {"corpus": rival_corpus}}}
 
     # Worse than the compared reranker overall, better on the corpus: installed.
     better_here = report(row(0.6, 0.62), row(0.5, 0.8), row(0.6, 0.65), row(0.5, 0.7))
+    better_here["per_source"]["news"] = row(0.5, 0.52)  # its worst domain, the rival's +0.1
+    better_here["compared"]["per_source"]["news"] = row(0.5, 0.6)
     assert improves(better_here, "corpus") and not improves(better_here)
+    # Better than the compared reranker on the worst (only) domain, worse on the corpus.
     worse_here = report(row(0.6, 0.7), row(0.5, 0.69), row(0.6, 0.65), row(0.5, 0.7))
+    worse_here["per_source"]["news"] = row(0.5, 0.6)
+    worse_here["compared"]["per_source"]["news"] = row(0.5, 0.55)
     assert improves(worse_here) and not improves(worse_here, "corpus")
     below_bm25 = {"overall": row(0.6, 0.7), "per_source": {"corpus": row(0.5, 0.5)}}
     assert not improves(below_bm25, "corpus")

@@ -82,8 +82,9 @@ class RerankerRecord(Record):
     config: RerankerSettings = Field(default_factory=RerankerSettings)
     data: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
-    # retriever.train.reranker_validation.evaluate's report: "overall", "per_source",
-    # "compared", the fitted "prior_weight"
+    # retriever.train.reranker_validation.evaluate's report: "overall", "per_source" (keyed
+    # by what training balanced over: domains, or sources in records before the domains),
+    # "worst_domain", "compared", the fitted "prior_weight"
     validation: dict[str, Any] = Field(default_factory=dict)
     # Fitted on held-out questions; serving fuses the logits with the incoming rank by it.
     prior_weight: float = 0.0

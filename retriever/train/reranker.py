@@ -133,7 +133,6 @@ def prepare_data(
     val_rng = random.Random(f"validation-{cfg.seed}")
     picked: dict[str, list[rd.Example]] = {}
     val_picked: dict[str, list[rd.Example]] = {}
-    quota: dict[str, int] = {}
     for name in cfg.sources:
         train_pool = [e for e in sources[name].examples
                       if not rd.is_validation(e.doc, cfg.holdout_share)]

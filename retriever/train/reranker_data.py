@@ -4,7 +4,9 @@ Four reading-comprehension sets in ../shared/data (CoQA, BoolQ, NarrativeQA, QuA
 chunked the way ingestion chunks text (paragraph blocks, 200 encoder tokens, overlap 32,
 title as the heading line), each question is paired with the chunk holding its answer,
 and BM25 over the same source's chunks supplies the negatives that look relevant but are
-not. SQuAD is the evaluation set: it is never read here.
+not. Each example names its domain (CoQA's stories come from seven kinds of text), which
+training balances over and validation reports on. SQuAD is the evaluation set: it is
+never read here.
 """
 
 from __future__ import annotations

@@ -103,6 +103,7 @@ def evaluate(
 ) -> dict:
     """Held-out metrics, and the prior weight that serving uses (see cross_encoder.fuse).
 
+    `groups` are keyed by domain (or by source): "per_source" reports each key.
     `fit_on`: fit the weight on that source's questions alone — the corpus a reranker
     was tuned for, whose first stage and questions it will serve — not on all of them.
 

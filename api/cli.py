@@ -243,6 +243,10 @@ def eval_retrieval(
     rerank_candidates: Annotated[
         int, typer.Option(min=1, max=1000, help="top chunks the reranker reorders")
     ] = 20,
+    rerank_window: Annotated[
+        int | None, typer.Option(min=16, max=512, help="tokens the reranker reads per pair "
+                                 "(default: what it was trained with)")
+    ] = None,
     limit_queries: Annotated[
         int | None, typer.Option(min=1, help="evaluate a seeded random sample of N queries "
                                  "(with --domains: per dataset, default 300)")
@@ -275,8 +279,8 @@ def eval_retrieval(
 
     if domains is not None:
         _eval_domains(domains, only, long_titles, max_items, squad, removed, beir, configs,
-                      reranker, tuned_encoder, rerank_candidates, limit_queries, seed,
-                      calibration_questions, name, data_dir, out_dir)
+                      reranker, tuned_encoder, rerank_candidates, rerank_window,
+                      limit_queries, seed, calibration_questions, name, data_dir, out_dir)
         return
     source = squad or beir
     if source is None or (squad and beir):
@@ -304,7 +308,7 @@ def eval_retrieval(
             # Imported only here: loading a cross-encoder pulls in transformers.
             from retriever.cross_encoder import CrossEncoderReranker
 
-            rerank = CrossEncoderReranker(Path(reranker))
+            rerank = CrossEncoderReranker(Path(reranker), max_length=rerank_window)
             rerank.warm_up()
         base = _eval_corpus(settings)
         tuned = None
@@ -320,6 +324,7 @@ def eval_retrieval(
         "command": shlex.join(["lectern", *sys.argv[1:]]),
         "reranker": reranker,
         "reranker_info": getattr(rerank, "info", None),  # its training config and metrics
+        "rerank_window": getattr(rerank, "max_length", None),
         "tuned_encoder": tuned_encoder,
         "data_dir": str(data_dir) if data_dir else None,
     }
@@ -379,7 +384,8 @@ def _domain_calibration(
 def _eval_domains(
     data: Path, only: str | None, long_titles: bool, max_items: int, squad: Path | None,
     removed: Path | None, beir: Path | None, configs: str | None, reranker: str | None,
-    tuned_encoder: str | None, rerank_candidates: int, limit: int | None, seed: int,
+    tuned_encoder: str | None, rerank_candidates: int, rerank_window: int | None,
+    limit: int | None, seed: int,
     calibration_questions: int, name: str | None, data_dir: Path | None, out_dir: Path | None,
 ) -> None:
     """`lectern eval retrieval --domains`: one table, a row per domain (see cross_domain)."""
@@ -420,7 +426,7 @@ def _eval_domains(
     rerank = None
     calibrated = any(s.served for s in evaluation.specs)
     if evaluation.needs_reranker or calibrated:
-        rerank = CrossEncoderReranker(folder)
+        rerank = CrossEncoderReranker(folder, max_length=rerank_window)
         rerank.warm_up()
     calibrate = _domain_calibration(calibration_questions, log) if calibrated else None
     if long_titles:
@@ -448,6 +454,7 @@ def _eval_domains(
         "command": shlex.join(["lectern", *sys.argv[1:]]),
         "reranker": str(folder),
         "reranker_info": getattr(rerank, "info", None),
+        "rerank_window": getattr(rerank, "max_length", None),
         "holdout_share": share,
         "data_dir": str(data_dir) if data_dir else None,
     }

@@ -165,10 +165,11 @@ def test_cli_runs_the_domains_into_one_table(tmp_path, settings, monkeypatch):
     result = CliRunner().invoke(app, [
         "eval", "retrieval", "--domains", str(data), "--only", "coqa-cnn,boolq",
         "--long-titles", "--configs", "bm25,bm25+rerank", "--reranker", str(reranker),
-        "--limit-queries", "1", "--out-dir", str(out),
+        "--limit-queries", "1", "--out-dir", str(out), "--rerank-window", "128",
     ])
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "eval-domains.json").read_text())
+    assert saved["run"]["rerank_window"] == 128, "the window given reaches the reranker"
     assert list(saved["datasets"]) == [
         "coqa-cnn", "coqa-cnn (long titles)", "boolq", "boolq (long titles)"]
     assert saved["run"]["holdout_share"] == SHARE  # read from the reranker's record

@@ -382,9 +382,10 @@ def test_beir_graded_end_to_end(tmp_path, settings):
 
 
 class FakeCrossEncoder(OverlapReranker):
-    def __init__(self, model_dir):
+    def __init__(self, model_dir, max_length=None):
         super().__init__()
         self.model_dir = model_dir
+        self.max_length = max_length or 64  # a trained reranker's record has its window
         self.info = {"config": {"from": str(model_dir)}}
 
 
@@ -414,6 +415,7 @@ def test_cli_writes_json_and_markdown(tmp_path, settings, monkeypatch):
     assert (reranked["recall@1"], reranked["mrr@10"], reranked["ndcg@10"]) == (0.75, 1.0, 1.0)
     assert data["method"]["reranker"] == "FakeCrossEncoder"
     assert data["run"]["reranker_info"] == {"config": {"from": str(tmp_path / "ce")}}
+    assert data["run"]["rerank_window"] == 64, "without --rerank-window: the model's own"
     assert data["run"]["data_dir"] == str(tmp_path / "data")
     assert "python" in data["environment"]
     assert "| `bm25` | 0.250 | 1.000 | 1.000 | 0.750 |" in (out / "tiny.md").read_text()

@@ -2,6 +2,7 @@
 
     python bench/rerank_latency.py                  # the trained reranker, 200 questions
     python bench/rerank_latency.py --model DIR --queries 50
+    python bench/rerank_latency.py --window 128 --no-compare-full   # a longer window's cost
 
 Chunks the SQuAD v1.1 dev paragraphs as ingestion does (200 encoder tokens, title as
 heading), takes BM25's top `--candidates` chunks for a seeded sample of questions (the
@@ -61,6 +62,10 @@ def variants(model: Path, args: argparse.Namespace) -> dict[str, CrossEncoderRer
         out["torch fp32"] = CrossEncoderReranker(model, backend="torch")
     else:  # the shipped reranker is int8 ONNX only
         print(f"{model} holds no torch weights: torch fp32 not measured", flush=True)
+    for window in args.window or []:
+        # The same model reading a longer (or shorter) focused window: what it would cost.
+        out[f"onnx int8, {window}-token window"] = CrossEncoderReranker(
+            model, backend="onnx", max_length=window)
     if args.compare_full:
         # What the same model would cost reading whole chunks instead of a focused window.
         out["onnx int8, whole chunk (256 tokens)"] = CrossEncoderReranker(
@@ -79,6 +84,8 @@ def main() -> None:
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compare-full", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--window", type=int, action="append",
+                   help="also time the model reading this many tokens (repeatable)")
     p.add_argument("--name", default="rerank_latency")
     args = p.parse_args()
 

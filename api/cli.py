@@ -294,6 +294,8 @@ def eval_retrieval(
     )
     evaluation = RetrievalEvaluation(names, rerank_candidates=rerank_candidates)
     evaluation.require(reranker is not None, tuned_encoder is not None)
+    if rerank_window is not None and not evaluation.needs_reranker:
+        raise ConfigError("--rerank-window goes with a +rerank configuration")
     dataset = load_squad(source, removed) if squad else load_beir(source, split)
     dataset = sample_queries(dataset, limit_queries, seed)
     stem = name or ("eval-squad" if squad else f"eval-beir-{source.name}")
@@ -415,6 +417,9 @@ def _eval_domains(
         else list(cross_domain.DEFAULT_CONFIGS),
         rerank_candidates=rerank_candidates,
     )
+    calibrated = any(s.served for s in evaluation.specs)
+    if rerank_window is not None and not (evaluation.needs_reranker or calibrated):
+        raise ConfigError("--rerank-window goes with a +rerank or the calibrated configuration")
     # The held-out documents are those of the reranker evaluated: the shipped one unless
     # another is given.
     folder = Path(reranker) if reranker else SHIPPED_RERANKER
@@ -424,7 +429,6 @@ def _eval_domains(
                                 max_items=max_items, seed=seed)
     sets = [sample_queries(d, limit, seed) for d in sets]
     rerank = None
-    calibrated = any(s.served for s in evaluation.specs)
     if evaluation.needs_reranker or calibrated:
         rerank = CrossEncoderReranker(folder, max_length=rerank_window)
         rerank.warm_up()

@@ -11,6 +11,10 @@ class ConfigError(LecternError):
     """A setting holds a value Lectern cannot use."""
 
 
+class DataFileError(LecternError, ValueError):
+    """A training or evaluation data file is not in the format it claims to be."""
+
+
 class ModelNotFoundError(LecternError):
     """No model could be resolved from a reference; the message lists what was tried."""
 

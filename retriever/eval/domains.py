@@ -37,7 +37,7 @@ from retriever.train.reranker_config import FILES
 COQA_SOURCES = ("race", "reddit", "science", "mctest", "gutenberg", "cnn", "wikipedia")
 # domain -> (training source, CoQA story source or None for the whole file)
 DOMAINS: dict[str, tuple[str, str | None]] = {
-    **{f"coqa-{s}": ("coqa", s) for s in COQA_SOURCES},
+    **{rd.domain_of("coqa", s): ("coqa", s) for s in COQA_SOURCES},
     "boolq": ("boolq", None),
     "narrativeqa": ("narrativeqa", None),
     "quac": ("quac", None),

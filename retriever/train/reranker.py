@@ -23,21 +23,22 @@ from typing import Any
 from lectern.files import replace_folder
 from lectern.optional import require
 from retriever.cross_encoder import CrossEncoderReranker, QueryFocus, export_onnx
+from retriever.metrics import MRR
 from retriever.records import RerankerRecord
 from retriever.train import reranker_data as rd
-from retriever.train.reranker_config import TrainConfig
+from retriever.train.reranker_config import Balance, TrainConfig
 from retriever.train.reranker_corpus import NAME as CORPUS
 from retriever.train.reranker_corpus import CorpusQuestions, corpus_source
 from retriever.train.reranker_data import Group, build_groups
 from retriever.train.reranker_fit import fit, new_cross_encoder
-from retriever.train.reranker_validation import evaluate, improves
+from retriever.train.reranker_validation import MIN_JUDGED, evaluate, improves, worst_domain
 
 
 @dataclass
 class TrainResult:
     output_dir: Path
     record: RerankerRecord
-    installed: bool = True  # False: it lost to BM25 on the held-out split (see improves)
+    installed: bool = True  # False: it failed the install rule on held-out (see improves)
 
     @property
     def info(self) -> dict[str, Any]:
@@ -70,9 +71,9 @@ def _quota(available: dict[str, int], total: int, spill: bool = True) -> dict[st
     left, open_ = total, [s for s in available if available[s] > 0]
     if not spill:
         share, extra = divmod(total, max(len(open_), 1))
-        # the remainder goes one each to the first parts, so a total of N asks for N
-        rank = {s: i for i, s in enumerate(open_)}
-        return {s: min(n, share + (rank.get(s, extra) < extra)) for s, n in available.items()}
+        # The remainder, one each, to the parts that have the most to give.
+        richest = sorted(open_, key=lambda s: -available[s])[:extra]
+        return {s: min(n, share + (s in richest)) for s, n in available.items()}
     while left > 0 and open_:
         share = max(left // len(open_), 1)
         for s in list(open_):
@@ -86,7 +87,7 @@ def _quota(available: dict[str, int], total: int, spill: bool = True) -> dict[st
     return quota
 
 
-def _parts(examples: list[rd.Example], balance: str) -> dict[str, list[rd.Example]]:
+def _parts(examples: list[rd.Example], balance: Balance) -> dict[str, list[rd.Example]]:
     """Examples by what the quota is shared over: each domain, or each source."""
     out: dict[str, list[rd.Example]] = {}
     for e in examples:
@@ -94,10 +95,18 @@ def _parts(examples: list[rd.Example], balance: str) -> dict[str, list[rd.Exampl
     return out
 
 
+def _split(examples: list[rd.Example], share: float) -> tuple[list[rd.Example], list[rd.Example]]:
+    """(training, held-out) by document."""
+    held = [rd.is_validation(e.doc, share) for e in examples]
+    return ([e for e, h in zip(examples, held, strict=True) if not h],
+            [e for e, h in zip(examples, held, strict=True) if h])
+
+
 @dataclass
 class TrainingData:
     sources: dict[str, rd.SourceData]
-    quota: dict[str, int]
+    quota: dict[str, int]  # per part (domain or source): training questions taken
+    available: dict[str, int]  # per part: training questions it had
     groups: list[Group]
     val_groups: dict[str, list[Group]]
     focus: QueryFocus
@@ -134,21 +143,21 @@ def prepare_data(
     picked: dict[str, list[rd.Example]] = {}
     val_picked: dict[str, list[rd.Example]] = {}
     for name in cfg.sources:
-        train_pool = [e for e in sources[name].examples
-                      if not rd.is_validation(e.doc, cfg.holdout_share)]
-        val_pool = [e for e in sources[name].examples
-                    if rd.is_validation(e.doc, cfg.holdout_share)]
+        train_pool, val_pool = _split(sources[name].examples, cfg.holdout_share)
         for part, held in _parts(val_pool, cfg.balance).items():
             val_picked[part] = val_rng.sample(held, min(cfg.val_questions, len(held)))
         picked.update(_parts(train_pool, cfg.balance))
+        if cfg.balance == "source":
+            picked.setdefault(name, [])  # listed in the record even with nothing to give
     available = {part: len(examples) for part, examples in picked.items()}
     quota = _quota(available, cfg.questions, spill=cfg.balance == "source")
     picked = {part: rng.sample(examples, quota[part]) for part, examples in picked.items()}
+    if sum(quota.values()) < cfg.questions:
+        log(f"{sum(quota.values())} of {cfg.questions} training questions taken: "
+            + ", ".join(f"{p} {quota[p]} of {n}" for p, n in available.items()))
     if corpus is not None:
-        examples = sources[CORPUS].examples
-        picked[CORPUS] = [e for e in examples if not rd.is_validation(e.doc, cfg.holdout_share)]
-        quota[CORPUS] = len(picked[CORPUS])
-        held = [e for e in examples if rd.is_validation(e.doc, cfg.holdout_share)]
+        picked[CORPUS], held = _split(sources[CORPUS].examples, cfg.holdout_share)
+        quota[CORPUS] = available[CORPUS] = len(picked[CORPUS])
         val_picked[CORPUS] = val_rng.sample(held, min(cfg.corpus_val_questions, len(held)))
     groups: list[Group] = []
     val_groups: dict[str, list[Group]] = {}
@@ -165,7 +174,7 @@ def prepare_data(
     prep_seconds = time.perf_counter() - t0
     log(f"data ready in {prep_seconds:.0f} s: {len(groups)} training questions")
 
-    return TrainingData(sources, quota, groups, val_groups, focus, prep_seconds)
+    return TrainingData(sources, quota, available, groups, val_groups, focus, prep_seconds)
 
 
 def train(
@@ -206,11 +215,11 @@ def train(
         config={**_jsonable(asdict(cfg)), "backbone_layers": backbone_layers},
         data={
             "sources": {s: d.counts() for s, d in data.sources.items()},
-            "balance": cfg.balance,
-            # what the quota was shared over (domains or sources) and what each gave
-            "parts": {part: {"train_questions": n,
+            # per domain (or source, as config.balance says): what it had and gave
+            "parts": {part: {"available": data.available.get(part, 0),
+                             "train_questions": data.quota.get(part, 0),
                              "validation_questions": len(data.val_groups.get(part, []))}
-                      for part, n in data.quota.items()},
+                      for part in {**data.quota, **data.val_groups}},
             "train_questions": len(groups),
             "train_pairs_per_epoch": sum(len(g.chunks) for g in groups),
             "never_used": "SQuAD (../shared/data/squad): evaluation only",
@@ -248,14 +257,26 @@ def train(
         # worse than BM25 itself would make every answer worse.
         rejected = out.with_name(out.name + ".rejected")
         replace_folder(staging, rejected)
-        rival = "BM25's or the compared reranker's" if cfg.compare_with else "BM25's"
-        on = "the corpus's held-out questions" if fit_on else "held-out questions"
-        log(f"NOT installed: MRR@10 on {on} is no better than {rival}; kept in {rejected}: "
-            f"{overall}")
+        log(f"NOT installed ({_why_not(validation, fit_on)}); kept in {rejected}: {overall}")
         return TrainResult(rejected, record, installed=False)
     replace_folder(staging, out)
     log(f"saved to {out}: validation {overall}")
     return TrainResult(out, record)
+
+
+def _why_not(validation: dict, fit_on: str | None) -> str:
+    """The install rule's failed part, in words."""
+    rows = validation["overall"] if fit_on is None else validation["per_source"].get(fit_on, {})
+    on = "the corpus's held-out questions" if fit_on else "held-out questions"
+    if not rows.get("questions") or rows["fused"][MRR] <= rows["bm25"][MRR]:
+        return f"MRR@10 on {on} no better than BM25's"
+    if fit_on is not None:
+        return f"MRR@10 on {on} no better than the compared reranker's"
+    mine, theirs = worst_domain(validation), worst_domain(validation["compared"])
+    if mine is None or theirs is None:
+        return f"no domain with {MIN_JUDGED}+ held-out questions to judge on"
+    return (f"worst domain {mine[0]} gains {mine[1]:+.4f} MRR@10 over BM25, the compared "
+            f"reranker's worst ({theirs[0]}) {theirs[1]:+.4f}")
 
 
 def _jsonable(d: dict) -> dict:

@@ -27,6 +27,9 @@ Loss = Literal["listwise", "bce"]
 # so BoolQ's 14k questions cannot outweigh the rest. "source": the four files, what a
 # small one cannot use going to the others (how the reranker of 2026-11-23 was trained).
 Balance = Literal["domain", "source"]
+# A domain with fewer held-out questions than this is reported but not judged on: one
+# question moves its MRR@10 by several hundredths.
+MIN_JUDGED = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,11 @@ class TrainConfig:
         bad = [f"{k}={getattr(self, k)!r}" for k, ok in checks.items() if not ok]
         if self.hard_negatives + self.random_negatives < 1:
             bad.append("hard_negatives + random_negatives must be >= 1")
+        if self.compare_with is not None and self.require_improvement and (
+            self.val_questions < MIN_JUDGED
+        ):
+            bad.append(f"val_questions={self.val_questions} (at least {MIN_JUDGED} to judge "
+                       "a domain against the compared reranker)")
         if self.balance not in ("domain", "source"):
             bad.append(f"balance={self.balance!r} (domain or source)")
         if self.loss not in ("listwise", "bce"):

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lectern.errors import DataFileError
 from lectern.optional import require
 from lectern.text import words
 from lectern.types import Chunk
@@ -62,7 +63,7 @@ class Example:
     question: str
     positive: int  # chunk id
     relevant: frozenset[int]  # every chunk that holds the answer (overlaps), never a negative
-    domain: str = ""  # see domain_of; "" only in examples built by hand
+    domain: str = ""  # see domain_of; "": the source is one domain (a corpus's questions)
 
     @property
     def group(self) -> str:
@@ -239,7 +240,9 @@ def load_source(
     try:
         docs, questions = READERS[name](path)
     except (KeyError, TypeError, ValueError, SyntaxError) as exc:  # JSONDecodeError is one
-        raise ValueError(f"{path}: not a {name} file as the shared data has it ({exc!r})") from exc
+        raise DataFileError(
+            f"{path}: not a {name} file as the shared data has it ({exc!r})"
+        ) from exc
     chunks = list(chunk_documents(docs, split, name, first_id))
     by_doc: dict[str, list[Chunk]] = {}
     for c in chunks:

@@ -13,11 +13,8 @@ from typing import Any
 from lectern.types import Chunk
 from retriever.cross_encoder import PRIOR_WEIGHTS, CrossEncoderReranker, fuse, head_and_body
 from retriever.metrics import MRR, mean_scores, score_rank
+from retriever.train.reranker_config import MIN_JUDGED
 from retriever.train.reranker_data import Group
-
-# A domain with fewer held-out questions than this is reported but not judged on: one
-# question moves its MRR@10 by several hundredths.
-MIN_JUDGED = 20
 
 
 def worst_domain(report: dict) -> tuple[str, float] | None:
@@ -41,7 +38,8 @@ def improves(validation: dict, source: str | None = None) -> bool:
     reranker was measured on the same questions ("compared"), the new one's worst domain
     (see worst_domain: least gain over BM25) must gain more than the compared one's worst
     domain. A reranker serves corpora it never saw, so it is chosen by where it helps
-    least, not by the average, which the largest domain decides.
+    least, not by the average, which the domains with the most held-out questions decide
+    (CoQA's seven give most of them).
 
     `source`: judge on that source's questions alone (the corpus a reranker was tuned
     for), beating BM25's and the compared reranker's fused MRR@10 there.

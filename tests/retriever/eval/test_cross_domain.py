@@ -185,6 +185,7 @@ def test_cli_runs_the_domains_into_one_table(tmp_path, settings, monkeypatch):
 @pytest.mark.parametrize(("args", "message"), [
     (["--beir", "x"], "--domains goes with --squad only"),
     (["--only", "coqa-news"], "unknown domain 'coqa-news'"),
+    (["--configs", "bm25,hybrid", "--rerank-window", "128"], "--rerank-window goes with"),
 ])
 def test_cli_refuses_bad_domain_options_before_loading_models(tmp_path, monkeypatch, args,
                                                               message):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from lectern.errors import ConfigError
+from lectern.errors import ConfigError, DataFileError
 from lectern.text import words
 from retriever.eval.domains import (
     DOMAINS,
@@ -166,7 +166,7 @@ def test_missing_or_bad_source_files_are_named(tmp_path, data):
     with pytest.raises(FileNotFoundError, match="quac"):
         load(data, ["quac"])
     (data / "coqa" / "coqa-dev.json").write_text(json.dumps({"data": [{"id": "x"}]}))
-    with pytest.raises(ValueError, match="coqa-dev.json: not a coqa file"):
+    with pytest.raises(DataFileError, match="coqa-dev.json: not a coqa file"):
         load(data, ["coqa-race"])
 
 

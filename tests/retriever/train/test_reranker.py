@@ -2,6 +2,7 @@
 
 import json
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -150,21 +151,32 @@ def test_domain_balance_shares_the_quota_over_coqa_story_sources_and_validates_p
         f"s{i}": "coqa-wikipedia" if i % 2 else "coqa-race" for i in range(len(TOPICS))
     }
 
-    def prepared(balance):
-        cfg = TrainConfig(data, tmp_path / "o", tmp_path, questions=10, hard_negatives=2,
+    def prepared(balance, questions):
+        cfg = TrainConfig(data, tmp_path / "o", tmp_path, questions=questions, hard_negatives=2,
                           holdout_share=0.5, val_questions=5, mine_depth=4, seed=3,
                           balance=balance)
         return prepare_data(cfg, tokenizer, random.Random(3), log=lambda _: None)
 
-    by_domain = prepared("domain")
     parts = {"coqa-race", "coqa-wikipedia", "boolq", "narrativeqa", "quac"}
-    assert set(by_domain.quota) == parts and sum(by_domain.quota.values()) == 10
-    assert max(by_domain.quota.values()) == 2, "no part above the even share"
-    assert set(by_domain.val_groups) <= parts and len(by_domain.val_groups) >= 3
-    assert all(g.source == "coqa" for d in ("coqa-race", "coqa-wikipedia")
-               for g in by_domain.val_groups.get(d, []))
-    by_source = prepared("source")
-    assert set(by_source.quota) == set(rd.SOURCES) and sum(by_source.quota.values()) == 10
+    # 15 over five parts is 3 each; coqa-race has fewer training questions than that (3
+    # stories, some held out) and BoolQ more, so without spill the total stays below 15.
+    by_domain = prepared("domain", 15)
+    assert set(by_domain.quota) == parts
+    assert by_domain.available["coqa-race"] < 3 < by_domain.available["boolq"]
+    assert by_domain.quota["coqa-race"] == by_domain.available["coqa-race"]
+    assert by_domain.quota["boolq"] == 3, "no part above the even share"
+    assert sum(by_domain.quota.values()) < 15
+    assert len(by_domain.groups) == sum(by_domain.quota.values())
+    trained = Counter(next(e.domain for e in coqa.examples if e.question == g.question)
+                      if g.source == "coqa" else g.source for g in by_domain.groups)
+    assert trained == {p: n for p, n in by_domain.quota.items() if n}
+    # Every Wikipedia story trains at this hold-out; race has held-out stories.
+    assert "coqa-race" in by_domain.val_groups and set(by_domain.val_groups) <= parts
+    assert {g.question for g in by_domain.val_groups["coqa-race"]} == {
+        e.question for e in coqa.examples if e.domain == "coqa-race"
+        and rd.is_validation(e.doc, 0.5)}
+    by_source = prepared("source", 15)  # spill: what one source lacks goes to the others
+    assert set(by_source.quota) == set(rd.SOURCES) and sum(by_source.quota.values()) == 15
     assert set(by_source.val_groups) <= set(rd.SOURCES)
     with pytest.raises(ConfigError, match="balance='topic'"):
         TrainConfig(tmp_path, tmp_path / "o", tmp_path, balance="topic")  # type: ignore[arg-type]
@@ -182,8 +194,8 @@ def test_config_names_the_bad_value(tmp_path):
                     holdout_share=1)
 
 
-@pytest.mark.parametrize("loss", ["listwise", "bce"])
-def test_tiny_training_run_saves_a_working_reranker_with_its_record(tmp_path, loss):
+@pytest.mark.parametrize(("loss", "balance"), [("listwise", "domain"), ("bce", "source")])
+def test_tiny_training_run_saves_a_working_reranker_with_its_record(tmp_path, loss, balance):
     from lectern.settings import DEFAULT_ENCODER
     from model.registry import resolve
 
@@ -195,7 +207,7 @@ def test_tiny_training_run_saves_a_working_reranker_with_its_record(tmp_path, lo
         hard_negatives=2, random_negatives=1, loss=loss, layers=1, max_length=48,
         batch_questions=3, holdout_share=0.5, val_questions=3, val_depth=4, mine_depth=4,
         seed=3, log_every=1, require_improvement=False, compare_with=SHIPPED_RERANKER,
-        balance="source",
+        balance=balance,
     )
     lines = []
     result = train(cfg, log=lines.append)
@@ -210,8 +222,18 @@ def test_tiny_training_run_saves_a_working_reranker_with_its_record(tmp_path, lo
     assert info["config"]["learning_rate"] == cfg.learning_rate and "lr" not in info["config"]
     assert info["config"]["backbone_layers"] == 6
     assert set(info["data"]["sources"]) == set(rd.SOURCES)
-    assert info["data"]["train_questions"] == 12
-    assert info["training"]["steps"] == 4 and info["training"]["pairs"] == 48
+    parts = info["data"]["parts"]
+    if balance == "source":
+        assert set(parts) == set(rd.SOURCES) and info["data"]["train_questions"] == 12
+    else:  # CoQA's two story sources are domains of their own; none above 12 // 5 + 1
+        assert {"coqa-race", "coqa-wikipedia", "boolq"} <= set(parts)
+        assert "coqa" not in parts and max(p["train_questions"] for p in parts.values()) <= 3
+    taken = sum(p["train_questions"] for p in parts.values())
+    assert info["data"]["train_questions"] == taken
+    assert all(p["train_questions"] <= p["available"] for p in parts.values())
+    assert info["training"]["steps"] == -(-taken // 3) and info["training"]["pairs"] == 4 * taken
+    assert set(info["validation"]["per_source"]) == {
+        p for p, row in parts.items() if row["validation_questions"]}
     assert "pairs_per_second" in info["training"]  # a measured rate: its value is not tested
     overall = info["validation"]["overall"]
     assert overall["questions"] > 0 and 0 <= overall["reranked"]["mrr@10"] <= 1

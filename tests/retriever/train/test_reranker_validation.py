@@ -44,15 +44,30 @@ def test_against_a_compared_reranker_the_worst_domain_decides_not_the_average():
 
 
 def test_a_domain_with_too_few_questions_is_not_judged():
-    from retriever.train.reranker_validation import MIN_JUDGED, worst_domain
+    from retriever.train.reranker_config import MIN_JUDGED
+    from retriever.train.reranker_validation import worst_domain
 
     report = {"per_source": {"tiny": row(0.9, 0.1, MIN_JUDGED - 1), "big": row(0.5, 0.6),
                              "small": row(0.5, 0.52, MIN_JUDGED)}}
     assert worst_domain(report) == ("small", 0.02)
     assert worst_domain({"per_source": {"tiny": row(0.9, 0.1, 3)}}) is None
-    no_domains = {"overall": row(0.5, 0.6), "per_source": {"tiny": row(0.9, 0.1, 3)},
-                  "compared": {"overall": row(0.5, 0.55), "per_source": {}}}
+    # Its only domain is too small to judge while the rival's is judged: not installed.
+    no_domains = {"overall": row(0.5, 0.6), "per_source": {"tiny": row(0.5, 0.9, 3)},
+                  "compared": {"overall": row(0.5, 0.55), "per_source": {"big": row(0.5, 0.51)}}}
     assert not improves(no_domains), "nothing judged: not installed over the compared one"
+    judged = {**no_domains, "per_source": {"tiny": row(0.5, 0.9, 3), "big": row(0.5, 0.52)}}
+    assert improves(judged), "the judged domain decides, the tiny one is ignored"
+
+
+def test_the_config_refuses_too_few_questions_to_judge_a_domain(tmp_path):
+    from lectern.errors import ConfigError
+    from retriever.train.reranker_config import MIN_JUDGED, TrainConfig
+
+    with pytest.raises(ConfigError, match=f"val_questions=5 \\(at least {MIN_JUDGED}"):
+        TrainConfig(tmp_path, tmp_path, tmp_path, val_questions=5, compare_with=tmp_path)
+    TrainConfig(tmp_path, tmp_path, tmp_path, val_questions=5)  # nothing compared: allowed
+    TrainConfig(tmp_path, tmp_path, tmp_path, val_questions=5, compare_with=tmp_path,
+                require_improvement=False)
 
 
 def test_a_corpus_tuned_reranker_is_judged_on_the_corpus_questions_alone():

@@ -197,8 +197,8 @@ def train_reranker(
         int, typer.Option(min=1, help="training questions, shared evenly (see --balance)")
     ] = default(TrainConfig, "questions"),
     balance: Annotated[
-        str, typer.Option(help="domain: an even share per kind of text, none larger; source: "
-                          "per file, a small one's unused share to the others")
+        str, typer.Option(help="source: per file, a small one's unused share to the others; "
+                          "domain: an even share per kind of text, none larger")
     ] = default(TrainConfig, "balance"),
     hard_negatives: Annotated[
         int, typer.Option(min=0, help="BM25 negatives per question")

@@ -226,7 +226,7 @@ def train_reranker(
         float, typer.Option(min=0, help="the new scoring head's rate")
     ] = default(TrainConfig, "head_lr"),
     val_questions: Annotated[
-        int, typer.Option(min=1, help="held-out questions per domain (or per source)")
+        int, typer.Option(min=1, help="held-out questions per domain")
     ] = default(TrainConfig, "val_questions"),
     seed: Annotated[int, typer.Option()] = default(TrainConfig, "seed"),
     max_minutes: Annotated[

@@ -144,7 +144,9 @@ def prepare_data(
     val_picked: dict[str, list[rd.Example]] = {}
     for name in cfg.sources:
         train_pool, val_pool = _split(sources[name].examples, cfg.holdout_share)
-        for part, held in _parts(val_pool, cfg.balance).items():
+        # Held out per domain whatever the training shares over: models are judged by
+        # their worst domain (see reranker_validation.improves).
+        for part, held in _parts(val_pool, "domain").items():
             val_picked[part] = val_rng.sample(held, min(cfg.val_questions, len(held)))
         picked.update(_parts(train_pool, cfg.balance))
         if cfg.balance == "source":
@@ -217,9 +219,8 @@ def train(
             "sources": {s: d.counts() for s, d in data.sources.items()},
             # per domain (or source, as config.balance says): what it had and gave
             "parts": {part: {"available": data.available.get(part, 0),
-                             "train_questions": data.quota.get(part, 0),
-                             "validation_questions": len(data.val_groups.get(part, []))}
-                      for part in {**data.quota, **data.val_groups}},
+                             "train_questions": n} for part, n in data.quota.items()},
+            "validation_questions": {d: len(gs) for d, gs in data.val_groups.items()},
             "train_questions": len(groups),
             "train_pairs_per_epoch": sum(len(g.chunks) for g in groups),
             "never_used": "SQuAD (../shared/data/squad): evaluation only",

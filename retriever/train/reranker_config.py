@@ -56,7 +56,7 @@ class TrainConfig:
     warmup_share: float = 0.05
     weight_decay: float = 0.01
     holdout_share: float = 0.1  # of the documents: their questions are only measured
-    val_questions: int = 100  # per domain (or per source, with balance "source")
+    val_questions: int = 100  # per domain, whatever `balance` is
     val_depth: int = 20  # BM25 candidates reranked per held-out question
     mine_depth: int = 30
     chunk_tokens: int = 200

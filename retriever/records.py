@@ -83,8 +83,8 @@ class RerankerRecord(Record):
     data: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
     # retriever.train.reranker_validation.evaluate's report: "overall", "per_source" (keyed
-    # by what training balanced over: domains, or sources in records before the domains),
-    # "worst_domain", "compared", the fitted "prior_weight"
+    # by domain; by source in records made before the domains), "worst_domain",
+    # "compared", the fitted "prior_weight"
     validation: dict[str, Any] = Field(default_factory=dict)
     # Fitted on held-out questions; serving fuses the logits with the incoming rank by it.
     prior_weight: float = 0.0

@@ -23,7 +23,6 @@ from typing import Any
 from lectern.files import replace_folder
 from lectern.optional import require
 from retriever.cross_encoder import CrossEncoderReranker, QueryFocus, export_onnx
-from retriever.metrics import MRR
 from retriever.records import RerankerRecord
 from retriever.train import reranker_data as rd
 from retriever.train.reranker_config import Balance, TrainConfig
@@ -31,14 +30,14 @@ from retriever.train.reranker_corpus import NAME as CORPUS
 from retriever.train.reranker_corpus import CorpusQuestions, corpus_source
 from retriever.train.reranker_data import Group, build_groups
 from retriever.train.reranker_fit import fit, new_cross_encoder
-from retriever.train.reranker_validation import MIN_JUDGED, evaluate, improves, worst_domain
+from retriever.train.reranker_validation import evaluate, rejection
 
 
 @dataclass
 class TrainResult:
     output_dir: Path
     record: RerankerRecord
-    installed: bool = True  # False: it failed the install rule on held-out (see improves)
+    installed: bool = True  # False: it failed the install rule on held-out (see rejection)
 
     @property
     def info(self) -> dict[str, Any]:
@@ -145,7 +144,7 @@ def prepare_data(
     for name in cfg.sources:
         train_pool, val_pool = _split(sources[name].examples, cfg.holdout_share)
         # Held out per domain whatever the training shares over: models are judged by
-        # their worst domain (see reranker_validation.improves).
+        # their worst domain (see reranker_validation.rejection).
         for part, held in _parts(val_pool, "domain").items():
             val_picked[part] = val_rng.sample(held, min(cfg.val_questions, len(held)))
         picked.update(_parts(train_pool, cfg.balance))
@@ -253,31 +252,17 @@ def train(
     record.total_seconds = round(time.perf_counter() - started, 1)
     record.save(staging)
     overall = json.dumps(validation["overall"])
-    if cfg.require_improvement and not improves(validation, fit_on):
+    refused = rejection(validation, fit_on) if cfg.require_improvement else None
+    if refused is not None:
         # Serving picks up whatever sits at `out`: a reranker that reorders BM25's list
         # worse than BM25 itself would make every answer worse.
         rejected = out.with_name(out.name + ".rejected")
         replace_folder(staging, rejected)
-        log(f"NOT installed ({_why_not(validation, fit_on)}); kept in {rejected}: {overall}")
+        log(f"NOT installed ({refused}); kept in {rejected}: {overall}")
         return TrainResult(rejected, record, installed=False)
     replace_folder(staging, out)
     log(f"saved to {out}: validation {overall}")
     return TrainResult(out, record)
-
-
-def _why_not(validation: dict, fit_on: str | None) -> str:
-    """The install rule's failed part, in words."""
-    rows = validation["overall"] if fit_on is None else validation["per_source"].get(fit_on, {})
-    on = "the corpus's held-out questions" if fit_on else "held-out questions"
-    if not rows.get("questions") or rows["fused"][MRR] <= rows["bm25"][MRR]:
-        return f"MRR@10 on {on} no better than BM25's"
-    if fit_on is not None:
-        return f"MRR@10 on {on} no better than the compared reranker's"
-    mine, theirs = worst_domain(validation), worst_domain(validation["compared"])
-    if mine is None or theirs is None:
-        return f"no domain with {MIN_JUDGED}+ held-out questions to judge on"
-    return (f"worst domain {mine[0]} gains {mine[1]:+.4f} MRR@10 over BM25, the compared "
-            f"reranker's worst ({theirs[0]}) {theirs[1]:+.4f}")
 
 
 def _jsonable(d: dict) -> dict:

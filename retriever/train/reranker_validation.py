@@ -30,8 +30,8 @@ def worst_domain(report: dict) -> tuple[str, float] | None:
     return name, round(gains[name], 4)
 
 
-def improves(validation: dict, source: str | None = None) -> bool:
-    """Whether a new reranker should replace what serves, on held-out questions.
+def rejection(validation: dict, source: str | None = None) -> str | None:
+    """Why a new reranker should not replace what serves, in words; None: it should.
 
     The rule, fixed before any model is judged by it: serving's order (logits fused with
     BM25's rank) must beat BM25's own MRR@10 over all held-out questions; and when another
@@ -44,20 +44,31 @@ def improves(validation: dict, source: str | None = None) -> bool:
     `source`: judge on that source's questions alone (the corpus a reranker was tuned
     for), beating BM25's and the compared reranker's fused MRR@10 there.
     """
+    on = "the corpus's held-out questions" if source else "held-out questions"
     own = validation["overall"] if source is None else validation["per_source"].get(source, {})
     if not own.get("questions") or own["fused"][MRR] <= own["bm25"][MRR]:
-        return False
+        return f"MRR@10 on {on} no better than BM25's"
     if "compared" not in validation:
-        return True
+        return None
     rival = validation["compared"]
     if source is not None:
         theirs = rival["per_source"].get(source, {})
         # nothing to compare on counts as not beating it
-        return bool(theirs.get("questions")) and own["fused"][MRR] > theirs["fused"][MRR]
+        if theirs.get("questions") and own["fused"][MRR] > theirs["fused"][MRR]:
+            return None
+        return f"MRR@10 on {on} no better than the compared reranker's"
     mine, their_worst = worst_domain(validation), worst_domain(rival)
     if mine is None or their_worst is None:
-        return False
-    return mine[1] > their_worst[1]
+        return f"no domain with {MIN_JUDGED}+ held-out questions to judge on"
+    if mine[1] > their_worst[1]:
+        return None
+    return (f"worst domain {mine[0]} gains {mine[1]:+.4f} MRR@10 over BM25, the compared "
+            f"reranker's worst ({their_worst[0]}) {their_worst[1]:+.4f}")
+
+
+def improves(validation: dict, source: str | None = None) -> bool:
+    """Whether a new reranker should replace what serves (see rejection for the rule)."""
+    return rejection(validation, source) is None
 
 
 def _ranking(ranked: list[Chunk], relevant: frozenset[int]) -> int | None:
@@ -101,7 +112,7 @@ def evaluate(
 ) -> dict:
     """Held-out metrics, and the prior weight that serving uses (see cross_encoder.fuse).
 
-    `groups` are keyed by domain (or by source): "per_source" reports each key.
+    `groups` are keyed by domain (a corpus's questions are one): "per_source" reports each.
     `fit_on`: fit the weight on that source's questions alone — the corpus a reranker
     was tuned for, whose first stage and questions it will serve — not on all of them.
 

@@ -36,6 +36,12 @@ def test_against_a_compared_reranker_the_worst_domain_decides_not_the_average():
     skewed = {"news": (0.5, 0.8), "reddit": (0.5, 0.52)}
     assert improves(report(even, skewed))
     assert not improves(report(skewed, even)), "the average's winner loses on its worst domain"
+    from retriever.train.reranker_validation import rejection
+
+    assert rejection(report(even, skewed)) is None
+    assert rejection(report(skewed, even)) == (
+        "worst domain reddit gains +0.0200 MRR@10 over BM25, the compared reranker's worst "
+        "(reddit) +0.0500")
     assert not improves(report(even, even)), "a tie is not an improvement"
     # Below BM25 over all questions: never installed, whatever the domains say.
     below = report(even, skewed)

@@ -16,7 +16,7 @@ import typer
 from lectern.optional import require
 from lectern.settings import Settings
 from retriever.train.encoder_config import CorpusTuning, TuningConfig
-from retriever.train.reranker_config import TrainConfig
+from retriever.train.reranker_config import POOLINGS, TrainConfig
 
 train_app = typer.Typer(no_args_is_help=True, help="Train the reranker or tune the encoder.")
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -215,6 +215,9 @@ def train_reranker(
     max_length: Annotated[
         int, typer.Option(min=32, max=512, help="tokens per pair")
     ] = default(TrainConfig, "max_length"),
+    pooling: Annotated[
+        str, typer.Option(help=f"token states to one vector: {', '.join(POOLINGS)}")
+    ] = default(TrainConfig, "pooling"),
     batch_questions: Annotated[
         int, typer.Option(min=1, help="questions per step")
     ] = default(TrainConfig, "batch_questions"),
@@ -277,6 +280,7 @@ def train_reranker(
         loss=loss,  # type: ignore[arg-type]  # TrainConfig checks it
         layers=layers,
         max_length=max_length,
+        pooling=pooling,
         batch_questions=batch_questions,
         epochs=epochs,
         learning_rate=learning_rate,

@@ -194,7 +194,9 @@ def train(
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
 
-    ce, backbone_layers = new_cross_encoder(cfg.backbone, cfg.layers, cfg.max_length)
+    ce, backbone_layers = new_cross_encoder(
+        cfg.backbone, cfg.layers, cfg.max_length, cfg.pooling
+    )
     tokenizer = ce.tokenizer
     if cfg.freeze_embeddings:
         for p in ce[0].model.embeddings.parameters():

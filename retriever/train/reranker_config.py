@@ -28,6 +28,9 @@ Loss = Literal["listwise", "bce"]
 # share; it trains on fewer questions, and on held-out documents it lost to "source" on
 # the worst domain and on 8 of the 10 (bench/results/reranker-domains.md).
 Balance = Literal["source", "domain"]
+# How the backbone's token states become the one vector the head scores: sentence-
+# transformers' pooling modes, "+" concatenating several ("mean+max").
+POOLINGS = ("mean", "max", "mean+max", "cls")
 # A domain with fewer held-out questions than this is reported but not judged on: one
 # question moves its MRR@10 by several hundredths.
 MIN_JUDGED = 20
@@ -47,6 +50,7 @@ class TrainConfig:
     loss: Loss = "listwise"
     layers: int = 3
     max_length: int = 64
+    pooling: str = "mean"
     batch_questions: int = 8
     epochs: int = 1
     learning_rate: float = 3e-4
@@ -103,6 +107,8 @@ class TrainConfig:
                        "a domain against the compared reranker)")
         if self.balance not in ("domain", "source"):
             bad.append(f"balance={self.balance!r} (source or domain)")
+        if self.pooling not in POOLINGS:
+            bad.append(f"pooling={self.pooling!r} (one of {', '.join(POOLINGS)})")
         if self.loss not in ("listwise", "bce"):
             bad.append(f"loss={self.loss!r} (listwise or bce)")
         unknown = [s for s in self.sources if s not in SOURCES]

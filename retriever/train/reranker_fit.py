@@ -21,19 +21,24 @@ from retriever.train.reranker_config import Loss, TrainConfig
 from retriever.train.reranker_data import Group
 
 
-def new_cross_encoder(backbone: Path | str, layers: int, max_length: int) -> tuple[Any, int]:
-    """A CrossEncoder of the backbone's bottom `layers` layers, mean pooling and a linear head.
+def new_cross_encoder(
+    backbone: Path | str, layers: int, max_length: int, pooling: str = "mean"
+) -> tuple[Any, int]:
+    """A CrossEncoder of the backbone's bottom `layers` layers, pooled, and a linear head.
 
-    Returns it and how many layers the backbone had. Mean pooling rather than the usual
-    [CLS] head: the MiniLM sentence encoder was trained through mean pooling, and its
-    [CLS] state in the lower layers barely varies between inputs (std 0.002 over pairs
-    whose relevance differs), so a [CLS] head stayed at chance for a 1,000-question run
-    while the mean-pooled one starts learning within a hundred steps.
+    pooling: a sentence-transformers pooling mode, or several joined by "+" (their
+    vectors concatenated). Returns the model and how many layers the backbone had.
+
+    Mean pooling is the default rather than the usual [CLS] head: the MiniLM sentence
+    encoder was trained through mean pooling, and its [CLS] state in the lower layers
+    barely varies between inputs (std 0.002 over pairs whose relevance differs), so a
+    [CLS] head stayed at chance for a 1,000-question run while the mean-pooled one starts
+    learning within a hundred steps.
     """
     torch = require("torch", "torch")
     st = require("sentence_transformers", "retrieval")
     base = require("sentence_transformers.base.modules", "retrieval")
-    pooling = require("sentence_transformers.sentence_transformer.modules", "retrieval")
+    pooling_module = require("sentence_transformers.sentence_transformer.modules", "retrieval")
 
     body = base.Transformer(str(backbone), transformer_task="feature-extraction",
                        max_seq_length=max_length, model_kwargs={"local_files_only": True},
@@ -41,11 +46,13 @@ def new_cross_encoder(backbone: Path | str, layers: int, max_length: int) -> tup
                        config_kwargs={"local_files_only": True})
     total = keep_layers(body.model, layers)
     width = body.get_embedding_dimension()
-    head = base.Dense(width, 1, activation_function=torch.nn.Identity(),
+    modes = tuple(pooling.split("+"))
+    pool = pooling_module.Pooling(width, modes if len(modes) > 1 else modes[0])
+    head = base.Dense(pool.get_embedding_dimension(), 1, activation_function=torch.nn.Identity(),
                  module_input_name="sentence_embedding", module_output_name="scores")
     torch.nn.init.normal_(head.linear.weight, std=0.02)
     torch.nn.init.zeros_(head.linear.bias)
-    ce = st.CrossEncoder(modules=[body, pooling.Pooling(width, "mean"), head], device="cpu")
+    ce = st.CrossEncoder(modules=[body, pool, head], device="cpu")
     return ce, total
 
 

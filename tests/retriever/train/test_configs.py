@@ -58,7 +58,7 @@ def test_every_option_named_like_a_config_field_defaults_to_it(command, configs)
             expected = ",".join(expected)
         assert param.default == expected, param.name
         checked += 1
-    assert checked == (13 if command == "encoder" else 18)
+    assert checked == (13 if command == "encoder" else 19)
 
 
 def test_the_reranker_learning_rate_keeps_lr_as_an_alias():

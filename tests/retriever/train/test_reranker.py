@@ -187,6 +187,8 @@ def test_domain_balance_shares_the_quota_over_coqa_story_sources_and_validates_p
 def test_config_names_the_bad_value(tmp_path):
     with pytest.raises(ConfigError, match="layers=0"):
         TrainConfig(tmp_path, tmp_path / "o", tmp_path, layers=0)
+    with pytest.raises(ConfigError, match=r"pooling='attention' \(one of mean, max"):
+        TrainConfig(tmp_path, tmp_path / "o", tmp_path, pooling="attention")
     with pytest.raises(ConfigError, match="loss='hinge'"):
         TrainConfig(tmp_path, tmp_path / "o", tmp_path, loss="hinge")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"sources=\['squad'\] \(known: coqa, boolq"):
@@ -196,8 +198,11 @@ def test_config_names_the_bad_value(tmp_path):
                     holdout_share=1)
 
 
-@pytest.mark.parametrize(("loss", "balance"), [("listwise", "domain"), ("bce", "source")])
-def test_tiny_training_run_saves_a_working_reranker_with_its_record(tmp_path, loss, balance):
+@pytest.mark.parametrize(("loss", "balance", "pooling"),
+                         [("listwise", "domain", "mean+max"), ("bce", "source", "mean")])
+def test_tiny_training_run_saves_a_working_reranker_with_its_record(
+    tmp_path, loss, balance, pooling
+):
     from lectern.settings import DEFAULT_ENCODER
     from model.registry import resolve
 
@@ -209,7 +214,7 @@ def test_tiny_training_run_saves_a_working_reranker_with_its_record(tmp_path, lo
         hard_negatives=2, random_negatives=1, loss=loss, layers=1, max_length=48,
         batch_questions=3, holdout_share=0.5, val_questions=3, val_depth=4, mine_depth=4,
         seed=3, log_every=1, require_improvement=False, compare_with=SHIPPED_RERANKER,
-        balance=balance,
+        balance=balance, pooling=pooling,
     )
     lines = []
     result = train(cfg, log=lines.append)
@@ -221,6 +226,7 @@ def test_tiny_training_run_saves_a_working_reranker_with_its_record(tmp_path, lo
     info = record.as_dict()
     assert info == json.loads((out / CONFIG_FILE).read_text())
     assert info["config"]["seed"] == 3 and info["config"]["loss"] == loss
+    assert info["config"]["pooling"] == pooling
     assert info["config"]["learning_rate"] == cfg.learning_rate and "lr" not in info["config"]
     assert info["config"]["backbone_layers"] == 6
     assert set(info["data"]["sources"]) == set(rd.SOURCES)

@@ -4,6 +4,9 @@ FROM python:3.11-slim
 ARG TORCH_SPEC="torch==2.13.0"
 ARG TORCH_INDEX="https://download.pytorch.org/whl/cpu"
 ARG EXTRAS="all"
+# The `llamacpp` extra compiles llama.cpp. An image runs on other CPUs than the one that
+# built it, so not for the builder's own (-march=native) but for any x86-64 with AVX2.
+ARG LLAMACPP_CMAKE="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 \
     DO_NOT_TRACK=true SCARF_NO_ANALYTICS=true \
     LECTERN_DATA_DIR=/data LECTERN_MODELS__CACHE_DIR=/models \
@@ -22,7 +25,7 @@ COPY model ./model
 COPY api ./api
 COPY webui ./webui
 COPY samples ./samples
-RUN pip install --no-cache-dir ".[${EXTRAS}]" \
+RUN CMAKE_ARGS="$LLAMACPP_CMAKE" pip install --no-cache-dir ".[${EXTRAS}]" \
     && pip install --no-cache-dir --no-deps unstructured-inference==1.6.14 \
     && pip install --no-cache-dir ./packaging/en_core_web_sm \
     && case "$EXTRAS" in *gpu*) \

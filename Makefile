@@ -3,6 +3,16 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.lectern-installed
+# `make run EXTRAS=ingest,retrieval,model,api,dev` skips the llama.cpp build (the
+# transformers backend serves then).
+EXTRAS ?= all,dev
+# llama-cpp-python is compiled here for this machine's CPU (about 6 min on 2 cores). On
+# x86-64 without AMX: a build using AMX crashed with an illegal instruction at its first
+# decode on a Xeon that reports it. LLAMACPP_CMAKE= builds with llama.cpp's defaults.
+ifeq ($(shell uname -m),x86_64)
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMACPP_CMAKE ?= -DGGML_NATIVE=ON "-DCMAKE_C_FLAGS=$(NO_AMX)" "-DCMAKE_CXX_FLAGS=$(NO_AMX)"
+endif
 
 .PHONY: install models chromium run test bench mutate
 
@@ -12,7 +22,8 @@ $(STAMP): pyproject.toml packaging/en_core_web_sm/pyproject.toml Makefile
 	# The CPU build of torch, before anything that depends on torch, so nothing pulls
 	# a CUDA build; on a GPU machine install your CUDA torch here instead.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[all,dev]'
+	CMAKE_ARGS='$(LLAMACPP_CMAKE)' CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
 	# Needed by unstructured's PDF module at import; its own dependencies (timm ->
 	# torchvision) would replace the CPU torch, and the `fast` strategy needs none of them.
 	$(BIN)/pip install --quiet --no-deps unstructured-inference==1.6.14

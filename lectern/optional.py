@@ -12,7 +12,7 @@ from types import ModuleType
 
 from lectern.errors import MissingExtraError
 
-EXTRAS = ("ingest", "retrieval", "model", "api", "gpu", "dev")
+EXTRAS = ("ingest", "retrieval", "model", "llamacpp", "api", "gpu", "dev")
 TORCH = "torch"  # not an extra: its build depends on the machine
 
 

@@ -150,8 +150,9 @@ class ModelSettings(BaseModel):
         "pypi: reference; 'none': the base model; None: the adapter shipped with Lectern "
         "when the generator is the default one, else none",
     )
-    generator_backend: Literal["transformers"] = Field(
-        "transformers", description="the library that runs the generator (model.generators)"
+    generator_backend: Literal["transformers", "llamacpp"] = Field(
+        "transformers", description="the library that runs the generator (model.generators): "
+        "transformers, or llamacpp for a GGUF generator on CPU"
     )
     encoder_backend: Literal["onnx", "torch"] = Field(
         "onnx", description="on CPU, run the encoder with onnxruntime (same vectors, faster)"
@@ -209,12 +210,14 @@ class GenerationSettings(BaseModel):
     )
     decode_threads: int = Field(
         0, ge=0, le=256,
-        description="CPU threads a decoding step uses (prefill uses all); 0: chosen by dtype",
+        description="CPU threads a decoding step uses (prefill uses all); 0: chosen by dtype "
+        "(transformers) or every core (llamacpp)",
     )
     max_waiting: int = Field(
         24, ge=0, le=4096,
-        description="requests waiting to join a full batch; beyond them a request is "
-        "refused with 503 and Retry-After",
+        description="requests waiting to join a full batch (llamacpp: behind the one "
+        "decoding; unset, api.max_answers_in_flight - 1); beyond them a request is refused "
+        "with 503 and Retry-After",
     )
     do_sample: bool = False
     temperature: float = Field(0.7, gt=0, le=2)
@@ -410,11 +413,19 @@ class Settings(BaseSettings):
     def _answers_fit_the_generator(self) -> Settings:
         # An answer admitted must find a place in the generator's queue: a refusal after
         # the stream's headers went out could only be reported inside the stream.
-        room = self.generation.max_batch + self.generation.max_waiting
+        # llama.cpp decodes one request at a time (model.generators.llamacpp): unless
+        # set, its queue holds every answer the API admits.
+        llamacpp = self.models.generator_backend == "llamacpp"
+        if llamacpp and "max_waiting" not in self.generation.model_fields_set:
+            self.generation.max_waiting = max(self.generation.max_waiting,
+                                              self.api.max_answers_in_flight - 1)
+        batch, named = (1, "1") if llamacpp else (
+            self.generation.max_batch, "generation.max_batch")
+        room = batch + self.generation.max_waiting
         if self.api.max_answers_in_flight > room:
             raise ValueError(
                 f"api.max_answers_in_flight ({self.api.max_answers_in_flight}) is over "
-                f"generation.max_batch + generation.max_waiting ({room})"
+                f"{named} + generation.max_waiting ({room})"
             )
         return self
 

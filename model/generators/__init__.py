@@ -7,10 +7,11 @@ one library never needs the others installed.
 from __future__ import annotations
 
 from lectern.device import DevicePlan
-from lectern.errors import ConfigError
+from lectern.errors import AdapterMismatchError, ConfigError
 from lectern.protocols import Generator
 from lectern.settings import Settings
 from model import prepare
+from model.generators.sampling import Sampling
 
 
 def build(settings: Settings, plan: DevicePlan) -> Generator:
@@ -22,19 +23,53 @@ def build(settings: Settings, plan: DevicePlan) -> Generator:
     """
     backend = settings.models.generator_backend
     if backend == "transformers":
-        from model.generators.transformers import Sampling, TransformersGenerator
+        from model.generators.transformers import TransformersGenerator
 
         g = settings.generation
         prepared = prepare.generator(settings, convert_gguf=True)
         return TransformersGenerator(
             prepared.load_from,
             plan,
-            Sampling(g.max_new_tokens, g.do_sample, g.temperature, g.top_p, g.repetition_penalty,
-                     g.abstain_threshold),
+            _sampling(settings),
             max_input_tokens=g.max_input_tokens,
             max_batch=g.max_batch,
             max_waiting=g.max_waiting,
             decode_threads=g.decode_threads or None,
             adapter=prepare.adapter(settings),
         )
-    raise ConfigError(f"unknown generator backend {backend!r}; use transformers")
+    if backend == "llamacpp":
+        return _llamacpp(settings)
+    raise ConfigError(f"unknown generator backend {backend!r}; use transformers or llamacpp")
+
+
+def _llamacpp(settings: Settings) -> Generator:
+    from model.generators.llamacpp import LlamaCppGenerator
+
+    g = settings.generation
+    model = prepare.generator(settings).model
+    if model.file is None or not model.file.lower().endswith(".gguf"):
+        raise ConfigError(
+            f"generator_backend llamacpp runs a GGUF file; {settings.models.generator} is "
+            "not one (use generator_backend transformers)"
+        )
+    adapter = prepare.adapter(settings)
+    if adapter is not None:
+        # A LoRA adapter is merged into the weights llama.cpp reads; serving the plain
+        # GGUF under its name would answer with the untuned model.
+        raise AdapterMismatchError(
+            str(adapter), settings.models.generator,
+            "the llamacpp backend serves a GGUF file as it is, without an adapter merged in",
+        )
+    return LlamaCppGenerator(
+        model.folder / model.file,
+        _sampling(settings),
+        max_input_tokens=g.max_input_tokens,
+        threads=g.decode_threads or None,
+        max_waiting=g.max_waiting,
+    )
+
+
+def _sampling(settings: Settings) -> Sampling:
+    g = settings.generation
+    return Sampling(g.max_new_tokens, g.do_sample, g.temperature, g.top_p, g.repetition_penalty,
+                    g.abstain_threshold)

@@ -12,18 +12,27 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from lectern.optional import require
 
 
 def gate_abstention(scores: Any, token_id: int | None, threshold: float) -> Any:
-    """`scores` (1, vocab) with the abstention's first token masked when it is less likely
-    than `threshold`. 0 (or no token) leaves the scores as they are: plain greedy."""
+    """`scores` (1, vocab), a torch tensor or a numpy array, with the abstention's first
+    token masked when it is less likely than `threshold`. 0 (or no token) leaves the
+    scores as they are: plain greedy."""
     if threshold <= 0 or token_id is None:
         return scores
-    torch = require("torch", "torch")
-    p = torch.softmax(scores[0], dim=-1)[token_id]
+    numpy = isinstance(scores, np.ndarray)
+    if numpy:
+        row = scores[0].astype(np.float64)
+        e = np.exp(row - row.max())
+        p = e[token_id] / e.sum()
+    else:
+        torch = require("torch", "torch")
+        p = torch.softmax(scores[0], dim=-1)[token_id]
     if float(p) >= threshold:
         return scores
-    out = scores.clone()
+    out = scores.copy() if numpy else scores.clone()
     out[0, token_id] = float("-inf")
     return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,36 +14,13 @@ from lectern.protocols import Message
 from lectern.threads import PerThread
 from model.abstention import threshold_for
 from model.answer import ABSTAIN_REPLY
-from model.chat_prompt import encode, render, reply_ids
+from model.chat_prompt import encode, render, reply_ids, shared_system_turn
+from model.chat_prompt import reply_prefixes as prompt_reply_prefixes
 from model.generators.abstention_gate import gate_abstention
 from model.generators.adapters import merged
 from model.generators.decode_batch import DecodeBatch, batchable
+from model.generators.sampling import Sampling
 from model.generators.scheduler import BatchScheduler
-
-
-@dataclass(frozen=True, slots=True)
-class Sampling:
-    max_new_tokens: int = 64
-    do_sample: bool = False  # greedy by default: answers must be reproducible
-    temperature: float = 0.7
-    top_p: float = 0.9
-    repetition_penalty: float = 1.1
-    # abstention_gate: 0 is plain greedy; None: the adapter's recorded threshold.
-    abstain_threshold: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.abstain_threshold is not None and not 0 <= self.abstain_threshold <= 1:
-            raise ValueError(f"abstain_threshold must be in [0, 1], got {self.abstain_threshold}")
-
-    def kwargs(self) -> dict[str, Any]:
-        kw: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens,
-            "repetition_penalty": self.repetition_penalty,
-            "do_sample": self.do_sample,
-        }
-        if self.do_sample:
-            kw.update(temperature=self.temperature, top_p=self.top_p)
-        return kw
 
 
 class TransformersGenerator:
@@ -234,9 +210,7 @@ class TransformersGenerator:
             return ids, 0
         system = tok(render(messages[:1], tok, generation_prompt=False),
                      add_special_tokens=False)["input_ids"]
-        # The rest of the prompt must keep at least one token to prefill.
-        shared = len(system) < len(ids) and ids[: len(system)] == system
-        return ids, len(system) if shared else 0
+        return ids, shared_system_turn(messages, ids, system)
 
     def _prefix_cache(self, ids: list[int], shared: int) -> tuple[Any, int]:
         """A copy of the cache for `ids[:shared]`, computed once per distinct system turn.
@@ -324,11 +298,7 @@ class TransformersGenerator:
         """
         torch = require("torch", "torch")
 
-        prefixes = [""] * len(conversations) if reply_prefixes is None else list(reply_prefixes)
-        if len(prefixes) != len(conversations):
-            raise ValueError(
-                f"{len(conversations)} conversations but {len(prefixes)} reply prefixes"
-            )
+        prefixes = prompt_reply_prefixes(conversations, reply_prefixes)
         if not conversations:
             return []
         tok = self._per_thread_tokenizer()

@@ -40,3 +40,13 @@ def test_overlap_must_be_below_chunk_size():
 def test_fusion_needs_a_positive_weight():
     with pytest.raises(ValidationError, match="both be 0"):
         RetrievalSettings(bm25_weight=0, dense_weight=0)
+
+
+def test_every_answer_admitted_has_a_place_in_the_generator_s_queue():
+    assert Settings().generation.max_waiting == 24  # 8 decoding together + 24 >= 32
+    # llama.cpp decodes one at a time: unless set, its queue takes every answer admitted.
+    assert Settings(models={"generator_backend": "llamacpp"}).generation.max_waiting == 31
+    with pytest.raises(ValueError, match=r"\(32\) is over 1 \+ generation.max_waiting \(4\)"):
+        Settings(models={"generator_backend": "llamacpp"}, generation={"max_waiting": 3})
+    with pytest.raises(ValueError, match=r"over generation.max_batch \+ generation.max_wait"):
+        Settings(generation={"max_batch": 1, "max_waiting": 0})

@@ -2,40 +2,48 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from model.generators.abstention_gate import gate_abstention
-from model.generators.transformers import Sampling
+from model.generators.sampling import Sampling
 
 torch = pytest.importorskip("torch")
 
 
-def _scores(*probs: float):
-    return torch.log(torch.tensor([list(probs)]))
+@pytest.fixture(params=["torch", "numpy"])  # the transformers and llama.cpp backends' logits
+def _scores(request):
+    def make(*probs: float):
+        if request.param == "numpy":
+            return np.log(np.array([list(probs)], dtype=np.float32))
+        return torch.log(torch.tensor([list(probs)]))
+
+    return make
 
 
-def test_a_confident_abstention_is_kept():
+def test_a_confident_abstention_is_kept(_scores):
     scores = _scores(0.8, 0.15, 0.05)
     assert gate_abstention(scores, 0, 0.6) is scores
     assert int(gate_abstention(scores, 0, 0.8).argmax()) == 0  # at the threshold: kept
 
 
-def test_an_unsure_abstention_gives_way_to_the_next_best_start():
+def test_an_unsure_abstention_gives_way_to_the_next_best_start(_scores):
     scores = _scores(0.45, 0.35, 0.2)  # greedy would abstain
     gated = gate_abstention(scores, 0, 0.6)
+    assert type(gated) is type(scores)
     assert int(gated.argmax()) == 1
     assert gated[0, 0] == -math.inf
-    assert scores[0, 0] == pytest.approx(math.log(0.45))  # the caller's scores untouched
-    assert torch.equal(gated[0, 1:], scores[0, 1:])
+    assert float(scores[0, 0]) == pytest.approx(math.log(0.45))  # the caller's untouched
+    assert np.array_equal(np.asarray(gated[0, 1:]), np.asarray(scores[0, 1:]))
 
 
-def test_zero_or_no_token_is_plain_greedy():
+def test_zero_or_no_token_is_plain_greedy(_scores):
     scores = _scores(0.45, 0.35, 0.2)
     assert gate_abstention(scores, 0, 0.0) is scores
     assert gate_abstention(scores, None, 0.9) is scores
 
 
-def test_the_gate_never_touches_other_tokens_choice():
+def test_the_gate_never_touches_other_tokens_choice(_scores):
     scores = _scores(0.1, 0.7, 0.2)  # the model answers anyway
     assert int(gate_abstention(scores, 0, 0.9).argmax()) == 1
 

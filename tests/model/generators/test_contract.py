@@ -9,15 +9,15 @@ from lectern.settings import GenerationSettings, Settings
 from model import generators
 from tests.conftest import MODEL_CACHE
 
-BACKENDS = ["transformers"]  # every value of ModelSettings.generator_backend
+BACKENDS = ["transformers", "llamacpp"]  # every value of ModelSettings.generator_backend
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 def settings_for(backend: str) -> Settings:
-    return Settings(
-        models={"cache_dir": MODEL_CACHE, "generator_backend": backend, "cpu_int8": False},
-        generation=GenerationSettings(max_new_tokens=12),
-    )
+    models = {"cache_dir": MODEL_CACHE, "generator_backend": backend, "cpu_int8": False}
+    if backend == "llamacpp":  # it serves the GGUF file as it is
+        models["adapter"] = "none"
+    return Settings(models=models, generation=GenerationSettings(max_new_tokens=12))
 
 
 def test_the_backends_listed_are_all_the_settings_allow():
@@ -64,5 +64,14 @@ def test_the_reply_stays_within_max_new_tokens(generator):
 def test_an_unknown_backend_is_a_clear_error():
     s = settings_for("transformers")
     wrong = s.model_copy(update={"models": s.models.model_copy(update={"generator_backend": "x"})})
-    with pytest.raises(ConfigError, match="unknown generator backend 'x'; use transformers"):
+    with pytest.raises(ConfigError,
+                       match="unknown generator backend 'x'; use transformers or llamacpp"):
         generators.build(wrong, plan(DeviceCaps()))
+
+
+@pytest.mark.integration
+def test_a_reply_is_the_same_read_whole_or_from_a_stream_abandoned_midway(generator):
+    stream = generator.stream(QUESTION)
+    first = next(iter(stream))
+    stream.close()  # the reader went away: the next request is served all the same
+    assert generator.generate(QUESTION).startswith(first)

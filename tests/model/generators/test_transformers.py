@@ -3,7 +3,8 @@
 import pytest
 
 from lectern.device import DeviceCaps, plan
-from model.generators.transformers import Sampling, TransformersGenerator
+from model.generators.sampling import Sampling
+from model.generators.transformers import TransformersGenerator
 
 
 def test_cpu_load_uses_sdpa_and_the_planned_dtype():

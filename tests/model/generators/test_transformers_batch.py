@@ -5,7 +5,8 @@ import pytest
 
 from lectern.device import DeviceCaps, plan
 from model.chat_prompt import render
-from model.generators.transformers import Sampling, TransformersGenerator
+from model.generators.sampling import Sampling
+from model.generators.transformers import TransformersGenerator
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"

@@ -1,0 +1,391 @@
+"""A GGUF model run by llama.cpp (llama-cpp-python) behind the Generator protocol.
+
+On a CPU llama.cpp decodes the same weights several times faster than transformers. The
+prompt is the one the transformers backend builds (model.chat_prompt.render over the
+GGUF's own chat template), and tokens are chosen as that backend chooses them: the
+repetition penalty over every token seen, the abstention gate at the reply's first
+token, then greedy or temperature and top-p. The decoding loop is this module's, over
+llama.cpp's evaluation and logits, because llama-cpp-python's samplers apply the
+penalty over a window and run custom processors after it.
+
+One llama.cpp context holds one sequence, so one thread owns it and decodes the requests
+one at a time, each reply's tokens going to its reader through a queue (up to
+`max_waiting` wait, beyond them OverloadedError): a slow reader never holds the context.
+The system turn is evaluated by itself and kept in the context's cache for the next
+prompt with the same system turn, which evaluates only the rest. Reusing any longer
+common prefix would be faster still, but llama.cpp's logits for a token depend slightly
+on the batches it was evaluated in, and a reply must not depend on the question asked
+before it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lectern.errors import NotReadyError, OverloadedError
+from lectern.optional import require
+from lectern.protocols import Message
+from model.abstention import threshold_for
+from model.answer import ABSTAIN_REPLY
+from model.chat_prompt import render, shared_system_turn
+from model.chat_prompt import reply_prefixes as prompt_reply_prefixes
+from model.generators.abstention_gate import gate_abstention
+from model.generators.sampling import Sampling
+
+
+@dataclass
+class _Request:
+    ids: list[int]
+    shared: int  # lead ids that are the system turn's
+    max_new: int
+    gate: bool
+    out: queue.Queue = field(default_factory=queue.Queue)  # pieces, then _END or an error
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+_END = object()
+
+
+class LlamaCppGenerator:
+    def __init__(
+        self,
+        model_path: Path | str,
+        sampling: Sampling | None = None,
+        max_input_tokens: int = 2048,
+        threads: int | None = None,
+        max_waiting: int = 32,
+        token_timeout_s: float = 300.0,
+        adapter: Path | str | None = None,
+        seed: int = 0,
+    ) -> None:
+        """model_path: a .gguf file. threads: for decoding (reading the prompt uses every
+        core). adapter: the LoRA folder merged into that file, read for its abstention
+        threshold only (the weights are the file's)."""
+        if max_input_tokens < 16:
+            raise ValueError(f"max_input_tokens must be at least 16, got {max_input_tokens}")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        if max_waiting < 0:
+            raise ValueError(f"max_waiting must be at least 0, got {max_waiting}")
+        if token_timeout_s <= 0:
+            raise ValueError(f"token_timeout_s must be positive, got {token_timeout_s}")
+        self.model_path = Path(model_path)
+        if self.model_path.suffix.lower() != ".gguf":
+            raise ValueError(f"the llama.cpp backend reads a .gguf file, got {self.model_path}")
+        self.sampling = sampling or Sampling()
+        self.max_input_tokens = max_input_tokens
+        self.threads = threads or os.cpu_count() or 1
+        self.max_waiting = max_waiting
+        self.token_timeout_s = token_timeout_s
+        self.adapter = None if adapter is None else Path(adapter)
+        self._rng = np.random.default_rng(seed)
+        self._llm: Any = None
+        self._template: _Template | None = None
+        self._abstain_id: int | None = None
+        self._abstain_threshold = 0.0
+        self._eog: frozenset[int] = frozenset()
+        # The system turn at the head of the context's cache, evaluated by itself.
+        self._system: tuple[int, ...] | None = None
+        self._warm = threading.Lock()
+        # Tokenizing reads the model that close() frees: the two never overlap.
+        self._using = threading.Lock()
+        self._queue: queue.Queue[_Request | None] | None = None
+        # A place for the one decoding and each of those waiting, held until it is done.
+        self._places = threading.BoundedSemaphore(max_waiting + 1)
+        self._worker: threading.Thread | None = None
+        self._seconds_per_reply = 1.0
+        self._closed = False
+
+    def warm_up(self) -> None:
+        with self._warm:
+            if self._llm is not None:
+                return
+            if self._closed:
+                raise NotReadyError("generator closed")
+            if not self.model_path.is_file():
+                raise FileNotFoundError(f"no GGUF file at {self.model_path}")
+            llama_cpp = require("llama_cpp", "llamacpp")
+            llm = llama_cpp.Llama(
+                str(self.model_path), n_ctx=self.max_input_tokens + self.sampling.max_new_tokens,
+                n_threads=self.threads, n_threads_batch=os.cpu_count() or self.threads,
+                logits_all=False, verbose=False,
+            )
+            self._template = _Template(llm)
+            self._eog = _end_of_generation(llama_cpp, llm)
+            self._abstain_id = _tokenize(llm, ABSTAIN_REPLY, special=False)[0]
+            given = self.sampling.abstain_threshold
+            self._abstain_threshold = threshold_for(self.adapter) if given is None else given
+            self._queue = queue.Queue()
+            self._llm = llm
+            self._worker = threading.Thread(target=self._serve, name="llamacpp", daemon=True)
+            self._worker.start()
+
+    @property
+    def abstain_threshold(self) -> float:
+        return self._abstain_threshold
+
+    def _require(self) -> Any:
+        if self._llm is None or self._closed:
+            raise NotReadyError("generator used before warm_up()")
+        return self._llm
+
+    def _ids(self, text: str, special: bool) -> list[int]:
+        with self._using:
+            return _tokenize(self._require(), text, special)
+
+    def prompt_ids(self, messages: Sequence[Message]) -> list[int]:
+        """The prompt's token ids, as the transformers backend builds them (left-cut)."""
+        return self._prompt(messages)[0]
+
+    def _prompt(self, messages: Sequence[Message], prefix: str = "") -> tuple[list[int], int]:
+        """The prompt's ids, a reply prefix after them, and how many lead ids are its
+        system turn's (0: none shared)."""
+        self._require()
+        template = self._template
+        assert template is not None
+        text = render(messages, template) + prefix
+        if not template.chat_template:  # the tokenizer's own start, as encode() adds it
+            with self._using:
+                ids = self._require().tokenize(text.encode("utf-8"), add_bos=True)
+            return ids[-self.max_input_tokens :], 0
+        ids = self._ids(text, special=True)
+        if len(ids) > self.max_input_tokens or not messages or messages[0]["role"] != "system":
+            return ids[-self.max_input_tokens :], 0
+        system = self._ids(render(messages[:1], template, generation_prompt=False), special=True)
+        return ids, shared_system_turn(messages, ids, system)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._ids(text, special=False))
+
+    def count_prompt_tokens(self, messages: Sequence[Message]) -> int:
+        return len(self.prompt_ids(messages))
+
+    def generate(self, messages: Sequence[Message]) -> str:
+        return "".join(self.stream(messages))
+
+    def stream(self, messages: Sequence[Message]) -> Iterator[str]:
+        """The reply as it is decoded. OverloadedError at once when `max_waiting`
+        requests already wait behind the one decoding."""
+        ids, shared = self._prompt(messages)
+        return self._reply(self._submit(ids, shared, self.sampling.max_new_tokens, gate=True))
+
+    def generate_batch(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        max_new_tokens: int | None = None,
+        reply_prefixes: Sequence[str] | None = None,
+        stop: Sequence[str] = (),
+    ) -> list[str]:
+        """Replies to several conversations, one after another (the context holds one
+        sequence). A reply prefix is put in the assistant's mouth and returned as the
+        start of its reply; a reply ends with its first stop string, kept, as transformers
+        keeps it. The abstention gate is not applied: bulk work writes questions and
+        rewrites, never an answer."""
+        out = []
+        for messages, prefix in zip(
+            conversations, prompt_reply_prefixes(conversations, reply_prefixes), strict=True
+        ):
+            ids, shared = self._prompt(messages, prefix)
+            reply = ""
+            request = self._submit(ids, shared, max_new_tokens or self.sampling.max_new_tokens,
+                                   gate=False)
+            for piece in self._reply(request):
+                reply += piece
+                if (end := _stop_end(reply, stop)) is not None:
+                    reply = reply[:end]
+                    break
+            out.append(prefix + reply)
+        return out
+
+    def _submit(self, ids: list[int], shared: int, max_new: int, gate: bool) -> _Request:
+        self._require()
+        assert self._queue is not None
+        if not self._places.acquire(blocking=False):
+            raise OverloadedError(
+                max(1.0, self._seconds_per_reply * (self.max_waiting + 1)),
+                "the generator's queue is full",
+            )
+        request = _Request(ids, shared, max_new, gate)
+        self._queue.put(request)
+        return request
+
+    def _reply(self, request: _Request) -> Iterator[str]:
+        try:
+            while True:
+                try:
+                    item = request.out.get(timeout=self.token_timeout_s)
+                except queue.Empty:
+                    raise TimeoutError(
+                        f"no token from the generator in {self.token_timeout_s} s") from None
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            request.cancelled.set()  # a reader that went away stops the decoding
+
+    def _serve(self) -> None:
+        """The decoding thread: the only one that touches the context."""
+        assert self._queue is not None
+        while (request := self._queue.get()) is not None:
+            started = time.perf_counter()
+            try:
+                if not (self._closed or request.cancelled.is_set()):
+                    for piece in self._tokens(request):
+                        request.out.put(piece)
+                request.out.put(NotReadyError("the server is shutting down")
+                                if self._closed else _END)
+            except Exception as exc:  # the reader raises it
+                request.out.put(exc)
+            finally:
+                self._places.release()
+            self._seconds_per_reply = 0.8 * self._seconds_per_reply + 0.2 * (
+                time.perf_counter() - started)
+        self._drain()
+
+    def _drain(self) -> None:
+        """Fail what still waits (the thread is stopping) and free the context."""
+        assert self._queue is not None
+        while True:
+            try:
+                left = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if left is not None:
+                left.out.put(NotReadyError("the server is shutting down"))
+                self._places.release()
+        with self._using:
+            if self._llm is not None:
+                self._llm.close()
+                self._llm = None
+
+    def _tokens(self, request: _Request) -> Iterator[str]:
+        llama_cpp = require("llama_cpp", "llamacpp")
+        llm, ids, shared = self._llm, request.ids, request.shared
+        system = tuple(ids[:shared])
+        if shared and self._system == system:
+            llm.n_tokens = shared  # the system turn as evaluated by itself before
+        else:
+            llm.n_tokens = 0
+            self._system = None
+            if shared:
+                llm.eval(ids[:shared])
+                self._system = system
+        llm.eval(ids[shared:])
+        seen = list(ids)
+        vocab = llm.n_vocab()
+        text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        # The context holds max_input_tokens + the configured new tokens; bulk work may
+        # ask for more.
+        room = llm.n_ctx() - len(ids)
+        for step in range(min(request.max_new, room)):
+            if self._closed or request.cancelled.is_set():
+                return
+            logits = np.ctypeslib.as_array(
+                llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(vocab,)
+            ).astype(np.float32)
+            token = self._choose(logits, seen, first=request.gate and step == 0)
+            if token in self._eog:
+                return
+            seen.append(token)
+            # A token that ends inside a character waits for the next (as _Deltas does).
+            if piece := text.decode(llm.detokenize([token], special=False)):
+                yield piece
+            if step + 1 < min(request.max_new, room):
+                llm.eval([token])
+
+    def _choose(self, logits: np.ndarray, seen: list[int], first: bool) -> int:
+        s = self.sampling
+        scores = logits[None]
+        if s.repetition_penalty != 1.0:
+            scores = _repetition_penalty(scores, seen, s.repetition_penalty)
+        if first:
+            scores = gate_abstention(scores, self._abstain_id, self._abstain_threshold)
+        if not s.do_sample:
+            return int(scores[0].argmax())
+        return _sample(scores[0], s.temperature, s.top_p, self._rng)
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Refuse new requests; the reply decoding stops after its current token and its
+        reader gets NotReadyError, as do those waiting; the context is freed. Idempotent."""
+        self._closed = True
+        if self._queue is not None:
+            self._queue.put(None)  # behind the waiting ones: they are failed by _drain
+        if self._worker is not None:
+            self._worker.join(timeout)
+
+
+class _Template:
+    """The GGUF's chat template behind the two members model.chat_prompt.render reads."""
+
+    def __init__(self, llm: Any) -> None:
+        self.chat_template: str | None = llm.metadata.get("tokenizer.chat_template")
+        self._formatters: dict[bool, Any] = {}
+        if self.chat_template:
+            chat_format = require("llama_cpp.llama_chat_format", "llamacpp")
+
+            def special(token: int) -> str:
+                return llm.detokenize([token], special=True).decode("utf-8", "replace")
+
+            self._formatters = {
+                g: chat_format.Jinja2ChatFormatter(
+                    self.chat_template, eos_token=special(llm.token_eos()),
+                    bos_token=special(llm.token_bos()), add_generation_prompt=g,
+                ) for g in (True, False)
+            }
+
+    def apply_chat_template(
+        self, messages: list[Message], add_generation_prompt: bool, tokenize: bool
+    ) -> str:
+        return self._formatters[add_generation_prompt](messages=messages).prompt
+
+
+def _tokenize(llm: Any, text: str, special: bool) -> list[int]:
+    """`text`'s ids without a start token; `special`: "<|im_start|>" is one token."""
+    return llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+
+
+def _repetition_penalty(scores: np.ndarray, seen: Sequence[int], penalty: float) -> np.ndarray:
+    """transformers' RepetitionPenaltyLogitsProcessor: every token seen so far, its logit
+    divided by `penalty` when positive and multiplied when negative."""
+    out = scores.copy()
+    idx = np.unique(np.asarray(seen, dtype=np.int64))
+    picked = out[0, idx]
+    out[0, idx] = np.where(picked < 0, picked * penalty, picked / penalty)
+    return out
+
+
+def _sample(row: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
+    """transformers' temperature then top-p warpers, then a draw."""
+    z = row.astype(np.float64) / temperature
+    order = np.argsort(-z)
+    p = np.exp(z[order] - z[order[0]])
+    p /= p.sum()
+    # Tokens past the top-p mass go, the first one past it stays (as transformers keeps it).
+    # (top_p 1 keeps every token: the sum can fall short of 1 by rounding.)
+    keep = min(int(np.searchsorted(np.cumsum(p), top_p)) + 1, len(p))
+    kept = p[:keep] / p[:keep].sum()
+    return int(order[rng.choice(keep, p=kept)])
+
+
+def _stop_end(text: str, stop: Sequence[str]) -> int | None:
+    """Where `text` ends when cut after its first stop string (kept); None for none."""
+    found = [(i, i + len(s)) for s in stop if s and (i := text.find(s)) >= 0]
+    return min(found)[1] if found else None
+
+
+def _end_of_generation(llama_cpp: Any, llm: Any) -> frozenset[int]:
+    """Every token that ends a turn (end of text, <|im_end|>, ...), as llama.cpp marks them."""
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    return frozenset(t for t in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t))

@@ -22,8 +22,10 @@ $(STAMP): pyproject.toml packaging/en_core_web_sm/pyproject.toml Makefile
 	# The CPU build of torch, before anything that depends on torch, so nothing pulls
 	# a CUDA build; on a GPU machine install your CUDA torch here instead.
 	$(BIN)/pip install --quiet torch==2.13.0
+	# No wheel cache: a llama.cpp wheel built before with other flags (one with AMX)
+	# would be taken as it is.
 	CMAKE_ARGS='$(LLAMACPP_CMAKE)' CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
-		$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
+		$(BIN)/pip install --quiet --no-cache-dir -e '.[$(EXTRAS)]'
 	# Needed by unstructured's PDF module at import; its own dependencies (timm ->
 	# torchvision) would replace the CPU torch, and the `fast` strategy needs none of them.
 	$(BIN)/pip install --quiet --no-deps unstructured-inference==1.6.14

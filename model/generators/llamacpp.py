@@ -21,6 +21,7 @@ before it.
 from __future__ import annotations
 
 import codecs
+import ctypes
 import os
 import queue
 import threading
@@ -285,6 +286,7 @@ class LlamaCppGenerator:
         llm.eval(ids[shared:])
         seen = list(ids)
         vocab = llm.n_vocab()
+        vocab_handle = llama_cpp.llama_model_get_vocab(llm.model)
         text = codecs.getincrementaldecoder("utf-8")(errors="replace")
         # The context holds max_input_tokens + the configured new tokens; bulk work may
         # ask for more.
@@ -300,7 +302,7 @@ class LlamaCppGenerator:
                 return
             seen.append(token)
             # A token that ends inside a character waits for the next (as _Deltas does).
-            if piece := text.decode(llm.detokenize([token], special=False)):
+            if piece := text.decode(_piece(llama_cpp, vocab_handle, token)):
                 yield piece
             if step + 1 < min(request.max_new, room):
                 llm.eval([token])
@@ -383,6 +385,18 @@ def _stop_end(text: str, stop: Sequence[str]) -> int | None:
     """Where `text` ends when cut after its first stop string (kept); None for none."""
     found = [(i, i + len(s)) for s in stop if s and (i := text.find(s)) >= 0]
     return min(found)[1] if found else None
+
+
+def _piece(llama_cpp: Any, vocab: Any, token: int) -> bytes:
+    """A token's bytes. llama-cpp-python's detokenize reads at most 32 bytes per token and
+    cuts a longer one (a run of spaces in a code vocabulary) without a word."""
+    size = 64
+    while True:
+        buffer = (ctypes.c_char * size)()
+        n = llama_cpp.llama_token_to_piece(vocab, token, buffer, size, 0, False)
+        if n >= 0:
+            return bytes(buffer[:n])
+        size = -n  # too small: llama.cpp says how many bytes the piece needs
 
 
 def _end_of_generation(llama_cpp: Any, llm: Any) -> frozenset[int]:

@@ -245,3 +245,17 @@ def test_close_stops_a_reply_midway_and_fails_those_waiting():
 def test_sampling_is_validated_where_it_is_defined():
     with pytest.raises(ValueError, match="abstain_threshold"):
         Sampling(abstain_threshold=2)
+
+
+@pytest.mark.integration
+def test_a_token_longer_than_32_bytes_comes_out_whole(llama):
+    import llama_cpp
+
+    from model.generators.llamacpp import _piece
+
+    llm = llama._llm
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    pieces = {t: _piece(llama_cpp, vocab, t) for t in range(llm.n_vocab())}
+    long = [t for t, p in pieces.items() if len(p) > 32]
+    assert long, "the vocabulary has pieces over 32 bytes (runs of spaces)"
+    assert all(llama._ids(pieces[t].decode("utf-8"), special=False) == [t] for t in long[:5])

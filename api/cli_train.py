@@ -280,7 +280,7 @@ def train_reranker(
         loss=loss,  # type: ignore[arg-type]  # TrainConfig checks it
         layers=layers,
         max_length=max_length,
-        pooling=pooling,
+        pooling=pooling,  # type: ignore[arg-type]  # TrainConfig checks it
         batch_questions=batch_questions,
         epochs=epochs,
         learning_rate=learning_rate,

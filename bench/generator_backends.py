@@ -99,8 +99,7 @@ def ask(svc: Lectern, question: str) -> dict[str, float]:
         if isinstance(event, TokenEvent):
             first = first or time.perf_counter()
     end = time.perf_counter()
-    return {"first_s": (first or end) - start, "total_s": end - start, "first_at": first or end,
-            "end": end}
+    return {"first_s": (first or end) - start, "total_s": end - start}
 
 
 def raw_completion(llm: Any, ids: list[int], max_new: int) -> dict[str, float]:

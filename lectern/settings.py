@@ -154,6 +154,10 @@ class ModelSettings(BaseModel):
         "transformers", description="the library that runs the generator (model.generators): "
         "transformers, or llamacpp for a GGUF generator on CPU"
     )
+    gguf_quant: Literal["f32", "f16", "bf16", "q8_0", "q4_0"] = Field(
+        "q8_0", description="generator_backend llamacpp with an adapter: the quantisation of "
+        "the GGUF file the adapter is merged into (`lectern models export-gguf`)"
+    )
     encoder_backend: Literal["onnx", "torch"] = Field(
         "onnx", description="on CPU, run the encoder with onnxruntime (same vectors, faster)"
     )

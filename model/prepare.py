@@ -10,11 +10,11 @@ from lectern.files import recover_folder
 from lectern.settings import DEFAULT_GENERATOR, Settings
 from model import gguf_export
 from model.gguf_cache import cache_folder, convert, is_converted
+from model.lora_merge import ADAPTER_CONFIG
 from model.registry import ResolvedModel, parse_pypi, resolve
 
 # The LoRA adapter trained for the default generator, shipped with the project.
 SHIPPED_ADAPTER = Path(__file__).resolve().parent / "weights" / "generator_lora"
-ADAPTER_CONFIG = "adapter_config.json"  # what makes a folder a (peft) adapter
 
 
 @dataclass(frozen=True, slots=True)

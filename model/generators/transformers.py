@@ -17,10 +17,10 @@ from model.answer import ABSTAIN_REPLY
 from model.chat_prompt import encode, render, reply_ids, shared_system_turn
 from model.chat_prompt import reply_prefixes as prompt_reply_prefixes
 from model.generators.abstention_gate import gate_abstention
-from model.generators.adapters import merged
 from model.generators.decode_batch import DecodeBatch, batchable
 from model.generators.sampling import Sampling
 from model.generators.scheduler import BatchScheduler
+from model.lora_merge import merged
 
 
 class TransformersGenerator:

@@ -27,7 +27,7 @@ def exports(monkeypatch, tmp_path) -> list[tuple[Path, Path, str]]:
 def test_export_gguf_merges_the_configured_adapter_at_the_quantisation_asked(exports, tmp_path):
     result = CliRunner().invoke(app, ["models", "export-gguf", "--quant", "q4_0"])
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == str(tmp_path / "q4_0.gguf")
+    assert result.stdout.strip() == str(tmp_path / "q4_0.gguf")
     assert [(a, q) for _, a, q in exports] == [(prepare.SHIPPED_ADAPTER, "q4_0")]
 
 
@@ -43,6 +43,6 @@ def test_models_alone_prepares_and_with_llamacpp_lists_the_served_gguf(exports, 
     monkeypatch.setenv("LECTERN_MODELS__GENERATOR_BACKEND", "llamacpp")
     result = CliRunner().invoke(app, ["models", "--no-install"])
     assert result.exit_code == 0, result.output
-    roles = [line.split()[0] for line in result.output.splitlines()]
+    roles = [line.split()[0] for line in result.stdout.splitlines()]
     assert roles == ["encoder", "generator", "adapter", "gguf"]
-    assert "q8_0.gguf" in result.output.splitlines()[-1]  # models.gguf_quant's default
+    assert "q8_0.gguf" in result.stdout.splitlines()[-1]  # models.gguf_quant's default

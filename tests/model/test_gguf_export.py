@@ -102,7 +102,7 @@ def test_the_merged_gguf_gives_the_merged_models_logits(tiny, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from model.generators.adapters import merged
+    from model.lora_merge import merged
 
     hf, base, adapter = tiny
     model = merged(AutoModelForCausalLM.from_pretrained(hf, dtype=torch.float32), adapter, hf)

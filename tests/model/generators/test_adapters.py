@@ -9,7 +9,7 @@ import pytest
 from lectern.device import DeviceCaps, plan
 from lectern.errors import AdapterMismatchError, MissingExtraError
 from lectern.settings import Settings
-from model import prepare
+from model import lora_merge, prepare
 from model.generators import adapters
 from model.generators.transformers import TransformersGenerator, _quantize_dynamic
 from tests.model.generators.tiny_lora import lora_adapter, reshaped
@@ -143,9 +143,9 @@ def test_another_vocabulary_is_refused(base, tmp_path):
 
 def test_the_training_record_s_vocabulary_and_architecture_are_checked(base, adapter, tmp_path):
     folder = copy_adapter(adapter, tmp_path)
-    (folder / adapters.RECORD).write_text(json.dumps({"model_type": "llama", "vocab_size": 7}))
+    (folder / lora_merge.RECORD).write_text(json.dumps({"model_type": "llama", "vocab_size": 7}))
     assert "trained with a vocabulary of 7 tokens" in refusal(base, folder)
-    (folder / adapters.RECORD).write_text(json.dumps({"model_type": "falcon"}))
+    (folder / lora_merge.RECORD).write_text(json.dumps({"model_type": "falcon"}))
     assert "trained on a falcon model, the base is llama" in refusal(base, folder)
 
 
@@ -179,7 +179,7 @@ def test_without_peft_the_error_names_the_model_extra(base, adapter, monkeypatch
     monkeypatch.setitem(sys.modules, "peft", None)  # import peft now fails
     model = AutoModelForCausalLM.from_pretrained(base)
     with pytest.raises(MissingExtraError, match=r"pip install 'lectern\[model\]'"):
-        adapters.merged(model, adapter, base)
+        lora_merge.merged(model, adapter, base)
 
 
 def test_build_hands_the_generator_the_adapter_the_settings_name(base, adapter):
@@ -216,7 +216,7 @@ def test_the_shipped_configured_and_trained_adapters_are_listed_once(
 ):
     settings = Settings(data_dir=tmp_path / "data")
     v1 = trained(settings, "v1", adapter)
-    (v1 / adapters.RECORD).write_text(json.dumps(
+    (v1 / lora_merge.RECORD).write_text(json.dumps(
         {"steps": 40, "seconds": 61.5, "heldout_replies": {"f1": 41.0}, "data": {"a": {"b": 1}},
          "targets": ["q_proj"]}
     ))
@@ -247,7 +247,7 @@ def test_reserved_names_and_unreadable_records_are_not_fatal(shipped, adapter, t
     settings = Settings(data_dir=tmp_path / "data")
     trained(settings, "shipped", adapter)  # would shadow the shipped one
     broken = trained(settings, "v2", adapter)
-    (broken / adapters.RECORD).write_text("{")
+    (broken / lora_merge.RECORD).write_text("{")
     listed = adapters.available(settings, active=None)
     assert [(a.name, a.path) for a in listed] == [("shipped", shipped), ("v2", broken)]
     assert listed[1].record is None

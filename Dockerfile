@@ -5,8 +5,9 @@ ARG TORCH_SPEC="torch==2.13.0"
 ARG TORCH_INDEX="https://download.pytorch.org/whl/cpu"
 ARG EXTRAS="all"
 # The `llamacpp` extra compiles llama.cpp. An image runs on other CPUs than the one that
-# built it, so not for the builder's own (-march=native) but for any x86-64 with AVX2.
-ARG LLAMACPP_CMAKE="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+# built it, so not for the builder's own (-march=native) but for any x86-64 with AVX2; with
+# ggml's own thread pool, not OpenMP, for the reason the Makefile gives.
+ARG LLAMACPP_CMAKE="-DGGML_NATIVE=OFF -DGGML_OPENMP=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 \
     DO_NOT_TRACK=true SCARF_NO_ANALYTICS=true \
     LECTERN_DATA_DIR=/data LECTERN_MODELS__CACHE_DIR=/models \

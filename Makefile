@@ -6,12 +6,19 @@ STAMP  := $(VENV)/.lectern-installed
 # `make run EXTRAS=ingest,retrieval,model,api,dev` skips the llama.cpp build (the
 # transformers backend serves then).
 EXTRAS ?= all,dev
-# llama-cpp-python is compiled here for this machine's CPU (about 6 min on 2 cores). On
-# x86-64 without AMX: a build using AMX crashed with an illegal instruction at its first
-# decode on a Xeon that reports it. LLAMACPP_CMAKE= builds with llama.cpp's defaults.
+# llama-cpp-python is compiled here for this machine's CPU (about 4 min on 2 cores). On
+# x86-64 with AMX, GCC 12's _tile_loadconfig tells the compiler it reads 8 bytes of the
+# 64-byte tile config, so the stores that fill ggml's config are dropped as dead and
+# ldtilecfg faults (SIGSEGV in ggml_backend_amx_mul_mat at the first decode); -fno-dse
+# keeps them. Where the kernel refuses AMX, ggml says so and reads the weights with
+# AVX-512 instead. ggml's own thread pool, not OpenMP: torch loads its libgomp.so.1 into
+# the same process, and with its threads counted libgomp turns every barrier in a
+# llama.cpp graph into a sleep and a wake-up once the caller is not the main thread
+# (decode 26 tokens/s against 121 here). LLAMACPP_CMAKE= builds with llama.cpp's defaults.
+LLAMACPP_CMAKE ?= -DGGML_NATIVE=ON -DGGML_OPENMP=OFF
 ifeq ($(shell uname -m),x86_64)
-NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
-LLAMACPP_CMAKE ?= -DGGML_NATIVE=ON "-DCMAKE_C_FLAGS=$(NO_AMX)" "-DCMAKE_CXX_FLAGS=$(NO_AMX)"
+KEEP_STORES := $(if $(shell grep -m1 -ow amx_int8 /proc/cpuinfo 2>/dev/null),-fno-dse)
+LLAMACPP_CMAKE += "-DCMAKE_C_FLAGS=$(KEEP_STORES)" "-DCMAKE_CXX_FLAGS=$(KEEP_STORES)"
 endif
 
 .PHONY: install models chromium run test bench mutate
@@ -22,8 +29,8 @@ $(STAMP): pyproject.toml packaging/en_core_web_sm/pyproject.toml Makefile
 	# The CPU build of torch, before anything that depends on torch, so nothing pulls
 	# a CUDA build; on a GPU machine install your CUDA torch here instead.
 	$(BIN)/pip install --quiet torch==2.13.0
-	# No wheel cache: a llama.cpp wheel built before with other flags (one with AMX)
-	# would be taken as it is.
+	# No wheel cache: a llama.cpp wheel built before with other flags, or on another
+	# machine's CPU, would be taken as it is.
 	CMAKE_ARGS='$(LLAMACPP_CMAKE)' CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
 		$(BIN)/pip install --quiet --no-cache-dir -e '.[$(EXTRAS)]'
 	# Needed by unstructured's PDF module at import; its own dependencies (timm ->

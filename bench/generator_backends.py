@@ -1,13 +1,17 @@
 """The generator backends against each other and against raw llama.cpp, in one run.
 
     python bench/generator_backends.py [--runs 3] [--max-new-tokens 64] [--threads N]
+                                       [--adapter none]
 
 Each sample question (samples/queries.jsonl) goes through `Lectern.ask_stream` (hybrid
 retrieval, reranking, context compression, generation, grounding) once per backend,
 the backends taking turns question by question so that the machine's load falls on
 all of them alike: transformers (on CPU with int8 dynamic quantization, as it
-serves) and llamacpp, both the base SmolLM2-135M-Instruct (the packaged Q4_1 GGUF:
-llamacpp reads it as it is, transformers its dequantized conversion). Then the prompt
+serves) and llamacpp, both SmolLM2-135M-Instruct with the adapter that serves (the
+shipped one, unless --adapter names another): transformers merges it into the
+dequantized conversion of the packaged Q4_1 GGUF, llamacpp reads the GGUF it was merged
+into at models.gguf_quant (`lectern models export-gguf`); with --adapter none, llamacpp
+reads the packaged GGUF as it is. Then the prompt
 llamacpp was given goes to llama-cpp-python's own `create_completion` on a second
 context over the same file and thread count, greedy, its own sampler: what llama.cpp
 itself does with that prompt.
@@ -79,13 +83,16 @@ class Recorded:
                              "decoding_s": (last or end) - (first or end)})
 
 
-def settings_for(backend: str, data_dir: Path, max_new: int, threads: int) -> Settings:
+def settings_for(
+    backend: str, data_dir: Path, max_new: int, threads: int, adapter: str | None
+) -> Settings:
     base = Settings()
+    models = {"generator_backend": backend, "cache_dir": ROOT / "var" / "models"}
+    if adapter is not None:
+        models["adapter"] = adapter
     return base.model_copy(update={
         "data_dir": data_dir,
-        "models": base.models.model_copy(update={
-            "generator_backend": backend, "adapter": "none",
-            "cache_dir": ROOT / "var" / "models"}),
+        "models": type(base.models).model_validate(base.models.model_dump() | models),
         "generation": base.generation.model_copy(update={
             "max_new_tokens": max_new,
             "decode_threads": threads if backend == "llamacpp" else 0}),
@@ -137,6 +144,10 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--name", default="generator_backends")
+    ap.add_argument("--adapter", default=None,
+                    help="models.adapter for both backends ('none': the base model); "
+                         "default: what serves (the shipped adapter, merged into a "
+                         "models.gguf_quant GGUF for llamacpp)")
     args = ap.parse_args()
 
     llama_cpp = __import__("llama_cpp")
@@ -147,7 +158,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lectern-bench-") as tmp:
         services, recorded = {}, {}
         for backend in BACKENDS:
-            s = settings_for(backend, Path(tmp), args.max_new_tokens, args.threads)
+            s = settings_for(backend, Path(tmp), args.max_new_tokens, args.threads,
+                             args.adapter)
             recorded[backend] = Recorded(generators.build(s, device_plan(s)))
             services[backend] = Lectern(s, generator=recorded[backend])
         services[BACKENDS[0]].ingest([SAMPLES / "corpus"])
@@ -190,7 +202,9 @@ def main() -> None:
 
     data: dict[str, Any] = {
         "questions": len(queries), "runs": args.runs, "threads": args.threads,
-        "max_new_tokens": args.max_new_tokens, "gguf": str(lcpp.model_path.name),
+        "max_new_tokens": args.max_new_tokens, "gguf": str(lcpp.model_path),
+        "adapter": args.adapter,
+        "llama_cpp_system_info": llama_cpp.llama_print_system_info().decode().strip(),
         "backends": {b: summary([r for r in rs if r.get("tokens")]) for b, rs in rows.items()},
         "generator_first_token_ms_p50": {
             b: round(1000 * statistics.median(r["generator_first_s"] for r in rows[b]
@@ -211,7 +225,9 @@ def main() -> None:
         f"{environment()['cpu_count']} CPUs. First token and full answer are end to end "
         "through `Lectern.ask_stream` (retrieval and reranking included) for the two "
         "backends, and from the prompt for llama.cpp itself (the prompts llamacpp was "
-        f"given, mean {data['prompt_tokens_mean']} tokens).", "",
+        f"given, mean {data['prompt_tokens_mean']} tokens). GGUF: "
+        f"`{lcpp.model_path.parent.name}/{lcpp.model_path.name}`; llama.cpp's build: "
+        f"{data['llama_cpp_system_info']}", "",
         table(["backend", "answers", "first token p50 / p95 (ms)", "full answer p50 / p95 (ms)",
                "decode p50 (tokens/s)", "decode mean ± sd", "new tokens (mean)"], [
             [name, s["answers"], f"{s['first_token']['p50_ms']} / {s['first_token']['p95_ms']}",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -144,8 +145,16 @@ def quantise(source: Path, out: Path, quant: str) -> None:
     llama_cpp = require("llama_cpp", "llamacpp")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = _FTYPES[quant]
-    rc = llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(),
-                                        ctypes.byref(params))
+    # llama-cpp-python prints llama.cpp's log (a line per tensor here) at whatever this
+    # logger's level lets through; warnings and errors still show.
+    quiet = logging.getLogger("llama-cpp-python")
+    level = quiet.level
+    quiet.setLevel(max(level, logging.WARNING))
+    try:
+        rc = llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(),
+                                            ctypes.byref(params))
+    finally:
+        quiet.setLevel(level)
     if rc != 0:
         raise RuntimeError(f"llama.cpp could not quantise {source} to {quant} (code {rc})")
 

@@ -80,6 +80,11 @@ class Generator(Protocol):
         """The reply as text pieces, in order; joined they equal generate()'s result."""
         ...
 
+    def samples(self, messages: Sequence[Message], n: int) -> list[str]:
+        """n replies, each drawn as generate() draws one (n equal replies when the
+        sampling is greedy): the candidates best-of-n chooses among."""
+        ...
+
     def close(self) -> None:
         """Stop any background work (a batching thread); idempotent."""
         ...

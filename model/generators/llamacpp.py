@@ -50,11 +50,13 @@ class _Request:
     shared: int  # lead ids that are the system turn's
     max_new: int
     gate: bool
+    n: int = 1  # replies, each from the prompt as read once
     out: queue.Queue = field(default_factory=queue.Queue)  # pieces, then _END or an error
     cancelled: threading.Event = field(default_factory=threading.Event)
 
 
 _END = object()
+_NEXT = object()  # between the replies of a request for several
 
 
 class LlamaCppGenerator:
@@ -181,6 +183,22 @@ class LlamaCppGenerator:
         ids, shared = self._prompt(messages)
         return self._reply(self._submit(ids, shared, self.sampling.max_new_tokens, gate=True))
 
+    def samples(self, messages: Sequence[Message], n: int) -> list[str]:
+        """n replies to `messages`, each drawn as generate() draws one (the same n times
+        when the sampling is greedy). The prompt is read once: every reply starts from its
+        cache and the logits it ended on, so n replies cost one prompt and n decodings."""
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        ids, shared = self._prompt(messages)
+        request = self._submit(ids, shared, self.sampling.max_new_tokens, gate=True, n=n)
+        replies = [""]
+        for piece in self._reply(request):
+            if piece is _NEXT:
+                replies.append("")
+            else:
+                replies[-1] += piece
+        return replies
+
     def generate_batch(
         self,
         conversations: Sequence[Sequence[Message]],
@@ -209,7 +227,9 @@ class LlamaCppGenerator:
             out.append(prefix + reply)
         return out
 
-    def _submit(self, ids: list[int], shared: int, max_new: int, gate: bool) -> _Request:
+    def _submit(
+        self, ids: list[int], shared: int, max_new: int, gate: bool, n: int = 1
+    ) -> _Request:
         self._require()
         assert self._queue is not None
         if not self._places.acquire(blocking=False):
@@ -217,7 +237,7 @@ class LlamaCppGenerator:
                 max(1.0, self._seconds_per_reply * (self.max_waiting + 1)),
                 "the generator's queue is full",
             )
-        request = _Request(ids, shared, max_new, gate)
+        request = _Request(ids, shared, max_new, gate, n)
         self._queue.put(request)
         return request
 
@@ -272,7 +292,8 @@ class LlamaCppGenerator:
                 self._llm.close()
                 self._llm = None
 
-    def _tokens(self, request: _Request) -> Iterator[str]:
+    def _tokens(self, request: _Request) -> Iterator[str | object]:
+        """The request's replies, as pieces, _NEXT between two."""
         llama_cpp = require("llama_cpp", "llamacpp")
         llm, ids, shared = self._llm, request.ids, request.shared
         system = tuple(ids[:shared])
@@ -285,6 +306,21 @@ class LlamaCppGenerator:
                 llm.eval(ids[:shared])
                 self._system = system
         llm.eval(ids[shared:])
+        vocab = llm.n_vocab()
+        # The first token's logits, kept: a later reply starts from them, not from the
+        # logits the reply before it ended on.
+        first = np.ctypeslib.as_array(
+            llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(vocab,)
+        ).astype(np.float32)
+        for i in range(request.n):
+            if i:
+                yield _NEXT
+                llm.n_tokens = len(ids)  # the prompt's cache; eval drops what follows
+            yield from self._reply_tokens(request, first)
+
+    def _reply_tokens(self, request: _Request, first: np.ndarray) -> Iterator[str]:
+        llama_cpp = require("llama_cpp", "llamacpp")
+        llm, ids = self._llm, request.ids
         seen = list(ids)
         vocab = llm.n_vocab()
         text = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -294,7 +330,7 @@ class LlamaCppGenerator:
         for step in range(min(request.max_new, room)):
             if self._closed or request.cancelled.is_set():
                 return
-            logits = np.ctypeslib.as_array(
+            logits = first if step == 0 else np.ctypeslib.as_array(
                 llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(vocab,)
             ).astype(np.float32)
             token = self._choose(logits, seen, first=request.gate and step == 0)

@@ -162,6 +162,9 @@ class ServedGenerator:
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
         return self._slot.stream(messages)
 
+    def samples(self, messages: Sequence[Message], n: int) -> list[str]:
+        return self._slot.samples(messages, n)
+
     def usage(self, messages: Sequence[Message], reply: str) -> Usage | None:
         """The tokens of `messages` as the serving generator reads them and of `reply`,
         counted with its tokenizer; None for a generator without one (not every backend

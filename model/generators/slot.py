@@ -69,6 +69,10 @@ class GeneratorSlot:
         with self.lease() as generator:
             yield from generator.stream(messages)
 
+    def samples(self, messages: Sequence[Message], n: int) -> list[str]:
+        with self.lease() as generator:
+            return generator.samples(messages, n)
+
     def close(self) -> None:
         """Close every generator, those still finishing requests too (shutdown)."""
         with self._lock:

@@ -266,6 +266,28 @@ class TransformersGenerator:
         finally:
             ticket.cancel()  # a reader that went away stops the decoding
 
+    def samples(self, messages: Sequence[Message], n: int) -> list[str]:
+        """n replies to `messages`, each drawn as generate() draws one (the same n times
+        when the sampling is greedy), decoded together in the scheduler's batch. They
+        count as n requests against `max_batch` + `max_waiting` (OverloadedError beyond)."""
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        scheduler = self._require_scheduler()
+        ids, shared = self._prompt(messages)
+        tickets = []
+        try:
+            for _ in range(n):
+                tickets.append(scheduler.submit(ids, self.sampling.max_new_tokens, shared))
+            replies = []
+            for ticket in tickets:
+                deltas = _Deltas(self._per_thread_tokenizer())
+                replies.append("".join(deltas.add(token)
+                                       for token in ticket.ids(timeout=self.token_timeout_s)))
+            return replies
+        finally:
+            for ticket in tickets:
+                ticket.cancel()
+
     def _require_scheduler(self) -> BatchScheduler:
         if self._scheduler is None:
             raise NotReadyError("generator used before warm_up()")

@@ -13,11 +13,12 @@ BACKENDS = ["transformers", "llamacpp"]  # every value of ModelSettings.generato
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
-def settings_for(backend: str) -> Settings:
+def settings_for(backend: str, **generation: object) -> Settings:
     models = {"cache_dir": MODEL_CACHE, "generator_backend": backend, "cpu_int8": False}
     if backend == "llamacpp":  # it serves the GGUF file as it is
         models["adapter"] = "none"
-    return Settings(models=models, generation=GenerationSettings(max_new_tokens=12))
+    return Settings(models=models,
+                    generation=GenerationSettings(max_new_tokens=12, **generation))
 
 
 def test_the_backends_listed_are_all_the_settings_allow():
@@ -75,3 +76,32 @@ def test_a_reply_is_the_same_read_whole_or_from_a_stream_abandoned_midway(genera
     first = next(iter(stream))
     stream.close()  # the reader went away: the next request is served all the same
     assert generator.generate(QUESTION).startswith(first)
+
+
+@pytest.mark.integration
+def test_greedy_samples_are_the_reply_n_times(generator):
+    # llama.cpp reads the prompt once for all of them: a later reply that started from
+    # the logits or the cache the one before it left would differ.
+    assert generator.samples(QUESTION, 3) == [generator.generate(QUESTION)] * 3
+    with pytest.raises(ValueError, match="n must be at least 1, got 0"):
+        generator.samples(QUESTION, 0)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sampled_samples_are_drawn_apart_within_the_limit(backend):
+    import torch
+
+    torch.manual_seed(0)  # transformers draws from torch's generator, llama.cpp its own
+    gen = generators.build(
+        settings_for(backend, do_sample=True, temperature=1.5, top_p=1.0), plan(DeviceCaps())
+    )
+    gen.warm_up()
+    try:
+        word = [{"role": "user", "content": "Write one sentence about anything at all."}]
+        replies = gen.samples(word, 4)
+    finally:
+        gen.close()
+    assert len(replies) == 4 and all(isinstance(r, str) and r for r in replies)
+    assert len(set(replies)) > 1  # at temperature 1.5 four equal 12-token replies: a bug
+    assert all(len(r.split()) <= 12 for r in replies)

@@ -171,6 +171,9 @@ def test_the_abstention_gate_reads_the_first_token_only(llama):
         assert _decoded(llama, ids, shared, gate=False) == greedy
         llama._abstain_id = second  # a later token is never refused
         assert _decoded(llama, ids, shared, gate=True) == greedy
+        llama._abstain_id = first  # every one of several replies is gated at its start
+        gated = llama.samples(MESSAGES, 3)
+        assert len(gated) == 3 and all(not r.startswith(greedy[0]) for r in gated)
     finally:
         llama._abstain_threshold, llama._abstain_id = 0.0, saved
 

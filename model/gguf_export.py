@@ -18,15 +18,15 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from lectern.errors import ConfigError
+from lectern.errors import AdapterMismatchError, ConfigError
 from lectern.files import recover_folder, replace_folder, staging_folder
 from lectern.optional import require
+from model.lora_merge import ADAPTER_CONFIG, WEIGHTS
 from model.registry import sha256_file
 
-GgufQuant = Literal["f32", "f16", "bf16", "q8_0", "q4_0"]
-# llama.cpp's llama_ftype values (llama.h).
+# llama.cpp's llama_ftype values (llama.h), one per lectern.settings.GgufQuant.
 _FTYPES: dict[str, int] = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7, "bf16": 32}
 _FILE = "model.gguf"
 _MARKER = "lectern-gguf-export.json"
@@ -35,15 +35,20 @@ EXPORT_VERSION = 1
 # Architectures whose q and k weights convert_hf_to_gguf.py permutes (LlamaModel.permute):
 # llama.cpp's rope pairs a head's halves where transformers pairs neighbours.
 _PERMUTED = {"llama"}
+# What peft's merge reads of an adapter folder.
+_MERGED_FILES = (ADAPTER_CONFIG, WEIGHTS, "adapter_model.bin")
 
 
 def export_folder(base: Path, adapter: Path, quant: str, cache_dir: Path) -> Path:
-    """Where the export of `adapter` merged into the GGUF file `base` is cached."""
+    """Where the export of `adapter` merged into the GGUF file `base` is cached: keyed by
+    what the merge reads (not the training record or abstention.json beside it, which
+    calibrating rewrites)."""
     digest = hashlib.sha256()
     for part in (str(EXPORT_VERSION), quant, sha256_file(base)):
         digest.update(part.encode() + b"\0")
-    for file in sorted(p for p in adapter.iterdir() if p.suffix in {".json", ".safetensors"}):
-        digest.update(file.name.encode() + b"\0" + sha256_file(file).encode() + b"\0")
+    for file in (adapter / name for name in _MERGED_FILES):
+        if file.is_file():
+            digest.update(file.name.encode() + b"\0" + sha256_file(file).encode() + b"\0")
     name = f"{base.stem}+{adapter.name}-{quant}-{digest.hexdigest()[:16]}"
     return cache_dir / "gguf-exports" / name
 
@@ -58,10 +63,18 @@ def exported(base: Path, adapter: Path, quant: str, cache_dir: Path, hf_base: Pa
     recover_folder(target)
     if (target / _MARKER).is_file():
         return target / _FILE
-    deltas = merge_deltas(hf_base, adapter)
+    # AdapterMismatchError, so that the server serves the base GGUF and says why.
+    try:
+        check_architecture(base)
+        deltas = merge_deltas(hf_base, adapter)
+    except ConfigError as exc:
+        raise AdapterMismatchError(str(adapter), str(base), str(exc)) from exc
     with staging_folder(target) as staging:
         merged = staging / ("f32.gguf" if quant != "f32" else _FILE)
-        write_merged(base, deltas, merged)
+        try:
+            write_merged(base, deltas, merged)
+        except ConfigError as exc:
+            raise AdapterMismatchError(str(adapter), str(base), str(exc)) from exc
         if quant != "f32":
             quantise(merged, staging / _FILE, quant)
             merged.unlink()
@@ -90,17 +103,24 @@ def merge_deltas(hf_base: Path, adapter: Path) -> dict[str, Any]:
     return deltas
 
 
+def check_architecture(base: Path, reader: Any = None) -> str:
+    """The GGUF file's architecture; ConfigError for one whose layout is not known here."""
+    gguf = require("gguf", "model")
+    arch = _field(reader or gguf.GGUFReader(base), "general.architecture")
+    if arch not in _PERMUTED:
+        raise ConfigError(
+            f"exporting an adapter into a {arch!r} GGUF ({base}) is not supported (llama "
+            "only); serve it with generator_backend transformers"
+        )
+    return arch
+
+
 def write_merged(base: Path, deltas: dict[str, Any], out: Path) -> None:
     """Write `base` as float32 with `deltas` (transformers names) added to its weights."""
     gguf = require("gguf", "model")
     np = require("numpy", "model")
     reader = gguf.GGUFReader(base)
-    arch = _field(reader, "general.architecture")
-    if arch not in _PERMUTED:
-        raise ConfigError(
-            f"exporting an adapter into a {arch!r} GGUF is not supported (llama only); "
-            "serve it with generator_backend transformers"
-        )
+    arch = check_architecture(base, reader)
     heads = {"attn_q": int(_field(reader, f"{arch}.attention.head_count")),
              "attn_k": int(_field(reader, f"{arch}.attention.head_count_kv"))}
     blocks = int(_field(reader, f"{arch}.block_count"))

@@ -103,6 +103,9 @@ class EchoGenerator:
         for i, part in enumerate(parts):
             yield part if i == len(parts) - 1 else part + " "
 
+    def samples(self, messages: Sequence[dict[str, str]], n: int) -> list[str]:
+        return [self.generate(messages) for _ in range(n)]
+
     def close(self) -> None:
         pass
 

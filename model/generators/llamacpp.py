@@ -273,7 +273,7 @@ class LlamaCppGenerator:
             finally:
                 self._places.release()
             self._seconds_per_reply = 0.8 * self._seconds_per_reply + 0.2 * (
-                time.perf_counter() - started)
+                time.perf_counter() - started) / request.n
         self._drain()
 
     def _drain(self) -> None:
@@ -313,6 +313,8 @@ class LlamaCppGenerator:
             llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(vocab,)
         ).astype(np.float32)
         for i in range(request.n):
+            if self._closed or request.cancelled.is_set():
+                return
             if i:
                 yield _NEXT
                 llm.n_tokens = len(ids)  # the prompt's cache; eval drops what follows

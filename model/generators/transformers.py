@@ -272,6 +272,9 @@ class TransformersGenerator:
         count as n requests against `max_batch` + `max_waiting` (OverloadedError beyond)."""
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
+        if n > self.max_batch + self.max_waiting:  # could never be admitted: not a 503
+            raise ValueError(f"n ({n}) is over max_batch + max_waiting "
+                             f"({self.max_batch + self.max_waiting})")
         scheduler = self._require_scheduler()
         ids, shared = self._prompt(messages)
         tickets = []

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lectern.errors import ConfigError
+from lectern.errors import AdapterMismatchError, ConfigError
 from lectern.settings import Settings
 from model import gguf_export, prepare
 from tests.conftest import MODEL_CACHE
@@ -139,11 +139,22 @@ def test_another_adapter_or_quantisation_is_another_file(tmp_path):
     assert q8 == gguf_export.export_folder(base, one, "q8_0", tmp_path)
     assert q8 != gguf_export.export_folder(base, two, "q8_0", tmp_path)
     assert q8 != gguf_export.export_folder(base, one, "q4_0", tmp_path)
+    (one / "abstention.json").write_text('{"threshold": 0.7}')  # calibrating writes it
+    (one / "training-record.json").write_text("{}")
+    assert q8 == gguf_export.export_folder(base, one, "q8_0", tmp_path)
     base.write_bytes(b"GGUF2")
     assert q8 != gguf_export.export_folder(base, one, "q8_0", tmp_path)
 
 
-def test_an_architecture_without_a_known_layout_is_refused(tmp_path):
+def test_every_quantisation_the_settings_allow_has_a_llama_cpp_type():
+    from typing import get_args
+
+    from lectern.settings import GgufQuant
+
+    assert sorted(gguf_export._FTYPES) == sorted(get_args(GgufQuant))
+
+
+def test_an_architecture_without_a_known_layout_is_refused_before_any_merge(tmp_path):
     path = tmp_path / "other.gguf"
     writer = gguf.GGUFWriter(path, "gpt2")
     writer.add_tensor("token_embd.weight", np.zeros((4, 4), dtype=np.float32))
@@ -151,5 +162,11 @@ def test_an_architecture_without_a_known_layout_is_refused(tmp_path):
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    with pytest.raises(ConfigError, match="'gpt2' GGUF is not supported.*transformers"):
+    with pytest.raises(ConfigError, match="'gpt2' GGUF .*is not supported.*transformers"):
         gguf_export.write_merged(path, {}, tmp_path / "out.gguf")
+    adapter = tmp_path / "lora"
+    adapter.mkdir()
+    # A mismatch (the server then serves the base GGUF), found before the HF base, which
+    # does not exist here, is read.
+    with pytest.raises(AdapterMismatchError, match="'gpt2' GGUF"):
+        gguf_export.exported(path, adapter, "q8_0", tmp_path, tmp_path / "no-such-base")

@@ -37,6 +37,15 @@ def test_constructor_validates():
         TransformersGenerator("/x", plan(DeviceCaps()), max_input_tokens=4)
 
 
+def test_more_samples_than_the_scheduler_ever_admits_are_refused_before_any_work():
+    gen = TransformersGenerator("/x", plan(DeviceCaps()), max_batch=2, max_waiting=3)
+    msgs = [{"role": "user", "content": "Hi"}]
+    with pytest.raises(ValueError, match=r"n \(6\) is over max_batch \+ max_waiting \(5\)"):
+        gen.samples(msgs, 6)
+    with pytest.raises(ValueError, match="n must be at least 1, got 0"):
+        gen.samples(msgs, 0)
+
+
 @pytest.mark.integration
 def test_real_smollm2_greedy_generation_and_streaming():
     from lectern.settings import Settings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,7 +134,10 @@ def prepare_all(settings: Settings, install: bool = True) -> list[Prepared]:
         prepared.append(Prepared("adapter", lora, lora.folder))
     if settings.models.generator_backend == "llamacpp":
         served = llamacpp_file(settings, install=install)
-        prepared.append(Prepared("gguf", prepared[1].model, served))
+        # The base's sha256 is not the served file's when that is an export of it.
+        model = prepared[1].model if served == prepared[1].model.folder / (
+            prepared[1].model.file or "") else dataclasses.replace(prepared[1].model, sha256=None)
+        prepared.append(Prepared("gguf", model, served))
     return prepared
 
 

@@ -46,3 +46,5 @@ def test_models_alone_prepares_and_with_llamacpp_lists_the_served_gguf(exports, 
     roles = [line.split()[0] for line in result.stdout.splitlines()]
     assert roles == ["encoder", "generator", "adapter", "gguf"]
     assert "q8_0.gguf" in result.stdout.splitlines()[-1]  # models.gguf_quant's default
+    assert "sha256" in result.stdout.splitlines()[1]  # the base's, checked
+    assert "sha256" not in result.stdout.splitlines()[-1]  # an export is not that file

@@ -50,8 +50,7 @@ def export_gguf(
     settings = Settings()
     update = {k: v for k, v in {"adapter": adapter, "gguf_quant": quant}.items()
               if v is not None}
-    models = type(settings.models).model_validate(settings.models.model_dump() | update)
-    settings = settings.model_copy(update={"models": models})
+    settings = settings.model_copy(update={"models": settings.models.model_copy(update=update)})
     if adapter_folder(settings, install=True) is None:
         raise typer.BadParameter("there is no adapter to merge; name one", param_hint="--adapter")
     typer.echo(llamacpp_file(settings, install=True))

@@ -92,7 +92,7 @@ def settings_for(
         models["adapter"] = adapter
     return base.model_copy(update={
         "data_dir": data_dir,
-        "models": type(base.models).model_validate(base.models.model_dump() | models),
+        "models": base.models.model_copy(update=models),
         "generation": base.generation.model_copy(update={
             "max_new_tokens": max_new,
             "decode_threads": threads if backend == "llamacpp" else 0}),

@@ -39,12 +39,14 @@ _PERMUTED = {"llama"}
 _MERGED_FILES = (ADAPTER_CONFIG, WEIGHTS, "adapter_model.bin")
 
 
-def export_folder(base: Path, adapter: Path, quant: str, cache_dir: Path) -> Path:
+def export_folder(
+    base: Path, adapter: Path, quant: str, cache_dir: Path, base_sha: str | None = None
+) -> Path:
     """Where the export of `adapter` merged into the GGUF file `base` is cached: keyed by
     what the merge reads (not the training record or abstention.json beside it, which
-    calibrating rewrites)."""
+    calibrating rewrites). base_sha: `base`'s sha256 when the registry has checked it."""
     digest = hashlib.sha256()
-    for part in (str(EXPORT_VERSION), quant, sha256_file(base)):
+    for part in (str(EXPORT_VERSION), quant, base_sha or sha256_file(base)):
         digest.update(part.encode() + b"\0")
     for file in (adapter / name for name in _MERGED_FILES):
         if file.is_file():
@@ -53,13 +55,16 @@ def export_folder(base: Path, adapter: Path, quant: str, cache_dir: Path) -> Pat
     return cache_dir / "gguf-exports" / name
 
 
-def exported(base: Path, adapter: Path, quant: str, cache_dir: Path, hf_base: Path) -> Path:
+def exported(
+    base: Path, adapter: Path, quant: str, cache_dir: Path, hf_base: Path,
+    base_sha: str | None = None,
+) -> Path:
     """The GGUF file of `adapter` merged into `base`, quantised as `quant`; made the first
     time. hf_base: the same base as a transformers folder (model.gguf_cache), which the
-    adapter is merged into."""
+    adapter is merged into. base_sha: as for export_folder."""
     if quant not in _FTYPES:
         raise ConfigError(f"unknown GGUF quantisation {quant!r}; use one of {sorted(_FTYPES)}")
-    target = export_folder(base, adapter, quant, cache_dir)
+    target = export_folder(base, adapter, quant, cache_dir, base_sha)
     recover_folder(target)
     if (target / _MARKER).is_file():
         return target / _FILE

@@ -109,7 +109,7 @@ def adapter(settings: Settings, install: bool = False) -> Path | None:
     """The folder of the adapter to merge into the generator, or None for the base model.
 
     A named adapter that cannot be found is an error, like any other model; whether it
-    fits the generator is checked when it is loaded (model.generators.adapters).
+    fits the generator is checked when it is merged (model.lora_merge).
     """
     model = _adapter_model(settings, install)
     return None if model is None else model.folder
@@ -133,11 +133,10 @@ def prepare_all(settings: Settings, install: bool = True) -> list[Prepared]:
     if lora is not None:
         prepared.append(Prepared("adapter", lora, lora.folder))
     if settings.models.generator_backend == "llamacpp":
-        served = llamacpp_file(settings, install=install)
-        # The base's sha256 is not the served file's when that is an export of it.
-        model = prepared[1].model if served == prepared[1].model.folder / (
-            prepared[1].model.file or "") else dataclasses.replace(prepared[1].model, sha256=None)
-        prepared.append(Prepared("gguf", model, served))
+        base = prepared[1].model
+        # An export is not the file the base's sha256 was checked for.
+        shown = base if lora is None else dataclasses.replace(base, sha256=None)
+        prepared.append(Prepared("gguf", shown, llamacpp_file(settings, install=install)))
     return prepared
 
 
@@ -145,17 +144,16 @@ def llamacpp_file(settings: Settings, install: bool = False) -> Path:
     """The GGUF file generator_backend llamacpp serves: the generator's own, or with an
     adapter, the adapter merged into it and quantised as `models.gguf_quant`, exported the
     first time (model.gguf_export: about 40 s) and found in the model cache after."""
-    model = resolve(
-        settings.models.generator, allow_download=settings.models.allow_download, install=install
-    )
+    lora = adapter(settings, install=install)
+    # The merge reads the base as a transformers folder: converted only when there is one.
+    base = generator(settings, install=install, convert_gguf=lora is not None)
+    model = base.model
     if model.file is None or not model.file.lower().endswith(".gguf"):
         raise ConfigError(
             f"generator_backend llamacpp runs a GGUF file; {settings.models.generator} is "
             "not one (use generator_backend transformers)"
         )
-    lora = adapter(settings, install=install)
     if lora is None:
         return model.folder / model.file
-    hf_base = generator(settings, install=install, convert_gguf=True).load_from
     return gguf_export.exported(model.folder / model.file, lora, settings.models.gguf_quant,
-                                settings.model_cache_dir, hf_base)
+                                settings.model_cache_dir, base.load_from, model.sha256)

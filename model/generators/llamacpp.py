@@ -306,12 +306,9 @@ class LlamaCppGenerator:
                 llm.eval(ids[:shared])
                 self._system = system
         llm.eval(ids[shared:])
-        vocab = llm.n_vocab()
         # The first token's logits, kept: a later reply starts from them, not from the
         # logits the reply before it ended on.
-        first = np.ctypeslib.as_array(
-            llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(vocab,)
-        ).astype(np.float32)
+        first = _last_logits(llama_cpp, llm)
         for i in range(request.n):
             if self._closed or request.cancelled.is_set():
                 return
@@ -324,7 +321,6 @@ class LlamaCppGenerator:
         llama_cpp = require("llama_cpp", "llamacpp")
         llm, ids = self._llm, request.ids
         seen = list(ids)
-        vocab = llm.n_vocab()
         text = codecs.getincrementaldecoder("utf-8")(errors="replace")
         # The context holds max_input_tokens + the configured new tokens; bulk work may
         # ask for more.
@@ -332,9 +328,7 @@ class LlamaCppGenerator:
         for step in range(min(request.max_new, room)):
             if self._closed or request.cancelled.is_set():
                 return
-            logits = first if step == 0 else np.ctypeslib.as_array(
-                llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(vocab,)
-            ).astype(np.float32)
+            logits = first if step == 0 else _last_logits(llama_cpp, llm)
             token = self._choose(logits, seen, first=request.gate and step == 0)
             if token in self._eog:
                 return
@@ -390,6 +384,13 @@ class _Template:
         self, messages: list[Message], add_generation_prompt: bool, tokenize: bool
     ) -> str:
         return self._formatters[add_generation_prompt](messages=messages).prompt
+
+
+def _last_logits(llama_cpp: Any, llm: Any) -> np.ndarray:
+    """A copy of the logits of the last token evaluated (the context reuses its buffer)."""
+    return np.ctypeslib.as_array(
+        llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)
+    ).astype(np.float32)
 
 
 def _repetition_penalty(scores: np.ndarray, seen: Sequence[int], penalty: float) -> np.ndarray:

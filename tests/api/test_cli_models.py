@@ -15,7 +15,8 @@ from tests.conftest import MODEL_CACHE
 def exports(monkeypatch, tmp_path) -> list[tuple[Path, Path, str]]:
     made: list[tuple[Path, Path, str]] = []
 
-    def exported(base: Path, adapter: Path, quant: str, cache_dir: Path, hf: Path) -> Path:
+    def exported(base: Path, adapter: Path, quant: str, cache_dir: Path, hf: Path,
+                 base_sha: str | None) -> Path:
         made.append((base, adapter, quant))
         return tmp_path / f"{quant}.gguf"
 

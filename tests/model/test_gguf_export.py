@@ -9,6 +9,7 @@ import pytest
 from lectern.errors import AdapterMismatchError, ConfigError
 from lectern.settings import Settings
 from model import gguf_export, prepare
+from model.registry import sha256_file
 from tests.conftest import MODEL_CACHE
 from tests.model.generators.tiny_lora import lora_adapter
 
@@ -137,6 +138,8 @@ def test_another_adapter_or_quantisation_is_another_file(tmp_path):
         (folder / "adapter_model.safetensors").write_bytes(weights)
     q8 = gguf_export.export_folder(base, one, "q8_0", tmp_path)
     assert q8 == gguf_export.export_folder(base, one, "q8_0", tmp_path)
+    # The sha256 the registry checked stands for the file's own.
+    assert q8 == gguf_export.export_folder(base, one, "q8_0", tmp_path, sha256_file(base))
     assert q8 != gguf_export.export_folder(base, two, "q8_0", tmp_path)
     assert q8 != gguf_export.export_folder(base, one, "q4_0", tmp_path)
     (one / "abstention.json").write_text('{"threshold": 0.7}')  # calibrating writes it

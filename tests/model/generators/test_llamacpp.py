@@ -80,7 +80,7 @@ def _settings(**models) -> Settings:
 def test_the_base_gguf_serves_without_an_adapter_and_the_export_with_one(monkeypatch, tmp_path):
     made = []
 
-    def exported(base, adapter, quant, cache_dir, hf_base):
+    def exported(base, adapter, quant, cache_dir, hf_base, base_sha):
         made.append((base, adapter, quant))
         return tmp_path / "merged.gguf"
 

@@ -65,9 +65,15 @@ _DATA = tempfile.TemporaryDirectory(prefix="lectern-schemathesis-")
 # The rate limit is off, so the checks reach the routes rather than a 429; the limiter is
 # tested in test_security*.py and test_forwarded.py.
 APP = fake_app(Path(_DATA.name), rate_limit_per_minute=0)
-schema = schemathesis.openapi.from_asgi(
-    "/openapi.json", APP, config=schemathesis.config.SchemathesisConfig.from_dict(CONFIG)
+# The schema the app serves at /openapi.json, read without starting the app: from_asgi
+# runs its lifespan, whose warm-up thread then imports while the rest of the tests are
+# collected, and CPython 3.11's ast module is not thread-safe (pytest's assertion
+# rewriting raised "AST constructor recursion depth mismatch" on a fresh clone).
+schema = schemathesis.openapi.from_dict(
+    APP.openapi(), config=schemathesis.config.SchemathesisConfig.from_dict(CONFIG)
 )
+schema.app = APP
+schema.location = "/openapi.json"
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 from lectern.protocols import AnswerLog, Embedder, Message
+from lectern.sentences import sentence_key
 from lectern.settings import Settings
 from lectern.timing import elapsed_ms
 from lectern.types import (
@@ -89,7 +90,13 @@ class Answerer:
             return AskResult(Answer(IDK, [], True), [], timings, standalone, usage=NO_TOKENS)
         self._generators.require()  # before compressing: a request then fails fast
         # The sentences kept, the relevance gate and the quote fallback follow the focus.
-        context = compress(focus, passages, self._embedder(), g.context_tokens)
+        embedder = self._embedder()
+        # Stored at ingest (lectern.sentences): embedding them here costs most of what
+        # the steps before the generator take.
+        stored = corpus.store.sentence_vectors(
+            [p.id for p in passages], sentence_key(embedder.fingerprint)
+        )
+        context = compress(focus, passages, embedder, g.context_tokens, stored=stored)
         if context.relevance < g.min_relevance:  # off-topic: nothing here answers it
             timings.total_ms = elapsed_ms(start)
             return AskResult(

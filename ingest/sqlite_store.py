@@ -44,6 +44,14 @@ CREATE TABLE IF NOT EXISTS vectors (
     vector BLOB NOT NULL,
     PRIMARY KEY (chunk_id, encoder)
 );
+-- A chunk's sentence vectors (lectern.sentences), one float32 row per sentence.
+CREATE TABLE IF NOT EXISTS sentence_vectors (
+    chunk_id INTEGER NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    dimension INTEGER NOT NULL,
+    vectors BLOB NOT NULL,
+    PRIMARY KEY (chunk_id, key)
+);
 """
 _MAX_PARAMS = 900  # SQLite's bound-parameter limit (999 before 3.32), with room to spare
 _CHUNK_SELECT = (
@@ -254,3 +262,54 @@ class SQLiteDocumentStore:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+
+    def ids_without_sentence_vectors(self, key: str) -> np.ndarray:
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT c.id FROM chunks c LEFT JOIN sentence_vectors v "
+                "ON v.chunk_id = c.id AND v.key = ? WHERE v.chunk_id IS NULL ORDER BY c.id",
+                (key,),
+            ).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def add_sentence_vectors(
+        self, ids: Sequence[int], matrices: Sequence[np.ndarray], key: str
+    ) -> None:
+        if len(ids) != len(matrices):
+            raise ValueError(f"{len(ids)} chunks but {len(matrices)} sentence matrices")
+        rows = []
+        for i, m in zip(ids, matrices, strict=True):
+            m = np.ascontiguousarray(m, dtype=np.float32)
+            if m.ndim != 2 or not len(m):
+                raise ValueError(f"chunk {i}: sentence vectors must be a non-empty matrix, "
+                                 f"got shape {m.shape}")
+            rows.append((int(i), key, m.shape[1], m.tobytes()))
+        with self._lock:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                # A chunk deleted meanwhile has no row to refer to: its vectors are dropped.
+                db.executemany(
+                    "INSERT OR REPLACE INTO sentence_vectors SELECT ?, ?, ?, ? "
+                    "WHERE EXISTS (SELECT 1 FROM chunks WHERE id = ?)",
+                    [(*r, r[0]) for r in rows],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def sentence_vectors(self, ids: Sequence[int], key: str) -> dict[int, np.ndarray]:
+        """The sentence vectors kept under `key` of those of `ids` that have them."""
+        wanted = [int(i) for i in ids]
+        out: dict[int, np.ndarray] = {}
+        with self._lock:
+            for start in range(0, len(wanted), _MAX_PARAMS):
+                part = wanted[start : start + _MAX_PARAMS]
+                for chunk_id, dimension, blob in self.db.execute(
+                    "SELECT chunk_id, dimension, vectors FROM sentence_vectors WHERE key = ? "
+                    f"AND chunk_id IN ({','.join('?' * len(part))})",
+                    [key, *part],
+                ):
+                    out[chunk_id] = np.frombuffer(blob, dtype=np.float32).reshape(-1, dimension)
+        return out

@@ -135,6 +135,21 @@ class DocumentStore(Protocol):
 
     def add_vectors(self, ids: Sequence[int], vectors: np.ndarray, encoder: str) -> None: ...
 
+    def ids_without_sentence_vectors(self, key: str) -> np.ndarray:
+        """Chunks with no sentence vectors under `key` (lectern.sentences.sentence_key)."""
+        ...
+
+    def add_sentence_vectors(
+        self, ids: Sequence[int], matrices: Sequence[np.ndarray], key: str
+    ) -> None:
+        """Keep each chunk's sentence vectors (a row per lectern.sentences.passage_sentences
+        entry); a chunk deleted meanwhile is skipped."""
+        ...
+
+    def sentence_vectors(self, ids: Sequence[int], key: str) -> dict[int, np.ndarray]:
+        """The sentence vectors of those of `ids` that have them under `key`."""
+        ...
+
     def find_by_source(self, source: str) -> DocumentInfo | None: ...
 
     def chunk_count(self) -> int: ...

@@ -153,9 +153,10 @@ class ModelSettings(BaseModel):
         "pypi: reference; 'none': the base model; None: the adapter shipped with Lectern "
         "when the generator is the default one, else none",
     )
-    generator_backend: Literal["transformers", "llamacpp"] = Field(
-        "transformers", description="the library that runs the generator (model.generators): "
-        "transformers, or llamacpp for a GGUF generator on CPU"
+    generator_backend: Literal["auto", "transformers", "llamacpp"] = Field(
+        "auto", description="the library that runs the generator (model.generators): "
+        "transformers, llamacpp (a GGUF generator on CPU), or auto: llamacpp on a CPU when "
+        "llama-cpp-python is installed and the generator is a GGUF file, else transformers"
     )
     gguf_quant: GgufQuant = Field(
         "q8_0", description="generator_backend llamacpp with an adapter: the quantisation of "
@@ -421,8 +422,9 @@ class Settings(BaseSettings):
         # An answer admitted must find a place in the generator's queue: a refusal after
         # the stream's headers went out could only be reported inside the stream.
         # llama.cpp decodes one request at a time (model.generators.llamacpp): unless
-        # set, its queue holds every answer the API admits.
-        llamacpp = self.models.generator_backend == "llamacpp"
+        # set, its queue holds every answer the API admits. auto may choose llama.cpp,
+        # so its queue is sized for it.
+        llamacpp = self.models.generator_backend in ("llamacpp", "auto")
         if llamacpp and "max_waiting" not in self.generation.model_fields_set:
             self.generation.max_waiting = max(self.generation.max_waiting,
                                               self.api.max_answers_in_flight - 1)

@@ -10,8 +10,9 @@ import re
 from collections.abc import Sequence
 
 from lectern.protocols import Message
+from lectern.sentences import sentences
 from lectern.types import Answer, Chunk, Citation, Turn
-from model.context import content_words, sentences
+from model.context import content_words
 
 IDK = "I don't know. The documents I have do not answer this question."
 # The reply SYSTEM asks for when the passages do not answer; a tuned model is taught it.

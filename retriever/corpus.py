@@ -226,6 +226,7 @@ class Corpus:
         if len(missing):
             texts = [c.model_text for c in self.store.get_chunks(missing.tolist())]
             self.store.add_vectors(missing, embedder.embed_passages(texts), embedder.fingerprint)
+        reindex.embed_missing_sentences(self.store, embedder)
         added, removed = index.sync(self.store)
         folder = self._index_dir(embedder)
         if added or removed or not FaissIndex.saved(folder):
@@ -270,6 +271,7 @@ class Corpus:
         done = reindex.embed_missing(self.store, embedder, batch, on_progress)
         with self._write_lock:
             done += reindex.embed_missing(self.store, embedder, batch)  # written meanwhile
+            reindex.embed_missing_sentences(self.store, embedder, batch)
             folder = reindex.versioned_dir(self.settings, embedder.fingerprint)
             index = reindex.build_index(self.store, embedder, self._state().index, folder)
             active = reindex.record(self.settings, embedder, folder, ref)

@@ -20,8 +20,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from lectern.files import atomic_write
 from lectern.protocols import DocumentStore, Embedder
+from lectern.sentences import passage_sentences, sentence_key
 from lectern.settings import Settings
 from retriever.faiss_index import FaissIndex
 
@@ -103,6 +106,28 @@ def embed_missing(
         store.add_vectors([c.id for c in chunks], vectors, embedder.fingerprint)
         if on_progress is not None:
             on_progress(min(start + batch_size, len(missing)), len(missing))
+    return len(missing)
+
+
+def embed_missing_sentences(
+    store: DocumentStore, embedder: Embedder, batch_size: int = 256
+) -> int:
+    """Give every chunk its sentence vectors from `embedder` (see lectern.sentences), a
+    batch of chunks per transaction; return how many chunks. Resumable as embed_missing."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    key = sentence_key(embedder.fingerprint)
+    missing = store.ids_without_sentence_vectors(key)
+    for start in range(0, len(missing), batch_size):
+        chunks = store.get_chunks(missing[start : start + batch_size].tolist())
+        if not chunks:  # deleted meanwhile
+            continue
+        split = [passage_sentences(c) for c in chunks]
+        vectors = embedder.embed_passages([s for group in split for s in group])
+        ends = np.cumsum([len(g) for g in split])
+        store.add_sentence_vectors(
+            [c.id for c in chunks], np.split(vectors, ends[:-1]), key
+        )
     return len(missing)
 
 

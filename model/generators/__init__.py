@@ -20,9 +20,10 @@ def build(settings: Settings, plan: DevicePlan) -> Generator:
     A GGUF generator is converted here, once, into a safetensors folder under the model
     cache (about 20 s); later calls find the conversion and return at once. The adapter
     `models.adapter` names (prepare.adapter) is merged in when it loads, or for llamacpp
-    into a GGUF file exported once (prepare.llamacpp_file).
+    into a GGUF file exported once (prepare.llamacpp_file). The backend is
+    prepare.generator_backend's choice.
     """
-    backend = settings.models.generator_backend
+    backend = prepare.generator_backend(settings, plan.device, prepare.generator(settings).model)
     if backend == "transformers":
         from model.generators.transformers import TransformersGenerator
 
@@ -40,7 +41,8 @@ def build(settings: Settings, plan: DevicePlan) -> Generator:
         )
     if backend == "llamacpp":
         return _llamacpp(settings)
-    raise ConfigError(f"unknown generator backend {backend!r}; use transformers or llamacpp")
+    raise ConfigError(
+        f"unknown generator backend {backend!r}; use auto, transformers or llamacpp")
 
 
 def _llamacpp(settings: Settings) -> Generator:

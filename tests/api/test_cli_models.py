@@ -44,8 +44,10 @@ def test_models_alone_prepares_and_with_llamacpp_lists_the_served_gguf(exports, 
     monkeypatch.setenv("LECTERN_MODELS__GENERATOR_BACKEND", "llamacpp")
     result = CliRunner().invoke(app, ["models", "--no-install"])
     assert result.exit_code == 0, result.output
-    roles = [line.split()[0] for line in result.stdout.splitlines()]
-    assert roles == ["encoder", "generator", "adapter", "gguf"]
-    assert "q8_0.gguf" in result.stdout.splitlines()[-1]  # models.gguf_quant's default
-    assert "sha256" in result.stdout.splitlines()[1]  # the base's, checked
-    assert "sha256" not in result.stdout.splitlines()[-1]  # an export is not that file
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["encoder", "generator", "adapter", "gguf",
+                                                   "backend"]
+    assert "q8_0.gguf" in lines[3]  # models.gguf_quant's default
+    assert "sha256" in lines[1]  # the base's, checked
+    assert "sha256" not in lines[3]  # an export is not that file
+    assert lines[4].split()[1] == "llamacpp"

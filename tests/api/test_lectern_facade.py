@@ -237,6 +237,18 @@ def test_ask_answers_from_the_passages_and_times_every_step(answering):
     assert "Passages:\n[1]" in messages[1]["content"]
 
 
+def test_an_answer_reads_its_passages_sentence_vectors_from_the_store(answering, embedder):
+    # The ingest's refresh stored them, so answering embeds no passage sentence.
+    calls = embedder.calls
+    result = answering.ask("What do overseas students pay?")
+    assert result.passages and embedder.calls == calls
+    # A store without them (written before they were kept): embedded per question.
+    answering.store.db.execute("DELETE FROM sentence_vectors")
+    again = answering.ask("What do overseas students pay?")
+    assert embedder.calls == calls + 1
+    assert again.passages == result.passages and again.answer == result.answer
+
+
 def test_ask_stream_sends_the_reply_piece_by_piece_then_the_checked_answer(answering):
     events = list(answering.ask_stream("What do overseas students pay?"))
     assert all(isinstance(e, TokenEvent) for e in events[:-1])

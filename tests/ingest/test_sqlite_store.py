@@ -81,3 +81,4 @@ def test_find_by_hash_and_source(store):
     assert store.find_by_hash("abc").id == "a"
     assert store.find_by_source("/docs/a").id == "a"
     assert store.find_by_hash("zzz") is None
+

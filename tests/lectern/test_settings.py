@@ -43,10 +43,16 @@ def test_fusion_needs_a_positive_weight():
 
 
 def test_every_answer_admitted_has_a_place_in_the_generator_s_queue():
-    assert Settings().generation.max_waiting == 24  # 8 decoding together + 24 >= 32
-    # llama.cpp decodes one at a time: unless set, its queue takes every answer admitted.
+    transformers = {"generator_backend": "transformers"}
+    assert Settings(models=transformers).generation.max_waiting == 24  # 8 + 24 >= 32
+    # llama.cpp decodes one at a time: unless set, its queue takes every answer admitted;
+    # so does auto's (the default), which may choose llama.cpp.
     assert Settings(models={"generator_backend": "llamacpp"}).generation.max_waiting == 31
+    assert Settings().models.generator_backend == "auto"
+    assert Settings().generation.max_waiting == 31
     with pytest.raises(ValueError, match=r"\(32\) is over 1 \+ generation.max_waiting \(4\)"):
         Settings(models={"generator_backend": "llamacpp"}, generation={"max_waiting": 3})
     with pytest.raises(ValueError, match=r"over generation.max_batch \+ generation.max_wait"):
-        Settings(generation={"max_batch": 1, "max_waiting": 0})
+        Settings(models=transformers, generation={"max_batch": 1, "max_waiting": 0})
+    with pytest.raises(ValueError, match=r"\(32\) is over 1 \+ generation.max_waiting"):
+        Settings(generation={"max_batch": 8, "max_waiting": 24})  # enough for transformers

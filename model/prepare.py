@@ -71,9 +71,15 @@ def reranker(settings: Settings, shipped: Path | None = None) -> Path | None:
     return None
 
 
-def generator(settings: Settings, install: bool = False, convert_gguf: bool = False) -> Prepared:
-    """The generator's loadable folder: a GGUF is served from its safetensors conversion."""
-    model = resolve(
+def generator(
+    settings: Settings,
+    install: bool = False,
+    convert_gguf: bool = False,
+    model: ResolvedModel | None = None,
+) -> Prepared:
+    """The generator's loadable folder: a GGUF is served from its safetensors conversion.
+    model: the generator as already resolved (resolving a GGUF hashes the whole file)."""
+    model = model or resolve(
         settings.models.generator, allow_download=settings.models.allow_download, install=install
     )
     if model.file is None:
@@ -98,7 +104,7 @@ def generator_backend(
     chosen = settings.models.generator_backend
     if chosen != "auto":
         return chosen
-    gguf = model.file is not None and model.file.lower().endswith(".gguf")
+    gguf = model.is_gguf
     if llamacpp is None:
         llamacpp = importlib.util.find_spec("llama_cpp") is not None
     if device == "cpu" and gguf and llamacpp:
@@ -168,19 +174,22 @@ def prepare_all(settings: Settings, device: str, install: bool = True) -> list[P
     if generator_backend(settings, device, base) == "llamacpp":
         # An export is not the file the base's sha256 was checked for.
         shown = base if lora is None else dataclasses.replace(base, sha256=None)
-        prepared.append(Prepared("gguf", shown, llamacpp_file(settings, install=install)))
+        prepared.append(Prepared("gguf", shown, llamacpp_file(settings, install, base)))
     return prepared
 
 
-def llamacpp_file(settings: Settings, install: bool = False) -> Path:
+def llamacpp_file(
+    settings: Settings, install: bool = False, model: ResolvedModel | None = None
+) -> Path:
     """The GGUF file generator_backend llamacpp serves: the generator's own, or with an
     adapter, the adapter merged into it and quantised as `models.gguf_quant`, exported the
-    first time (model.gguf_export: about 40 s) and found in the model cache after."""
+    first time (model.gguf_export: about 40 s) and found in the model cache after.
+    model: the generator as already resolved."""
     lora = adapter(settings, install=install)
     # The merge reads the base as a transformers folder: converted only when there is one.
-    base = generator(settings, install=install, convert_gguf=lora is not None)
+    base = generator(settings, install=install, convert_gguf=lora is not None, model=model)
     model = base.model
-    if model.file is None or not model.file.lower().endswith(".gguf"):
+    if not model.is_gguf:
         raise ConfigError(
             f"generator_backend llamacpp runs a GGUF file; {settings.models.generator} is "
             "not one (use generator_backend transformers)"

@@ -48,6 +48,11 @@ class ResolvedModel:
     sha256: str | None  # of that file, when checked
 
     @property
+    def is_gguf(self) -> bool:
+        """A single .gguf file: what llama.cpp reads (`file` is set for nothing else)."""
+        return self.file is not None
+
+    @property
     def fingerprint(self) -> str:
         return f"{self.ref.split('@sha256:')[0]}#{(self.sha256 or '')[:12]}"
 

@@ -12,6 +12,7 @@ from lectern.protocols import Generator
 from lectern.settings import Settings
 from model import prepare
 from model.generators.sampling import Sampling
+from model.registry import ResolvedModel
 
 
 def build(settings: Settings, plan: DevicePlan) -> Generator:
@@ -23,12 +24,13 @@ def build(settings: Settings, plan: DevicePlan) -> Generator:
     into a GGUF file exported once (prepare.llamacpp_file). The backend is
     prepare.generator_backend's choice.
     """
-    backend = prepare.generator_backend(settings, plan.device, prepare.generator(settings).model)
+    model = prepare.generator(settings).model  # resolved (and its sha256 checked) once
+    backend = prepare.generator_backend(settings, plan.device, model)
     if backend == "transformers":
         from model.generators.transformers import TransformersGenerator
 
         g = settings.generation
-        prepared = prepare.generator(settings, convert_gguf=True)
+        prepared = prepare.generator(settings, convert_gguf=True, model=model)
         return TransformersGenerator(
             prepared.load_from,
             plan,
@@ -40,16 +42,16 @@ def build(settings: Settings, plan: DevicePlan) -> Generator:
             adapter=prepare.adapter(settings),
         )
     if backend == "llamacpp":
-        return _llamacpp(settings)
+        return _llamacpp(settings, model)
     raise ConfigError(
         f"unknown generator backend {backend!r}; use auto, transformers or llamacpp")
 
 
-def _llamacpp(settings: Settings) -> Generator:
+def _llamacpp(settings: Settings, model: ResolvedModel) -> Generator:
     from model.generators.llamacpp import LlamaCppGenerator
 
     g = settings.generation
-    path = prepare.llamacpp_file(settings)
+    path = prepare.llamacpp_file(settings, model=model)
     return LlamaCppGenerator(
         path,
         _sampling(settings),

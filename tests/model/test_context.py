@@ -8,15 +8,8 @@ from lectern.sentences import passage_sentences
 from lectern.types import Chunk
 from model.context import compress
 from tests.fakes import HashEmbedder
+from tests.model.passages import CSC
 
-CSC = Chunk(
-    2,
-    "csc",
-    "CSC 340 Machine Learning requires CSC 210 and MAT 220. It is taught by Dr. Ilse Marrow.",
-    "/d/cs.html",
-    "BSc Computer Science",
-    "CSC 340",
-)
 LIBRARY = Chunk(
     3,
     "lib",

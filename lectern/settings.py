@@ -221,6 +221,12 @@ class GenerationSettings(BaseModel):
         description="CPU threads a decoding step uses (prefill uses all); 0: chosen by dtype "
         "(transformers) or every core (llamacpp)",
     )
+    llamacpp_flash_attention: bool = Field(
+        False,
+        description="llama.cpp builds its context with flash attention: the prompt is read "
+        "faster on a CPU, and the logits move slightly (bench/results/"
+        "answers-heldout-flash-attention-rule.md)",
+    )
     max_waiting: int = Field(
         24, ge=0, le=4096,
         description="requests waiting to join a full batch (llamacpp: behind the one "

@@ -59,6 +59,7 @@ def _llamacpp(settings: Settings, model: ResolvedModel) -> Generator:
         threads=g.decode_threads or None,
         max_waiting=g.max_waiting,
         adapter=prepare.adapter(settings),
+        flash_attention=g.llamacpp_flash_attention,
     )
 
 

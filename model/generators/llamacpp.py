@@ -8,11 +8,14 @@ token, then greedy or temperature and top-p. The decoding loop is this module's,
 llama.cpp's evaluation and logits, because llama-cpp-python's samplers apply the
 penalty over a window and run custom processors after it.
 
-One llama.cpp context holds one sequence, so one thread owns it and decodes the requests
-one at a time, each reply's tokens going to its reader through a queue (up to
-`max_waiting` wait, beyond them OverloadedError): a slow reader never holds the context.
-The system turn is evaluated by itself and kept in the context's cache for the next
-prompt with the same system turn, which evaluates only the rest. Reusing any longer
+One thread owns the llama.cpp context and decodes the requests one at a time, each
+reply's tokens going to its reader through a queue (up to `max_waiting` wait, beyond
+them OverloadedError): a slow reader never holds the context. Sequence 0 of the context
+holds the prompt; the replies to it decode as sequences 1 to n of one batch, each
+starting from a copy of the prompt's cache (model/generators/llamacpp_context.py), and
+their cells are dropped when they end. The system turn is evaluated by itself and kept
+in the cache for the next prompt with the same system turn, which evaluates only the
+rest. Reusing any longer
 common prefix would be faster still, but llama.cpp's logits for a token depend slightly
 on the batches it was evaluated in, and a reply must not depend on the question asked
 before it.
@@ -26,7 +29,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,7 @@ from model.answer import ABSTAIN_REPLY
 from model.chat_prompt import render, shared_system_turn
 from model.chat_prompt import reply_prefixes as prompt_reply_prefixes
 from model.generators.abstention_gate import gate_abstention
+from model.generators.llamacpp_context import SequenceContext
 from model.generators.sampling import Sampling
 
 
@@ -51,12 +55,15 @@ class _Request:
     max_new: int
     gate: bool
     n: int = 1  # replies, each from the prompt as read once
-    out: queue.Queue = field(default_factory=queue.Queue)  # pieces, then _END or an error
+    # (reply number, piece) pairs, then _END or an error
+    out: queue.Queue = field(default_factory=queue.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
 
 _END = object()
-_NEXT = object()  # between the replies of a request for several
+# The Llama object is kept for its tokenizer, chat template and vocabulary; its own
+# context (one sequence) is left unused at this size.
+_UNUSED_CONTEXT = 64
 
 
 class LlamaCppGenerator:
@@ -70,10 +77,14 @@ class LlamaCppGenerator:
         token_timeout_s: float = 300.0,
         adapter: Path | str | None = None,
         seed: int = 0,
+        flash_attention: bool = False,
+        max_sequences: int = 8,
     ) -> None:
         """model_path: a .gguf file. threads: for decoding (reading the prompt uses every
         core). adapter: the LoRA folder merged into that file, read for its abstention
-        threshold only (the weights are the file's)."""
+        threshold only (the weights are the file's). flash_attention: llama.cpp's fused
+        attention kernel, faster at reading a prompt on a CPU, its logits slightly apart.
+        max_sequences: sampled replies to one prompt decoded together (more go in turns)."""
         if max_input_tokens < 16:
             raise ValueError(f"max_input_tokens must be at least 16, got {max_input_tokens}")
         if threads is not None and threads < 1:
@@ -82,6 +93,8 @@ class LlamaCppGenerator:
             raise ValueError(f"max_waiting must be at least 0, got {max_waiting}")
         if token_timeout_s <= 0:
             raise ValueError(f"token_timeout_s must be positive, got {token_timeout_s}")
+        if not 1 <= max_sequences <= 64:
+            raise ValueError(f"max_sequences must be in [1, 64], got {max_sequences}")
         self.model_path = Path(model_path)
         if self.model_path.suffix.lower() != ".gguf":
             raise ValueError(f"the llama.cpp backend reads a .gguf file, got {self.model_path}")
@@ -91,8 +104,11 @@ class LlamaCppGenerator:
         self.max_waiting = max_waiting
         self.token_timeout_s = token_timeout_s
         self.adapter = None if adapter is None else Path(adapter)
+        self.flash_attention = flash_attention
+        self.max_sequences = max_sequences
         self._rng = np.random.default_rng(seed)
         self._llm: Any = None
+        self._context: SequenceContext | None = None
         self._template: _Template | None = None
         self._abstain_id: int | None = None
         self._abstain_threshold = 0.0
@@ -119,11 +135,19 @@ class LlamaCppGenerator:
             if not self.model_path.is_file():
                 raise FileNotFoundError(f"no GGUF file at {self.model_path}")
             llama_cpp = require("llama_cpp", "llamacpp")
-            llm = llama_cpp.Llama(
-                str(self.model_path), n_ctx=self.max_input_tokens + self.sampling.max_new_tokens,
-                n_threads=self.threads, n_threads_batch=os.cpu_count() or self.threads,
-                logits_all=False, verbose=False,
-            )
+            llm = llama_cpp.Llama(str(self.model_path), n_ctx=_UNUSED_CONTEXT,
+                                  n_threads=1, logits_all=False, verbose=False)
+            try:
+                # Room for the longest prompt and a full batch of replies to it.
+                self._context = SequenceContext(
+                    llm.model,
+                    self.max_input_tokens + self.max_sequences * self.sampling.max_new_tokens,
+                    self.max_sequences + 1, self.threads, os.cpu_count() or self.threads,
+                    self.flash_attention,
+                )
+            except Exception:
+                llm.close()
+                raise
             self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
             self._template = _Template(llm, self._vocab)
             self._eog = _end_of_generation(llama_cpp, llm, self._vocab)
@@ -181,22 +205,23 @@ class LlamaCppGenerator:
         """The reply as it is decoded. OverloadedError at once when `max_waiting`
         requests already wait behind the one decoding."""
         ids, shared = self._prompt(messages)
-        return self._reply(self._submit(ids, shared, self.sampling.max_new_tokens, gate=True))
+        return _texts(self._reply(self._submit(ids, shared, self.sampling.max_new_tokens,
+                                               gate=True)))
 
     def samples(self, messages: Sequence[Message], n: int) -> list[str]:
-        """n replies to `messages`, each drawn as generate() draws one (the same n times
-        when the sampling is greedy). The prompt is read once: every reply starts from its
-        cache and the logits it ended on, so n replies cost one prompt and n decodings."""
+        """n replies to `messages`, each drawn as generate() draws one. Greedy decoding
+        gives one reply, returned n times. Sampled, the prompt is read once and the
+        replies decode together, up to max_sequences at a time, each from the prompt's
+        cache and the logits it ended on."""
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
+        if not self.sampling.do_sample:
+            return [self.generate(messages)] * n
         ids, shared = self._prompt(messages)
         request = self._submit(ids, shared, self.sampling.max_new_tokens, gate=True, n=n)
-        replies = [""]
-        for piece in self._reply(request):
-            if piece is _NEXT:
-                replies.append("")
-            else:
-                replies[-1] += piece
+        replies = [""] * n
+        for i, piece in self._reply(request):
+            replies[i] += piece
         return replies
 
     def generate_batch(
@@ -219,7 +244,7 @@ class LlamaCppGenerator:
             reply = ""
             request = self._submit(ids, shared, max_new_tokens or self.sampling.max_new_tokens,
                                    gate=False)
-            for piece in self._reply(request):
+            for _, piece in self._reply(request):
                 reply += piece
                 if (end := _stop_end(reply, stop)) is not None:
                     reply = reply[:end]
@@ -241,7 +266,7 @@ class LlamaCppGenerator:
         self._queue.put(request)
         return request
 
-    def _reply(self, request: _Request) -> Iterator[str]:
+    def _reply(self, request: _Request) -> Generator[tuple[int, str], None, None]:
         try:
             while True:
                 try:
@@ -288,56 +313,70 @@ class LlamaCppGenerator:
                 left.out.put(NotReadyError("the server is shutting down"))
                 self._places.release()
         with self._using:
+            if self._context is not None:
+                self._context.close()
+                self._context = None
             if self._llm is not None:
                 self._llm.close()
                 self._llm = None
 
-    def _tokens(self, request: _Request) -> Iterator[str | object]:
-        """The request's replies, as pieces, _NEXT between two."""
-        llama_cpp = require("llama_cpp", "llamacpp")
-        llm, ids, shared = self._llm, request.ids, request.shared
+    def _tokens(self, request: _Request) -> Iterator[tuple[int, str]]:
+        """The request's replies as (reply number, piece) pairs."""
+        context = self._context
+        assert context is not None
+        ids = request.ids
+        shared = min(request.shared, len(ids) - 1)  # the last prompt token gives the logits
         system = tuple(ids[:shared])
         if shared and self._system == system:
-            llm.n_tokens = shared  # the system turn as evaluated by itself before
+            context.keep(0, shared)  # the system turn as evaluated by itself before
         else:
-            llm.n_tokens = 0
+            context.clear()
             self._system = None
             if shared:
-                llm.eval(ids[:shared])
+                context.read(ids[:shared], 0)
                 self._system = system
-        llm.eval(ids[shared:])
-        # The first token's logits, kept: a later reply starts from them, not from the
-        # logits the reply before it ended on.
-        first = _last_logits(llama_cpp, llm)
-        for i in range(request.n):
-            if self._closed or request.cancelled.is_set():
-                return
-            if i:
-                yield _NEXT
-                llm.n_tokens = len(ids)  # the prompt's cache; eval drops what follows
-            yield from self._reply_tokens(request, first)
+        # The first token's logits, kept: every reply starts from them.
+        first = context.read(ids[shared:], shared)
+        for start in range(0, request.n, self.max_sequences):
+            yield from self._batch(request, first, start, min(self.max_sequences,
+                                                              request.n - start))
 
-    def _reply_tokens(self, request: _Request, first: np.ndarray) -> Iterator[str]:
+    def _batch(
+        self, request: _Request, first: np.ndarray, start: int, k: int
+    ) -> Iterator[tuple[int, str]]:
+        """Replies start .. start + k - 1, decoded together as sequences 1 .. k."""
         llama_cpp = require("llama_cpp", "llamacpp")
-        llm, ids = self._llm, request.ids
-        seen = list(ids)
-        text = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        # The context holds max_input_tokens + the configured new tokens; bulk work may
-        # ask for more.
-        room = llm.n_ctx() - len(ids)
-        for step in range(min(request.max_new, room)):
-            if self._closed or request.cancelled.is_set():
-                return
-            logits = first if step == 0 else _last_logits(llama_cpp, llm)
-            token = self._choose(logits, seen, first=request.gate and step == 0)
-            if token in self._eog:
-                return
-            seen.append(token)
-            # A token that ends inside a character waits for the next (as _Deltas does).
-            if piece := text.decode(_piece(llama_cpp, self._vocab, token)):
-                yield piece
-            if step + 1 < min(request.max_new, room):
-                llm.eval([token])
+        context, ids, end = self._context, request.ids, len(request.ids)
+        assert context is not None
+        for seq in range(1, k + 1):
+            context.copy(0, seq, end)
+        try:
+            # The context holds max_input_tokens + max_sequences replies of the configured
+            # length; bulk work may ask for more.
+            limit = min(request.max_new, (context.n_ctx - end) // k)
+            seen = [list(ids) for _ in range(k)]
+            text = [codecs.getincrementaldecoder("utf-8")(errors="replace") for _ in range(k)]
+            active, rows = list(range(k)), [first] * k
+            for step in range(limit):
+                chosen = []
+                for i, logits in zip(active, rows, strict=True):
+                    if self._closed or request.cancelled.is_set():
+                        return
+                    token = self._choose(logits, seen[i], first=request.gate and step == 0)
+                    if token in self._eog:
+                        continue
+                    seen[i].append(token)
+                    chosen.append((i, token))
+                    # A token that ends inside a character waits for the next (as _Deltas).
+                    if piece := text[i].decode(_piece(llama_cpp, self._vocab, token)):
+                        yield start + i, piece
+                active = [i for i, _ in chosen]
+                if not active or step + 1 == limit:
+                    return
+                rows = context.step([(token, end + step, 1 + i) for i, token in chosen])
+        finally:
+            for seq in range(1, k + 1):
+                context.keep(seq, 0)
 
     def _choose(self, logits: np.ndarray, seen: list[int], first: bool) -> int:
         s = self.sampling
@@ -386,11 +425,13 @@ class _Template:
         return self._formatters[add_generation_prompt](messages=messages).prompt
 
 
-def _last_logits(llama_cpp: Any, llm: Any) -> np.ndarray:
-    """A copy of the logits of the last token evaluated (the context reuses its buffer)."""
-    return np.ctypeslib.as_array(
-        llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)
-    ).astype(np.float32)
+def _texts(replies: Generator[tuple[int, str], None, None]) -> Iterator[str]:
+    """The pieces of a single reply; closing this closes the reply (its reader left)."""
+    try:
+        for _, piece in replies:
+            yield piece
+    finally:
+        replies.close()
 
 
 def _repetition_penalty(scores: np.ndarray, seen: Sequence[int], penalty: float) -> np.ndarray:

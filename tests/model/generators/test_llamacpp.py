@@ -65,6 +65,8 @@ def test_the_constructor_validates_cheaply(tmp_path):
         LlamaCppGenerator(gguf, threads=0)
     with pytest.raises(ValueError, match="max_input_tokens must be at least 16, got 8"):
         LlamaCppGenerator(gguf, max_input_tokens=8)
+    with pytest.raises(ValueError, match=r"max_sequences must be in \[1, 64\], got 0"):
+        LlamaCppGenerator(gguf, max_sequences=0)
     gen = LlamaCppGenerator(gguf)  # nothing is read before warm_up
     with pytest.raises(NotReadyError):
         gen.generate(MESSAGES)
@@ -153,7 +155,7 @@ def test_a_reply_does_not_depend_on_what_was_asked_before(llama):
 
 
 def _decoded(gen: LlamaCppGenerator, ids: list[int], shared: int, gate: bool) -> list[str]:
-    return list(gen._reply(gen._submit(ids, shared, 4, gate)))
+    return [piece for _, piece in gen._reply(gen._submit(ids, shared, 4, gate))]
 
 
 @pytest.mark.integration
@@ -186,10 +188,10 @@ def test_bulk_replies_take_their_prefix_and_keep_their_stop_string(llama):
     assert out[1].endswith(" on") and out[1].count(" on") == 1
 
 
-def _fresh(**kwargs) -> LlamaCppGenerator:
+def _fresh(sampling: Sampling | None = None, **kwargs) -> LlamaCppGenerator:
     gen = generators.build(_settings(adapter="none"), plan(DeviceCaps()))
     assert isinstance(gen, LlamaCppGenerator)
-    fresh = LlamaCppGenerator(gen.model_path, gen.sampling, **kwargs)
+    fresh = LlamaCppGenerator(gen.model_path, sampling or gen.sampling, **kwargs)
     fresh.warm_up()
     return fresh
 
@@ -215,7 +217,7 @@ def test_more_new_tokens_than_the_context_holds_end_the_reply_instead_of_failing
         long = [MESSAGES[0], {"role": "user", "content": "Repeat: " + "fees are due " * 50}]
         assert len(gen.prompt_ids(long)) == 64  # cut from the left to the input budget
         (reply,) = gen.generate_batch([long], max_new_tokens=400)
-        room = gen._llm.n_ctx() - 64
+        room = gen._context.n_ctx - 64
         assert room < 400 and reply and len(gen._ids(reply, special=False)) <= room + 1
     finally:
         gen.close()
@@ -276,3 +278,68 @@ def test_a_token_longer_than_32_bytes_comes_out_whole(llama):
     long = [t for t, p in pieces.items() if len(p) > 32]
     assert long, "the vocabulary has pieces over 32 bytes (runs of spaces)"
     assert all(llama._ids(pieces[t].decode("utf-8"), special=False) == [t] for t in long[:5])
+
+
+@pytest.mark.integration
+def test_sampled_replies_decode_together_each_from_the_prompt(llama):
+    # llama.cpp's logits for a batch of several rows differ from one row's by up to ~5% of
+    # their scale, so a near-greedy reply may part from the greedy one at a near tie; its
+    # start, where the margins are wide, is the prompt's.
+    greedy = llama.generate(MESSAGES)
+    near_greedy = Sampling(max_new_tokens=24, do_sample=True, temperature=0.01, top_p=1.0)
+    gen = _fresh(near_greedy, max_sequences=2)  # 5 replies: batches of 2, 2 and 1
+    try:
+        replies = gen.samples(MESSAGES, 5)
+        assert len(replies) == 5 and all(r.startswith("Fees") for r in replies)
+        assert replies[4] == greedy  # a batch of one decodes as generate() does
+        assert gen.generate(MESSAGES) == greedy  # the replies' cells were dropped
+    finally:
+        gen.close()
+
+
+@pytest.mark.integration
+def test_sequences_of_one_batch_read_their_own_cells_only(llama):
+    from model.generators.llamacpp_context import LlamaContextError, SequenceContext
+
+    context = SequenceContext(llama._llm.model, 32, 3, 1, 1, flash_attention=False)
+    try:
+        france = llama._ids("The capital city of France is the city of", special=False)
+        count = llama._ids("One, two, three, four, five, six,", special=False)
+        paris, seven = (llama._ids(w, special=False)[0] for w in (" Paris", " seven"))
+        # Sequence 1 holds one text, sequence 2 the other; each one's next token is read
+        # in the same batch.
+        assert context.read(france[:-1], 0, seq=1).shape == (llama._llm.n_vocab(),)
+        context.read(count[:-1], 0, seq=2)
+        a, b = context.step([(france[-1], len(france) - 1, 1), (count[-1], len(count) - 1, 2)])
+        assert int(a.argmax()) == paris and int(b.argmax()) == seven
+        context.keep(2, 0)
+        context.copy(1, 2, len(france))  # sequence 2 now holds the first text
+        (c,) = context.step([(paris, len(france), 2)])
+        (d,) = context.step([(paris, len(france), 1)])  # the same text, its own cells
+        assert np.allclose(c, d, atol=1e-3)
+        with pytest.raises(ValueError, match="1 to 32 tokens, got 0"):
+            context.step([])
+        context.clear()
+        too_long = (count * (context.n_ctx // len(count) + 2))[: context.n_ctx + 8]
+        with pytest.raises(LlamaContextError, match=f"cache holds {context.n_ctx} cells"):
+            context.read(too_long, 0)  # llama.cpp rounds the 32 cells asked for up
+    finally:
+        context.close()
+        context.close()  # idempotent
+    with pytest.raises(ValueError, match="sequences must be at least 1, got 0"):
+        SequenceContext(llama._llm.model, 32, 0, 1, 1, flash_attention=False)
+
+
+@pytest.mark.integration
+def test_flash_attention_is_a_setting_that_serves():
+    settings = Settings(
+        models={"cache_dir": MODEL_CACHE, "generator_backend": "llamacpp", "adapter": "none"},
+        generation=GenerationSettings(max_new_tokens=24, llamacpp_flash_attention=True))
+    gen = generators.build(settings, plan(DeviceCaps()))
+    assert isinstance(gen, LlamaCppGenerator) and gen.flash_attention
+    assert not generators.build(_settings(adapter="none"), plan(DeviceCaps())).flash_attention
+    gen.warm_up()
+    try:
+        assert gen.generate(MESSAGES).startswith("Fees")
+    finally:
+        gen.close()

@@ -11,11 +11,11 @@ penalty over a window and run custom processors after it.
 One thread owns the llama.cpp context and decodes the requests one at a time, each
 reply's tokens going to its reader through a queue (up to `max_waiting` wait, beyond
 them OverloadedError): a slow reader never holds the context. Sequence 0 of the context
-holds the prompt; the replies to it decode as sequences 1 to n of one batch, each
-starting from a copy of the prompt's cache (model/generators/llamacpp_context.py), and
-their cells are dropped when they end. The system turn is evaluated by itself and kept
-in the cache for the next prompt with the same system turn, which evaluates only the
-rest. Reusing any longer
+reads the prompt; its n replies decode as sequences 0 to n - 1 of one batch, the others
+starting from a copy of the prompt's cache cells (model/generators/llamacpp_context.py),
+and what they added is dropped when they end. The system turn is evaluated by itself
+and kept in the cache for the next prompt with the same system turn, which evaluates
+only the rest. Reusing any longer
 common prefix would be faster still, but llama.cpp's logits for a token depend slightly
 on the batches it was evaluated in, and a reply must not depend on the question asked
 before it.
@@ -84,7 +84,10 @@ class LlamaCppGenerator:
         core). adapter: the LoRA folder merged into that file, read for its abstention
         threshold only (the weights are the file's). flash_attention: llama.cpp's fused
         attention kernel, faster at reading a prompt on a CPU, its logits slightly apart.
-        max_sequences: sampled replies to one prompt decoded together (more go in turns)."""
+        max_sequences: sampled replies to one prompt decoded together (more go in turns),
+        the context's sequences. llama.cpp reads a prompt 20-35% slower in a context of
+        3, 5, 6, 9 or 12 sequences than of 1, 2, 4, 7, 8 or 10 on this machine
+        (bench/results/llamacpp_sequences.md); 8 is one of the fast ones."""
         if max_input_tokens < 16:
             raise ValueError(f"max_input_tokens must be at least 16, got {max_input_tokens}")
         if threads is not None and threads < 1:
@@ -142,7 +145,7 @@ class LlamaCppGenerator:
                 self._context = SequenceContext(
                     llm.model,
                     self.max_input_tokens + self.max_sequences * self.sampling.max_new_tokens,
-                    self.max_sequences + 1, self.threads, os.cpu_count() or self.threads,
+                    self.max_sequences, self.threads, os.cpu_count() or self.threads,
                     self.flash_attention,
                 )
             except Exception:
@@ -344,11 +347,11 @@ class LlamaCppGenerator:
     def _batch(
         self, request: _Request, first: np.ndarray, start: int, k: int
     ) -> Iterator[tuple[int, str]]:
-        """Replies start .. start + k - 1, decoded together as sequences 1 .. k."""
+        """Replies start .. start + k - 1, decoded together as sequences 0 .. k - 1."""
         llama_cpp = require("llama_cpp", "llamacpp")
         context, ids, end = self._context, request.ids, len(request.ids)
         assert context is not None
-        for seq in range(1, k + 1):
+        for seq in range(1, k):
             context.copy(0, seq, end)
         try:
             # The context holds max_input_tokens + max_sequences replies of the configured
@@ -373,9 +376,10 @@ class LlamaCppGenerator:
                 active = [i for i, _ in chosen]
                 if not active or step + 1 == limit:
                     return
-                rows = context.step([(token, end + step, 1 + i) for i, token in chosen])
+                rows = context.step([(token, end + step, i) for i, token in chosen])
         finally:
-            for seq in range(1, k + 1):
+            context.keep(0, end)  # the prompt, for the next batch of replies to it
+            for seq in range(1, k):
                 context.keep(seq, 0)
 
     def _choose(self, logits: np.ndarray, seen: list[int], first: bool) -> int:

@@ -2,7 +2,7 @@
 
 llama-cpp-python's `Llama` builds a context of one sequence. Replies drawn from one
 prompt decode faster as sequences of one batch, each a copy of the prompt's cache
-cells (a copy shares the cells, it does not duplicate them): 1.25×, 1.71× and 2.27× for
+cells (a copy shares the cells, it does not duplicate them): 1.32×, 1.80× and 2.41× for
 2, 4 and 8 replies against decoding them one after another
 (bench/results/llamacpp_samples.md). llama.cpp's logits for a token depend slightly on
 the batch it was evaluated in (by up to ~5% of their scale here between one row and

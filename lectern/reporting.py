@@ -86,11 +86,33 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / hz
 
 
+def descendant_cpu_seconds(root: int | None = None) -> dict[int, float]:
+    """user + system CPU of each live process descended from `root` (this one)."""
+    root = os.getpid() if root is None else root
+    parent: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            parent[int(entry.name)] = int(fields[1])
+    out: dict[int, float] = {}
+    for pid in parent:
+        up = parent.get(pid)
+        while up is not None and up != root and up > 1:
+            up = parent.get(up)
+        if up == root:
+            out[pid] = process_cpu_seconds(pid)
+    return out
+
+
 class CpuMonitor:
     """How much CPU other processes took while a benchmark ran (they skew its timings).
 
     System-wide busy time from /proc/stat minus this process's own CPU time, its reaped
-    children's, and that of `pids` (a server it drives: alive, not reaped, all along).
+    children's, that of its live descendants (worker processes: what they did between
+    start and stop) and that of `pids` (a server it drives: alive, not reaped, all along).
     """
 
     def __init__(self, pids: Sequence[int] = ()) -> None:
@@ -107,11 +129,14 @@ class CpuMonitor:
         self._wall = time.perf_counter()
         self._busy = _busy_jiffies()
         self._own = self._own_seconds()
+        self._descendants = descendant_cpu_seconds()
 
     def stop(self) -> dict:
         wall = time.perf_counter() - self._wall
         busy = _busy_jiffies()
-        own = self._own_seconds() - self._own
+        workers = sum(s - self._descendants.get(pid, 0.0)
+                      for pid, s in descendant_cpu_seconds().items() if pid not in self.pids)
+        own = self._own_seconds() - self._own + workers
         cpus = os.cpu_count() or 1
         out = {"wall_seconds": round(wall, 2), "own_cpu_seconds": round(own, 2),
                "loadavg_1m_at_end": round(os.getloadavg()[0], 2)}
